@@ -1,0 +1,9 @@
+"""Errors a user can fix; the local runner and the CLI print these as one line, no traceback."""
+
+
+class ParameterError(ValueError):
+    """A job or notebook parameter is missing or has a value the step cannot use."""
+
+
+class ModelNotFoundError(LookupError):
+    """The registry has no such model, version or alias."""

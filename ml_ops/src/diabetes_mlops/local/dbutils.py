@@ -1,0 +1,154 @@
+"""A local `dbutils` with the parts the notebooks use: widgets, secrets, task values, exit.
+
+It mirrors the Databricks surface (names and argument names) so notebooks run unchanged, and it
+carries a `job_context` that maps Databricks paths into a local folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from diabetes_mlops.context import DatabricksJobContext
+
+SECRET_ENV_PREFIX = "SECRET__"
+_MISSING = object()
+
+
+class InputWidgetNotDefined(KeyError):
+    """Like Databricks: reading a widget the notebook never declared."""
+
+
+class NotebookExit(Exception):
+    """Raised by dbutils.notebook.exit to end the notebook early, successfully."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+class Widgets:
+    def __init__(self, parameters: Mapping[str, str]) -> None:
+        self._parameters = dict(parameters)
+        self._defaults: dict[str, str] = {}
+
+    def text(self, name: str, defaultValue: str, label: str | None = None) -> None:
+        self._defaults[name] = defaultValue
+
+    def dropdown(self, name: str, defaultValue: str, choices: list[str], label=None) -> None:
+        for value in (defaultValue, self._parameters.get(name, defaultValue)):
+            if value not in choices:
+                raise ValueError(f"widget '{name}': {value!r} is not one of {choices}")
+        self._defaults[name] = defaultValue
+
+    def combobox(self, name: str, defaultValue: str, choices: list[str], label=None) -> None:
+        self._defaults[name] = defaultValue
+
+    def multiselect(self, name: str, defaultValue: str, choices: list[str], label=None) -> None:
+        self._defaults[name] = defaultValue
+
+    def get(self, name: str) -> str:
+        if name not in self._defaults:
+            raise InputWidgetNotDefined(f"No input widget named {name} is defined")
+        return self._parameters.get(name, self._defaults[name])
+
+    def getAll(self) -> dict[str, str]:
+        return {name: self.get(name) for name in self._defaults}
+
+    def remove(self, name: str) -> None:
+        self._defaults.pop(name, None)
+
+    def removeAll(self) -> None:
+        self._defaults.clear()
+
+
+class Secrets:
+    """Secrets from environment variables: scope `s`, key `k` -> SECRET__S__K (upper case)."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    @staticmethod
+    def variable(scope: str, key: str) -> str:
+        clean = lambda s: re.sub(r"[^A-Za-z0-9]", "_", s).upper()  # noqa: E731
+        return f"{SECRET_ENV_PREFIX}{clean(scope)}__{clean(key)}"
+
+    def get(self, scope: str, key: str) -> str:
+        variable = self.variable(scope, key)
+        if variable not in self._environ:
+            raise KeyError(
+                f"secret '{key}' of scope '{scope}' is not set locally: export {variable}"
+            )
+        return self._environ[variable]
+
+    def getBytes(self, scope: str, key: str) -> bytes:
+        return self.get(scope, key).encode("utf-8")
+
+
+class TaskValues:
+    """Values tasks publish for later tasks of the same job run."""
+
+    def __init__(self, store: dict[str, dict[str, Any]], task_key: str) -> None:
+        self._store = store
+        self._task_key = task_key
+
+    def set(self, key: str, value: Any) -> None:
+        json.dumps(value)  # Databricks accepts JSON-serializable values only
+        self._store.setdefault(self._task_key, {})[key] = value
+
+    def get(self, taskKey: str, key: str, default: Any = _MISSING, debugValue: Any = _MISSING):
+        values = self._store.get(taskKey, {})
+        if key in values:
+            return values[key]
+        if default is not _MISSING:
+            return default
+        raise ValueError(f"task '{taskKey}' set no value '{key}'")
+
+
+class _Jobs:
+    def __init__(self, task_values: TaskValues) -> None:
+        self.taskValues = task_values
+
+
+class _Notebook:
+    def exit(self, value: str = "") -> None:
+        raise NotebookExit(str(value))
+
+
+class LocalJobContext(DatabricksJobContext):
+    """The Databricks context, except that workspace paths land in a local folder."""
+
+    def __init__(self, dbutils: LocalDbutils, root: Path) -> None:
+        super().__init__(dbutils)
+        self.root = root
+
+    def resolve_path(self, path: str) -> str:
+        return str(local_path(path, self.root))
+
+
+def local_path(path: str, root: Path) -> Path:
+    """dbfs:/x and /dbfs/x -> ROOT/dbfs/x; /Volumes/x -> ROOT/Volumes/x; others unchanged."""
+    for prefix, folder in (("dbfs:/", "dbfs"), ("/dbfs/", "dbfs"), ("/Volumes/", "Volumes")):
+        if path.startswith(prefix):
+            return root / folder / path[len(prefix) :].lstrip("/")
+    return Path(path).absolute()
+
+
+class LocalDbutils:
+    def __init__(
+        self,
+        parameters: Mapping[str, str],
+        root: Path,
+        task_values: dict[str, dict[str, Any]],
+        task_key: str,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.widgets = Widgets(parameters)
+        self.secrets = Secrets(environ)
+        self.jobs = _Jobs(TaskValues(task_values, task_key))
+        self.notebook = _Notebook()
+        self.job_context = LocalJobContext(self, root)

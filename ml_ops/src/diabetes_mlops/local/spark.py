@@ -1,0 +1,44 @@
+"""A local SparkSession, created only when a notebook first touches `spark`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def local_spark_session(work_dir: Path) -> Any:
+    """local[*] Spark bound to loopback, UDF workers on this interpreter, no UI."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    return (
+        SparkSession.builder.master("local[*]")
+        .appName("diabetes-mlops-local")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.sql.warehouse.dir", str(work_dir / "spark-warehouse"))
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={work_dir}")
+        .getOrCreate()
+    )
+
+
+class LazySpark:
+    """Stands in for `spark` in a notebook; the first attribute access creates the session."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._session: Any = None
+
+    @property
+    def started(self) -> bool:
+        return self._session is not None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._session is None:
+            self._session = self._factory()
+        return getattr(self._session, name)
