@@ -49,4 +49,8 @@ def batch_score(
             version.version,
             output_path,
         )
-    return {"output_path": output_path, "rows": str(len(scored)), "model_version": version.version}
+    return {
+        "output_path": output_path,
+        "rows": str(len(scored)),
+        "model_version": str(version.version),
+    }

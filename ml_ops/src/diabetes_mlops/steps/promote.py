@@ -38,7 +38,7 @@ def promote(model_name: str, model_version: str, registry: str = "workspace") ->
             f"({reason})" if reason else "",
             previous.version if previous else "unset",
         )
-        return {"promoted": "false", "champion_version": previous.version if previous else ""}
+        return {"promoted": "false", "champion_version": str(previous.version) if previous else ""}
     client.set_registered_model_alias(model_name, CHAMPION, version.version)
     set_version_tags(
         client,
@@ -55,4 +55,4 @@ def promote(model_name: str, model_version: str, registry: str = "workspace") ->
         CHAMPION,
         previous.version if previous else "unset",
     )
-    return {"promoted": "true", "champion_version": version.version}
+    return {"promoted": "true", "champion_version": str(version.version)}

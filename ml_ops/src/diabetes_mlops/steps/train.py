@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from importlib.metadata import version as installed_version
 
 import mlflow
@@ -104,10 +105,10 @@ def train(
 
 
 def _log_result(result: TrainingResult, frame, data_path: str) -> None:
-    mlflow.log_input(
-        mlflow.data.from_pandas(frame, source=data_path, targets=TARGET, name="training"),
-        context="training",
-    )
+    with warnings.catch_warnings():  # a local path matches two equivalent MLflow source types
+        warnings.filterwarnings("ignore", "The specified dataset source", UserWarning)
+        dataset = mlflow.data.from_pandas(frame, source=data_path, targets=TARGET, name="training")
+    mlflow.log_input(dataset, context="training")
     mlflow.log_params(
         {"alpha": result.alpha, "train_rows": len(result.train), "holdout_rows": len(result.holdout)}
     )

@@ -1,0 +1,88 @@
+# Every workflow is a make target. Run `make help` for the list.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+INSTALLED := $(VENV)/.installed
+LOCAL_ROOT ?= .local
+# Where the job specs read their data (/Volumes/main/diabetes/data/...), mapped by the local runner.
+LOCAL_DATA := $(LOCAL_ROOT)/Volumes/main/diabetes/data
+PARAMS ?=
+RUN_LOCAL = $(BIN)/diabetes-mlops run-local --local-root $(LOCAL_ROOT) $(foreach p,$(PARAMS),--param $(p))
+export MLFLOW_DISABLE_TELEMETRY := true
+export PYSPARK_PYTHON := $(abspath $(PY))
+export SPARK_LOCAL_IP := 127.0.0.1
+
+.PHONY: help install test lint fmt dist validate data local-data run-local-training \
+	run-local-batch-scoring demo mlflow-ui bench-local clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-26s %s\n", $$1, $$2}'
+
+install: $(INSTALLED) ## venv with pinned deps and both packages editable
+
+$(INSTALLED): requirements.txt ml_source/pyproject.toml ml_ops/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet -e ml_source -e "ml_ops[local]"
+	touch $@
+
+test: $(INSTALLED) ## unit + end-to-end tests (notebooks via the local runner), coverage >= 90% per package
+	$(PY) -m pytest --cov --cov-report=
+	$(PY) -m coverage report --include='ml_source/*' --fail-under=90
+	$(PY) -m coverage report --include='ml_ops/*' --fail-under=90
+
+lint: $(INSTALLED) ## ruff + black --check
+	$(BIN)/ruff check .
+	$(BIN)/black --check .
+
+fmt: $(INSTALLED) ## format with black, fix what ruff can
+	$(BIN)/ruff check --fix .
+	$(BIN)/black .
+
+dist: $(INSTALLED) ## build the two wheels into dist/
+	rm -rf dist
+	$(PY) -m build --wheel --outdir dist ml_source
+	$(PY) -m build --wheel --outdir dist ml_ops
+	@ls -l dist
+
+validate: $(INSTALLED) ## check job specs against JobSettings and the notebooks' widgets
+	$(BIN)/diabetes-mlops validate --notebooks-dir orchestrator_notebooks job_specs/*.json
+
+data: $(INSTALLED) ## regenerate ml_data/*.csv (byte-identical) from scikit-learn's diabetes data
+	$(PY) -m diabetes.sample_data ml_data
+
+local-data: $(LOCAL_DATA)/data_raw.csv $(LOCAL_DATA)/data_batch_input.csv ## copy ml_data to where the local jobs read it
+
+$(LOCAL_DATA)/%.csv: ml_data/%.csv
+	mkdir -p $(LOCAL_DATA)
+	cp $< $@
+
+run-local-training: $(INSTALLED) local-data ## run job_specs/diabetes_model_training.json locally (PARAMS="k=v ...")
+	$(RUN_LOCAL) job_specs/diabetes_model_training.json
+
+run-local-batch-scoring: $(INSTALLED) local-data ## run job_specs/diabetes_batch_scoring.json locally (PARAMS="k=v ...")
+	$(RUN_LOCAL) job_specs/diabetes_batch_scoring.json
+
+demo: run-local-training run-local-batch-scoring ## train, validate, promote, then batch-score; print where results are
+	@$(PY) -c "import pandas as pd; p='$(LOCAL_DATA)/predictions/diabetes_predictions.parquet'; \
+	  f=pd.read_parquet(p); print(f'\nScored {len(f)} rows into {p}:'); print(f.head().to_string())"
+	@echo
+	@echo "MLflow runs and the registry: sqlite store $(LOCAL_ROOT)/mlflow.db, artifacts $(LOCAL_ROOT)/mlartifacts"
+	@echo "Browse them with: make mlflow-ui  (http://127.0.0.1:5000)"
+
+mlflow-ui: $(INSTALLED) ## serve the local MLflow store on http://127.0.0.1:5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(LOCAL_ROOT))/mlflow.db --host 127.0.0.1 --port 5000
+
+bench-local: $(INSTALLED) ## median wall time of 5 runs of each local job (warm store)
+	$(PY) ml_ops/benchmarks/local_jobs.py --runs 5
+
+clean: ## remove local runs, builds and caches (keeps .venv)
+	rm -rf $(LOCAL_ROOT) dist build ml_source/build ml_ops/build .pytest_cache .ruff_cache \
+	  .coverage htmlcov .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+	find . -path ./$(VENV) -prune -o -name '*.egg-info' -type d -exec rm -rf {} +

@@ -1,0 +1,220 @@
+"""The steps called directly, as a notebook's run_step would, against a real sqlite MLflow store."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from diabetes.schema import DataValidationError
+from mlflow.tracking import MlflowClient
+
+from diabetes_mlops.errors import ModelNotFoundError, ParameterError
+from diabetes_mlops.registry import CHALLENGER, CHAMPION
+from diabetes_mlops.steps import batch_score, promote, train, validate
+from diabetes_mlops.steps.train import model_requirements
+from diabetes_mlops.steps.validate import decide
+
+EXPERIMENT = "/Shared/diabetes-tests"
+
+
+def run_training(data_dir, model_name, **kwargs):
+    """train -> validate -> promote, as the training job chains them."""
+    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT, **kwargs)
+    verdict = validate(model_name, trained["model_version"], EXPERIMENT)
+    promoted = promote(model_name, trained["model_version"])
+    return trained, verdict, promoted
+
+
+def versions(model_name):
+    return MlflowClient().search_model_versions(f"name='{model_name}'")
+
+
+def last_run(step):
+    runs = mlflow.search_runs(
+        experiment_names=[EXPERIMENT], filter_string=f"tags.step = '{step}'", max_results=1
+    )
+    return runs.iloc[0]
+
+
+def test_train_logs_and_registers_a_challenger(data_dir, model_name):
+    out = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT)
+    client = MlflowClient()
+    version = client.get_model_version_by_alias(model_name, CHALLENGER)
+    assert out["model_version"] == str(version.version) == "1"
+    run = client.get_run(out["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["holdout_r2"] >= 0.40
+    assert {"holdout_rmse", "holdout_mae", "cv_rmse"} <= set(run.data.metrics)
+    assert run.data.params["alpha"] == "3.0"
+    artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
+    assert {"cv_results.csv", "feature_statistics.html", "plots", "holdout"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(out["run_id"], "plots")}
+    assert plots == {"plots/predicted_vs_actual.png", "plots/residuals.png"}
+    cv = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=out["run_id"], artifact_path="cv_results.csv"))
+    assert len(cv) == 9
+    assert float(version.tags["holdout_r2"]) >= 0.40
+    model = mlflow.models.get_model_info(f"models:/{model_name}/1")
+    assert model.signature.inputs.input_names()[:2] == ["AGE", "SEX"]
+    assert all(not spec.required for spec in model.signature.inputs.inputs)
+
+
+def test_model_requirements_are_explicit_pins():
+    requirements = model_requirements()
+    assert any(r.startswith("scikit-learn==") for r in requirements)
+    assert all("==" in r for r in requirements)
+
+
+def test_first_valid_model_becomes_champion(data_dir, model_name):
+    trained, verdict, promoted = run_training(data_dir, model_name)
+    assert verdict == {"validation_passed": "true"}
+    assert promoted == {"promoted": "true", "champion_version": "1"}
+    version = MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
+    assert str(version.version) == trained["model_version"]
+    assert version.tags["validation_status"] == "passed"
+    assert version.tags["previous_champion_version"] == "none"
+
+
+def test_a_worse_model_is_validated_failed_and_not_promoted(data_dir, model_name):
+    run_training(data_dir, model_name)
+    trained, verdict, promoted = run_training(data_dir, model_name, alphas=(1e6,))
+    assert trained["model_version"] == "2"
+    assert verdict == {"validation_passed": "false"}
+    assert promoted["promoted"] == "false" and promoted["champion_version"] == "1"
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias(model_name, CHAMPION).version) == "1"
+    rejected = client.get_model_version(model_name, "2")
+    assert rejected.tags["validation_status"] == "failed"
+    assert "baseline" in rejected.tags["validation_reason"]
+    run = last_run("validate")
+    assert run["tags.validation_status"] == "failed"
+    assert run["metrics.challenger_rmse"] > run["metrics.champion_rmse"]
+
+
+def test_an_equal_model_passes_against_the_champion(data_dir, model_name):
+    run_training(data_dir, model_name)
+    _, verdict, promoted = run_training(data_dir, model_name)
+    assert verdict["validation_passed"] == "true" and promoted["champion_version"] == "2"
+    version = MlflowClient().get_model_version(model_name, "2")
+    assert version.tags["validation_champion_version"] == "1"
+    assert version.tags["previous_champion_version"] == "1"
+
+
+def test_decide_rules():
+    assert decide(50.0, 70.0, None, 0.0).passed
+    assert not decide(71.0, 70.0, None, 0.0).passed
+    assert not decide(50.5, 70.0, 50.0, 0.0).passed
+    assert decide(50.5, 70.0, 50.0, 0.02).passed
+    assert "worse than the champion" in decide(52.0, 70.0, 50.0, 0.02).reason
+
+
+def test_validate_rejects_a_negative_tolerance(model_name):
+    with pytest.raises(ParameterError, match="rmse_tolerance"):
+        validate(model_name, "1", EXPERIMENT, rmse_tolerance=-0.1)
+
+
+def test_promote_never_promotes_an_unvalidated_version(data_dir, model_name):
+    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT)
+    assert promote(model_name, trained["model_version"])["promoted"] == "false"
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
+
+
+def test_batch_score_writes_input_columns_prediction_version_and_time(data_dir, model_name, tmp_path):
+    run_training(data_dir, model_name)
+    output = tmp_path / "out" / "scores.parquet"
+    out = batch_score(str(data_dir / "data_batch_input.csv"), str(output), model_name, EXPERIMENT)
+    scored = pd.read_parquet(output)
+    batch = pd.read_csv(data_dir / "data_batch_input.csv")
+    assert out == {"output_path": str(output), "rows": str(len(batch)), "model_version": "1"}
+    assert list(scored.columns) == [*batch.columns, "prediction", "model_version", "scored_at"]
+    assert len(scored) == len(batch) and np.isfinite(scored["prediction"]).all()
+    assert (scored["model_version"] == 1).all() and scored["scored_at"].nunique() == 1
+    run = last_run("batch_score")
+    assert run["metrics.rows_in"] == run["metrics.rows_out"] == len(batch)
+    assert run["params.output_path"] == str(output)
+
+
+def test_batch_score_a_given_version_to_csv(data_dir, model_name, tmp_path):
+    run_training(data_dir, model_name)
+    output = tmp_path / "scores.csv"
+    batch_score(str(data_dir / "data_batch_input.csv"), str(output), model_name, EXPERIMENT, model_version="1")
+    assert len(pd.read_csv(output)) == 442
+
+
+def test_batch_score_without_a_champion_is_a_clear_error(data_dir, model_name, tmp_path):
+    train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT)
+    output = tmp_path / "scores.parquet"
+    with pytest.raises(ModelNotFoundError, match="alias 'champion'.*training job"):
+        batch_score(str(data_dir / "data_batch_input.csv"), str(output), model_name, EXPERIMENT)
+    with pytest.raises(ModelNotFoundError, match="no version 7"):
+        batch_score(str(data_dir / "data_batch_input.csv"), str(output), model_name, EXPERIMENT, model_version="7")
+    assert not output.exists()
+    assert last_run("batch_score")["status"] == "FAILED"
+
+
+BAD_TRAINING_INPUTS = {
+    "missing column": (lambda f: f.drop(columns=["BMI"]), "'BMI'"),
+    "non-numeric": (lambda f: f.assign(BP=f["BP"].astype(object).where(f.index != 3, "high")), "'high'"),
+    "unknown sex": (lambda f: f.assign(SEX=f["SEX"].where(f.index != 5, "X")), "unknown value 'X'"),
+    "all missing": (lambda f: f.assign(S3=np.nan), "no values"),
+    "no target": (lambda f: f.drop(columns=["Y"]), "target column 'Y' missing"),
+    "header only": (lambda f: f.head(0), "no data rows"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TRAINING_INPUTS))
+def test_bad_training_data_registers_nothing_and_fails_the_run(case, data_dir, model_name):
+    spoil, message = BAD_TRAINING_INPUTS[case]
+    path = data_dir / "data_raw.csv"
+    spoil(pd.read_csv(path)).to_csv(path, index=False)
+    with pytest.raises(DataValidationError, match=message):
+        train(str(path), model_name, EXPERIMENT)
+    assert versions(model_name) == []
+    assert last_run("train")["status"] == "FAILED"
+
+
+def test_empty_or_missing_training_file(data_dir, model_name):
+    (data_dir / "empty.csv").write_text("")
+    with pytest.raises(DataValidationError, match="file is empty"):
+        train(str(data_dir / "empty.csv"), model_name, EXPERIMENT)
+    with pytest.raises(DataValidationError, match="cannot read file"):
+        train(str(data_dir / "nope.csv"), model_name, EXPERIMENT)
+    assert versions(model_name) == []
+
+
+@pytest.mark.parametrize(
+    "case, content, message",
+    [
+        ("non-numeric", lambda f: f.assign(S1=f["S1"].astype(object).where(f.index != 2, "n/a?")), "'n/a\\?'"),
+        ("missing column", lambda f: f.drop(columns=["SEX"]), "'SEX'"),
+        ("all missing", lambda f: f.assign(S6=np.nan), "no values"),
+        ("header only", lambda f: f.head(0), "no data rows"),
+    ],
+)
+def test_bad_scoring_data_leaves_the_previous_output_intact(case, content, message, data_dir, model_name, tmp_path):
+    run_training(data_dir, model_name)
+    output = tmp_path / "out" / "scores.parquet"
+    good = str(data_dir / "data_batch_input.csv")
+    batch_score(good, str(output), model_name, EXPERIMENT)
+    before = output.read_bytes()
+    bad = data_dir / "bad.csv"
+    content(pd.read_csv(good)).to_csv(bad, index=False)
+    with pytest.raises(DataValidationError, match=message):
+        batch_score(str(bad), str(output), model_name, EXPERIMENT)
+    assert output.read_bytes() == before
+    assert [p.name for p in output.parent.iterdir()] == ["scores.parquet"]
+    assert last_run("batch_score")["status"] == "FAILED"
+
+
+def test_bad_parameters(data_dir, model_name, tmp_path):
+    data = str(data_dir / "data_raw.csv")
+    with pytest.raises(ParameterError, match="alphas"):
+        train(data, model_name, EXPERIMENT, alphas=(-1.0,))
+    with pytest.raises(ParameterError, match="registry"):
+        train(data, model_name, EXPERIMENT, registry="hive")
+    with pytest.raises(ParameterError, match="catalog.schema.model"):
+        train(data, model_name, EXPERIMENT, registry="unity_catalog")
+    with pytest.raises(ParameterError, match="experiment_name"):
+        train(data, model_name, "")
+    with pytest.raises(ParameterError, match="output_path"):
+        batch_score(str(data_dir / "data_batch_input.csv"), str(tmp_path / "x.json"), model_name, EXPERIMENT)
+    assert versions(model_name) == []
