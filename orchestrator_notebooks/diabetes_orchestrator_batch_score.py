@@ -6,7 +6,9 @@
 
 # COMMAND ----------
 
-dbutils.widgets.text("input_path", "/Volumes/main/diabetes/data/data_batch_input.csv", "Input (CSV)")
+dbutils.widgets.text(
+    "input_path", "/Volumes/main/diabetes/data/data_batch_input.csv", "Input (CSV)"
+)
 dbutils.widgets.text(
     "output_path",
     "/Volumes/main/diabetes/data/predictions/diabetes_predictions.parquet",

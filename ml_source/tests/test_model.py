@@ -94,7 +94,9 @@ def test_mean_baseline_has_zero_r2_and_the_model_beats_it(trained):
 def test_plots_render_to_png(trained, tmp_path):
     y = trained.holdout[TARGET]
     predicted = trained.model.predict(trained.holdout[list(FEATURES)])
-    for index, figure in enumerate([predicted_vs_actual_plot(y, predicted), residuals_plot(y, predicted)]):
+    for index, figure in enumerate(
+        [predicted_vs_actual_plot(y, predicted), residuals_plot(y, predicted)]
+    ):
         assert isinstance(figure, Figure)
         path = tmp_path / f"{index}.png"
         figure.savefig(path)
@@ -116,9 +118,7 @@ def test_score_frame_keeps_every_column_and_adds_prediction(trained):
     scored = score_frame(trained.model, batch)
     assert list(scored.columns) == [*batch.columns, "prediction"]
     assert len(scored) == len(batch) and np.isfinite(scored["prediction"]).all()
-    np.testing.assert_allclose(
-        scored["prediction"], trained.model.predict(batch[list(FEATURES)])
-    )
+    np.testing.assert_allclose(scored["prediction"], trained.model.predict(batch[list(FEATURES)]))
 
 
 def test_score_frame_validates_its_input(trained):

@@ -1,3 +1,3 @@
-"""MLOps for the diabetes model: steps wired to MLflow, the job context, specs and a local runner."""
+"""MLOps for the diabetes model: MLflow-wired steps, the job context, specs, a local runner."""
 
 __version__ = "0.1.0"

@@ -14,18 +14,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="diabetes-mlops", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    validate = commands.add_parser("validate", help="check job specs against JobSettings and notebooks")
+    validate = commands.add_parser(
+        "validate", help="check job specs against JobSettings and notebooks"
+    )
     validate.add_argument("specs", nargs="*", type=Path, help="default: job_specs/*.json")
     validate.add_argument("--notebooks-dir", type=Path, default=Path("orchestrator_notebooks"))
 
-    run_local = commands.add_parser("run-local", help="run a job spec's notebook tasks on this machine")
+    run_local = commands.add_parser(
+        "run-local", help="run a job spec's notebook tasks on this machine"
+    )
     run_local.add_argument("spec", type=Path)
     run_local.add_argument(
-        "--param", action="append", default=[], metavar="NAME=VALUE",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="override a notebook parameter in every task that declares it (repeatable)",
     )
-    run_local.add_argument("--local-root", type=Path, default=Path(".local"),
-                           help="folder for the sqlite MLflow store and dbfs:/, /Volumes/ paths")
+    run_local.add_argument(
+        "--local-root",
+        type=Path,
+        default=Path(".local"),
+        help="folder for the sqlite MLflow store and dbfs:/, /Volumes/ paths",
+    )
     run_local.add_argument("--notebooks-dir", type=Path, default=None)
 
     args = parser.parse_args(argv)

@@ -232,9 +232,9 @@ def _task_problems(task: dict[str, Any], parsed: NotebookTask) -> list[str]:
             )
     for name, value in parsed.parameters.items():
         widget = widgets.get(name)
-        if widget and widget.kind == "dropdown" and value not in widget.choices:
-            if not REFERENCE.search(value):
-                problems.append(f"parameter '{name}'={value!r} is not one of {widget.choices}")
+        dropdown = widget is not None and widget.kind == "dropdown"
+        if dropdown and value not in widget.choices and not REFERENCE.search(value):
+            problems.append(f"parameter '{name}'={value!r} is not one of {widget.choices}")
     cluster = task.get("existing_cluster_id")
     if cluster is not None and not PLACEHOLDER.fullmatch(cluster):
         problems.append("existing_cluster_id must be a placeholder such as ${cluster_id}")

@@ -128,7 +128,7 @@ def _widget_kind(node: ast.AST) -> str | None:
 
 def _arguments(node: ast.Call, kind: str) -> dict[str, ast.AST]:
     names = ["name", "default"] + (["choices"] if kind != "text" else [])
-    arguments = dict(zip(names, node.args))
+    arguments = dict(zip(names, node.args, strict=False))
     aliases = {"name": "name", "defaultValue": "default", "choices": "choices"}
     for keyword in node.keywords:
         if keyword.arg in aliases:

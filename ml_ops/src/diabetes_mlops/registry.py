@@ -31,7 +31,7 @@ def get_version(client: MlflowClient, name: str, version_or_alias: str) -> Model
     except MlflowException as exc:
         if exc.error_code not in _NOT_FOUND:
             raise
-        what = f"version {ref}" if ref.isdigit() else f"a version with alias '{ref}'"
+        what = f"version {ref}" if ref.isdigit() else f"version with alias '{ref}'"
         hint = " (run the training job first)" if ref == CHAMPION else ""
         raise ModelNotFoundError(
             f"registered model '{name}' has no {what}{hint}: {exc.message}"

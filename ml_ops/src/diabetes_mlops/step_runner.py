@@ -24,7 +24,7 @@ _FALSE = {"false", "0", "no", "n"}
 
 
 def run_step(step: Callable[..., Mapping[str, Any] | None], dbutils: Any) -> dict[str, Any]:
-    """Run `step` with arguments read from the notebook's widgets; publish its outputs as task values."""
+    """Run `step` with arguments from the notebook's widgets; publish its outputs as task values."""
     configure_logging()
     context = context_for(dbutils)
     arguments = bind_parameters(step, context)

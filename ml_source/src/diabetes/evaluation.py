@@ -67,9 +67,7 @@ def feature_statistics(frame: pd.DataFrame) -> pd.DataFrame:
         row = {"column": column, "count": int(values.notna().sum())}
         row["missing"] = int(values.isna().sum())
         if pd.api.types.is_numeric_dtype(values):
-            row.update(
-                mean=values.mean(), std=values.std(), min=values.min(), max=values.max()
-            )
+            row.update(mean=values.mean(), std=values.std(), min=values.min(), max=values.max())
         else:
             counts = values.value_counts()
             row["values"] = ", ".join(f"{k}: {v}" for k, v in counts.items())

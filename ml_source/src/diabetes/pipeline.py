@@ -18,9 +18,7 @@ from diabetes.schema import CATEGORICAL_FEATURE, NUMERIC_FEATURES, SEX_VALUES
 
 def build_pipeline(alpha: float = 1.0) -> Pipeline:
     """Mean-impute and scale the numbers, one-hot SEX (unknown values -> all zeros), then Ridge."""
-    numeric = Pipeline(
-        [("impute", SimpleImputer(strategy="mean")), ("scale", StandardScaler())]
-    )
+    numeric = Pipeline([("impute", SimpleImputer(strategy="mean")), ("scale", StandardScaler())])
     categorical = Pipeline(
         [
             ("impute", SimpleImputer(strategy="most_frequent")),

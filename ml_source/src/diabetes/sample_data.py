@@ -50,7 +50,7 @@ def write_sample_data(out_dir: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     raw, batch = sample_frames()
     paths = [out / RAW_FILE, out / BATCH_FILE]
-    for frame, path in zip((raw, batch), paths):
+    for frame, path in zip((raw, batch), paths, strict=True):
         frame.to_csv(path, index=False, lineterminator="\n", float_format="%.10g")
     return paths
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from diabetes.schema import DataValidationError
 
+from diabetes.schema import DataValidationError
 from diabetes_mlops.errors import ModelNotFoundError, ParameterError
 from diabetes_mlops.job_specs import (
     REFERENCE,
@@ -95,7 +95,9 @@ class LocalRunner:
         notebooks_dir: str | Path | None = None,
     ) -> JobRun:
         spec_path = Path(spec_path)
-        notebooks = Path(notebooks_dir or spec_path.absolute().parent.parent / "orchestrator_notebooks")
+        notebooks = Path(
+            notebooks_dir or spec_path.absolute().parent.parent / "orchestrator_notebooks"
+        )
         spec = check_spec(spec_path, notebooks)
         parameters = task_parameters(spec, overrides or {})
         run_id = uuid.uuid4().hex[:12]

@@ -6,10 +6,10 @@ import logging
 
 import mlflow
 import pandas as pd
-from diabetes.schema import MODEL_VERSION, SCORED_AT, read_table
-from diabetes.scoring import score_frame
 from mlflow.tracking import MlflowClient
 
+from diabetes.schema import MODEL_VERSION, SCORED_AT, read_table
+from diabetes.scoring import score_frame
 from diabetes_mlops.context import FilePath
 from diabetes_mlops.output import output_format, write_atomically
 from diabetes_mlops.registry import CHAMPION, get_version, load_version

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from mlflow.tracking import MlflowClient
 
@@ -44,7 +44,7 @@ def promote(model_name: str, model_version: str, registry: str = "workspace") ->
         client,
         version,
         {
-            "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "previous_champion_version": previous.version if previous else "none",
         },
     )

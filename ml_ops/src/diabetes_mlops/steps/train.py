@@ -8,6 +8,10 @@ from importlib.metadata import version as installed_version
 
 import mlflow
 import mlflow.sklearn
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
+
 from diabetes.evaluation import (
     feature_statistics_html,
     predicted_vs_actual_plot,
@@ -15,10 +19,6 @@ from diabetes.evaluation import (
 )
 from diabetes.schema import CATEGORICAL_FEATURE, FEATURES, TARGET, read_dataset
 from diabetes.training import DEFAULT_ALPHAS, TrainingConfig, TrainingResult, train_model
-from mlflow.models import ModelSignature
-from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, Schema
-
 from diabetes_mlops.context import FilePath
 from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.registry import CHALLENGER, set_version_tags
@@ -110,7 +110,11 @@ def _log_result(result: TrainingResult, frame, data_path: str) -> None:
         dataset = mlflow.data.from_pandas(frame, source=data_path, targets=TARGET, name="training")
     mlflow.log_input(dataset, context="training")
     mlflow.log_params(
-        {"alpha": result.alpha, "train_rows": len(result.train), "holdout_rows": len(result.holdout)}
+        {
+            "alpha": result.alpha,
+            "train_rows": len(result.train),
+            "holdout_rows": len(result.holdout),
+        }
     )
     mlflow.log_metrics({f"holdout_{k}": v for k, v in result.metrics.items()})
     best = result.cv_results.loc[result.cv_results["alpha"] == result.alpha].iloc[0]

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import mlflow
 import pandas as pd
-from diabetes.evaluation import evaluate, mean_baseline
-from diabetes.schema import validate_frame
 from mlflow.tracking import MlflowClient
 
+from diabetes.evaluation import evaluate, mean_baseline
+from diabetes.schema import validate_frame
 from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.registry import (
     FAILED,
@@ -84,7 +84,9 @@ def validate(
     with mlflow.start_run(run_name="validate"):
         mlflow.set_tags({"step": "validate", "model_version": challenger.version})
         holdout = _holdout(challenger.run_id)
-        metrics = {f"challenger_{k}": v for k, v in evaluate(load_version(challenger), holdout).items()}
+        metrics = {
+            f"challenger_{k}": v for k, v in evaluate(load_version(challenger), holdout).items()
+        }
         metrics.update({f"baseline_{k}": v for k, v in mean_baseline(holdout).items()})
         if current is not None and current.version != challenger.version:
             champion_metrics = evaluate(load_version(current), holdout)

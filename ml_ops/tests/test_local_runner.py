@@ -1,0 +1,171 @@
+"""The job specs run end to end through the local runner: the same notebooks Databricks runs."""
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from diabetes_mlops.cli import main
+from diabetes_mlops.errors import ParameterError
+from diabetes_mlops.local.runner import LocalRunner, resolve_references
+
+DATA = "Volumes/main/diabetes/data"
+OUTPUT = f"{DATA}/predictions/diabetes_predictions.parquet"
+
+
+@pytest.fixture
+def local_root(tmp_path, repo):
+    root = tmp_path / "local"
+    (root / DATA).mkdir(parents=True)
+    for name in ("data_raw.csv", "data_batch_input.csv"):
+        shutil.copy(repo / "ml_data" / name, root / DATA / name)
+    return root
+
+
+def test_train_then_score_then_a_worse_model_is_not_promoted(repo, local_root, tmp_path):
+    uri = f"sqlite:///{tmp_path}/e2e.db"
+    lines = []
+    runner = LocalRunner(local_root, tracking_uri=uri, report=lines.append)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    job = runner.run(repo / "job_specs" / "diabetes_model_training.json")
+    assert job.succeeded, lines
+    assert [t.key for t in job.tasks] == ["train", "validate", "promote"]
+    assert job.task("train").outputs["model_version"] == "1"
+    assert job.task("promote").outputs == {"promoted": "true", "champion_version": "1"}
+    assert str(client.get_model_version_by_alias("diabetes", "champion").version) == "1"
+    assert not runner.spark.started  # nothing touched spark, so no session was created
+    artifacts = list((local_root / "mlartifacts").rglob("MLmodel"))
+    assert len(artifacts) == 1  # artifacts land under the local root, not ./mlruns
+
+    scoring = runner.run(repo / "job_specs" / "diabetes_batch_scoring.json")
+    assert scoring.succeeded, lines
+    scored = pd.read_parquet(local_root / OUTPUT)
+    batch = pd.read_csv(local_root / DATA / "data_batch_input.csv")
+    assert len(scored) == len(batch) and np.isfinite(scored["prediction"]).all()
+    assert (scored["model_version"] == 1).all()
+
+    worse = runner.run(repo / "job_specs" / "diabetes_model_training.json", {"alphas": "1000000"})
+    assert worse.succeeded  # a rejected model is an outcome, not a failure
+    assert worse.task("validate").outputs == {"validation_passed": "false"}
+    assert worse.task("promote").outputs["promoted"] == "false"
+    assert str(client.get_model_version_by_alias("diabetes", "champion").version) == "1"
+    assert client.get_model_version("diabetes", "2").tags["validation_status"] == "failed"
+
+
+def test_bad_training_data_fails_the_job_and_registers_nothing(
+    repo, local_root, model_name, capsys
+):
+    bad = local_root / DATA / "bad.csv"
+    pd.read_csv(local_root / DATA / "data_raw.csv").drop(columns=["BMI"]).to_csv(bad, index=False)
+    code = main(
+        [
+            "run-local",
+            str(repo / "job_specs" / "diabetes_model_training.json"),
+            "--local-root",
+            str(local_root),
+            "--param",
+            f"data_path=/{DATA}/bad.csv",
+            "--param",
+            f"model_name={model_name}",
+        ]
+    )
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "job 'diabetes-model-training' FAILED" in out
+    assert "validate skipped" in out and "promote skipped" in out
+    error_lines = [line for line in err.splitlines() if "bad.csv" in line]
+    assert len(error_lines) == 1 and "'BMI'" in error_lines[0] and "task train" in error_lines[0]
+    assert "Traceback" not in out + err
+    assert MlflowClient().search_model_versions(f"name='{model_name}'") == []
+
+
+def test_scoring_with_no_champion_fails_and_writes_nothing(repo, local_root, model_name, capsys):
+    code = main(
+        [
+            "run-local",
+            str(repo / "job_specs" / "diabetes_batch_scoring.json"),
+            "--local-root",
+            str(local_root),
+            "--param",
+            f"model_name={model_name}",
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"registered model '{model_name}' has no version with alias 'champion'" in err
+    assert not (local_root / OUTPUT).exists()
+
+
+def test_command_line_mistakes_exit_2(repo, local_root, capsys):
+    spec = str(repo / "job_specs" / "diabetes_batch_scoring.json")
+    assert main(["run-local", spec, "--local-root", str(local_root), "--param", "nonsense"]) == 2
+    assert "NAME=VALUE" in capsys.readouterr().err
+    assert main(["run-local", spec, "--local-root", str(local_root), "--param", "colour=red"]) == 2
+    assert "declares parameter(s) colour" in capsys.readouterr().err
+    assert main(["run-local", str(local_root / "missing.json")]) == 2
+
+
+def write_job(tmp_path, cells, extra_tasks=()):
+    """A one-notebook job in its own folder, for runner behaviours the shipped jobs don't show."""
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir(parents=True)
+    source = "# Databricks notebook source\n" + "\n# COMMAND ----------\n".join(cells)
+    (notebooks / "probe.py").write_text(source)
+    task = {
+        "existing_cluster_id": "${cluster_id}",
+        "notebook_task": {"notebook_path": "${notebooks_dir}/probe"},
+        "libraries": [{"whl": "${wheel.diabetes}"}, {"whl": "${wheel.diabetes_mlops}"}],
+    }
+    tasks = [{"task_key": "first", **task}] + [
+        {"task_key": key, "depends_on": [{"task_key": "first"}], **task} for key in extra_tasks
+    ]
+    spec = tmp_path / "probe.json"
+    spec.write_text(json.dumps({"name": "probe", "tasks": tasks}))
+    return spec, notebooks
+
+
+def test_a_notebook_that_touches_spark_gets_a_local_session(tmp_path):
+    spec, notebooks = write_job(
+        tmp_path,
+        [
+            "dbutils.widgets.text('n', '5')",
+            "count = spark.range(int(dbutils.widgets.get('n'))).count()\n"
+            "dbutils.jobs.taskValues.set('count', count)",
+        ],
+    )
+    runner = LocalRunner(tmp_path / "local", report=lambda line: None)
+    job = runner.run(spec, {"n": "7"}, notebooks_dir=notebooks)
+    assert job.succeeded and job.task("first").outputs == {"count": 7}
+    assert runner.spark.started
+
+
+def test_unexpected_errors_print_a_traceback_with_the_notebook_line(tmp_path):
+    spec, notebooks = write_job(tmp_path, ["x = 1", "\n\n1 / 0"], extra_tasks=["second"])
+    lines = []
+    job = LocalRunner(tmp_path / "local", report=lines.append).run(spec, notebooks_dir=notebooks)
+    assert not job.succeeded
+    assert job.task("first").error_line == "ZeroDivisionError: division by zero"
+    assert job.task("second").status == "SKIPPED"
+    assert any('probe.py", line 6' in line for line in lines)
+
+
+def test_exit_ends_a_notebook_early_and_magic_cells_are_refused(tmp_path):
+    spec, notebooks = write_job(tmp_path, ["dbutils.notebook.exit('early')", "1 / 0"])
+    assert LocalRunner(tmp_path / "l1", report=print).run(spec, notebooks_dir=notebooks).succeeded
+    spec, notebooks = write_job(tmp_path / "b", ["# MAGIC %md title", "# MAGIC %sh ls"])
+    job = LocalRunner(tmp_path / "l2", report=print).run(spec, notebooks_dir=notebooks)
+    assert "does not run %sh cells" in job.task("first").error_line
+
+
+def test_references_resolve_to_task_values_and_run_ids():
+    values = {"train": {"model_version": "4"}}
+    assert resolve_references("v{{tasks.train.values.model_version}}", values, "t", "r1") == "v4"
+    assert resolve_references("{{ job.run_id }}/{{task.name}}", values, "t", "r1") == "r1/t"
+    with pytest.raises(ParameterError, match="did not set value 'x'"):
+        resolve_references("{{tasks.train.values.x}}", values, "t", "r1")
+    with pytest.raises(ParameterError, match="unsupported reference"):
+        resolve_references("{{job.trigger}}", values, "t", "r1")
