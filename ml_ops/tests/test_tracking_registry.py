@@ -1,0 +1,63 @@
+import mlflow
+import pytest
+from mlflow.exceptions import MlflowException
+
+from diabetes_mlops.errors import ParameterError
+from diabetes_mlops.registry import champion, get_version
+from diabetes_mlops.tracking import use_experiment, use_registry
+
+
+def test_unity_catalog_registry_is_selected_for_a_three_level_name(mlflow_store):
+    try:
+        use_registry("unity_catalog", "main.ml.diabetes")
+        assert mlflow.get_registry_uri() == "databricks-uc"
+    finally:
+        use_registry("workspace", "diabetes")
+    assert mlflow.get_registry_uri() == mlflow_store
+
+
+@pytest.mark.parametrize("name", ["diabetes", "main.diabetes", "main..diabetes"])
+def test_unity_catalog_rejects_other_names(name):
+    with pytest.raises(ParameterError, match="catalog.schema.model"):
+        use_registry("unity_catalog", name)
+
+
+def test_empty_model_name():
+    with pytest.raises(ParameterError, match="model_name"):
+        use_registry("workspace", "")
+
+
+def test_experiment_artifacts_go_under_the_configured_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIABETES_MLOPS_ARTIFACT_ROOT", str(tmp_path))
+    experiment_id = use_experiment("/Shared/artifact root test")
+    location = mlflow.get_experiment(experiment_id).artifact_location
+    assert location.endswith("Shared_artifact_root_test") and str(tmp_path) in location
+    assert use_experiment("/Shared/artifact root test") == experiment_id  # idempotent
+
+
+def test_a_lost_creation_race_is_fine(monkeypatch):
+    name = "/Shared/race test"
+    real_create = mlflow.create_experiment
+
+    def someone_else_was_first(experiment, artifact_location=None):
+        real_create(experiment, artifact_location=artifact_location)
+        raise MlflowException("already exists")
+
+    monkeypatch.setattr(mlflow, "create_experiment", someone_else_was_first)
+    assert use_experiment(name) == mlflow.get_experiment_by_name(name).experiment_id
+
+
+class BrokenClient:
+    """A registry that answers with a server error rather than 'not found'."""
+
+    def _fail(self, *args):
+        raise MlflowException("registry unavailable", error_code="INTERNAL_ERROR")
+
+    get_model_version = get_model_version_by_alias = _fail
+
+
+def test_registry_errors_other_than_not_found_are_not_hidden():
+    with pytest.raises(MlflowException, match="unavailable"):
+        get_version(BrokenClient(), "diabetes", "champion")
+    with pytest.raises(MlflowException, match="unavailable"):
+        champion(BrokenClient(), "diabetes")  # never mistaken for "no champion yet"
