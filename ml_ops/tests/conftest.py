@@ -1,9 +1,12 @@
+import io
 import os
 import shutil
 import uuid
 from pathlib import Path
 
 import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 
 from diabetes_mlops.tracking import ARTIFACT_ROOT_ENV
@@ -49,3 +52,56 @@ def data_dir(tmp_path) -> Path:
     target = tmp_path / "data"
     shutil.copytree(REPO / "ml_data", target)
     return target
+
+
+def _frame_edit(edit):
+    """A bad-input case made by editing the good CSV as a DataFrame."""
+    return lambda text: edit(pd.read_csv(io.StringIO(text))).to_csv(index=False)
+
+
+def _set(column, row, value):
+    return _frame_edit(
+        lambda f: f.assign(**{column: f[column].astype(object).where(f.index != row, value)})
+    )
+
+
+# Each kind of bad input: (good CSV text -> bad CSV text, or None for "no file"), expected message.
+BAD_TRAINING = {
+    "missing column": (_frame_edit(lambda f: f.drop(columns=["BMI"])), "column 'BMI' missing"),
+    "non-numeric value": (_set("BP", 3, "high"), "column 'BP': non-numeric value 'high'"),
+    "unknown SEX": (_set("SEX", 5, "X"), "column 'SEX': unknown value 'X'"),
+    "column all missing": (_frame_edit(lambda f: f.assign(S3=np.nan)), "'S3': has no values"),
+    "target missing": (_frame_edit(lambda f: f.drop(columns=["Y"])), "target column 'Y' missing"),
+    "header only": (_frame_edit(lambda f: f.head(0)), "has a header but no data rows"),
+    "empty file": (lambda text: "", "file is empty"),
+    "unreadable path": (lambda text: None, "cannot read file"),
+}
+BAD_SCORING = {
+    "missing column": (_frame_edit(lambda f: f.drop(columns=["SEX"])), "column 'SEX' missing"),
+    "non-numeric value": (_set("S1", 2, "n/a?"), "column 'S1': non-numeric value 'n/a?'"),
+    "column all missing": (_frame_edit(lambda f: f.assign(S6=np.nan)), "'S6': has no values"),
+    "header only": (_frame_edit(lambda f: f.head(0)), "has a header but no data rows"),
+    "empty file": (lambda text: "", "file is empty"),
+    "unreadable path": (lambda text: None, "cannot read file"),
+}
+
+
+def pytest_generate_tests(metafunc):
+    """Tests that take `bad_training` / `bad_scoring` run once per kind of bad input."""
+    for name, cases in (("bad_training", BAD_TRAINING), ("bad_scoring", BAD_SCORING)):
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, list(cases.values()), ids=list(cases))
+
+
+def write_bad_input(case, good: Path, bad: Path) -> Path:
+    content = case[0](good.read_text())
+    if content is None:
+        bad.unlink(missing_ok=True)
+    else:
+        bad.write_text(content)
+    return bad
+
+
+@pytest.fixture
+def bad_input():
+    return write_bad_input

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import uuid
 
 import numpy as np
 import pandas as pd
@@ -56,45 +57,73 @@ def test_train_then_score_then_a_worse_model_is_not_promoted(repo, local_root, t
     assert client.get_model_version("diabetes", "2").tags["validation_status"] == "failed"
 
 
+def run_local(repo, spec, local_root, **params) -> int:
+    """`diabetes-mlops run-local` in-process, as `make run-local-*` calls it."""
+    args = ["run-local", str(repo / "job_specs" / spec), "--local-root", str(local_root)]
+    for name, value in params.items():
+        args += ["--param", f"{name}={value}"]
+    return main(args)
+
+
+def one_error_line(err: str, source: str) -> str:
+    lines = [line for line in err.splitlines() if source in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
 def test_bad_training_data_fails_the_job_and_registers_nothing(
-    repo, local_root, model_name, capsys
+    bad_training, bad_input, repo, local_root, model_name, capsys
 ):
-    bad = local_root / DATA / "bad.csv"
-    pd.read_csv(local_root / DATA / "data_raw.csv").drop(columns=["BMI"]).to_csv(bad, index=False)
-    code = main(
-        [
-            "run-local",
-            str(repo / "job_specs" / "diabetes_model_training.json"),
-            "--local-root",
-            str(local_root),
-            "--param",
-            f"data_path=/{DATA}/bad.csv",
-            "--param",
-            f"model_name={model_name}",
-        ]
+    bad_input(bad_training, local_root / DATA / "data_raw.csv", local_root / DATA / "bad.csv")
+    code = run_local(
+        repo,
+        "diabetes_model_training.json",
+        local_root,
+        data_path=f"/{DATA}/bad.csv",
+        model_name=model_name,
     )
     out, err = capsys.readouterr()
     assert code == 1
     assert "job 'diabetes-model-training' FAILED" in out
     assert "validate skipped" in out and "promote skipped" in out
-    error_lines = [line for line in err.splitlines() if "bad.csv" in line]
-    assert len(error_lines) == 1 and "'BMI'" in error_lines[0] and "task train" in error_lines[0]
+    line = one_error_line(err, "bad.csv")
+    assert line.startswith("task train (") and bad_training[1] in line
     assert "Traceback" not in out + err
     assert MlflowClient().search_model_versions(f"name='{model_name}'") == []
 
 
-def test_scoring_with_no_champion_fails_and_writes_nothing(repo, local_root, model_name, capsys):
-    code = main(
-        [
-            "run-local",
-            str(repo / "job_specs" / "diabetes_batch_scoring.json"),
-            "--local-root",
-            str(local_root),
-            "--param",
-            f"model_name={model_name}",
-        ]
+@pytest.fixture(scope="module")
+def scored_root(tmp_path_factory, repo):
+    """A local root with a champion and one good scoring output, shared by the bad-input cases."""
+    root = tmp_path_factory.mktemp("scored")
+    (root / DATA).mkdir(parents=True)
+    for name in ("data_raw.csv", "data_batch_input.csv"):
+        shutil.copy(repo / "ml_data" / name, root / DATA / name)
+    name = f"scored_{uuid.uuid4().hex[:8]}"
+    assert run_local(repo, "diabetes_model_training.json", root, model_name=name) == 0
+    assert run_local(repo, "diabetes_batch_scoring.json", root, model_name=name) == 0
+    return root, name
+
+
+def test_bad_scoring_data_fails_the_job_and_keeps_the_previous_output(
+    bad_scoring, bad_input, repo, scored_root, capsys
+):
+    root, name = scored_root
+    output = root / OUTPUT
+    before = output.read_bytes()
+    bad_input(bad_scoring, root / DATA / "data_batch_input.csv", root / DATA / "bad.csv")
+    capsys.readouterr()
+    code = run_local(
+        repo, "diabetes_batch_scoring.json", root, model_name=name, input_path=f"/{DATA}/bad.csv"
     )
     assert code == 1
+    assert bad_scoring[1] in one_error_line(capsys.readouterr().err, "bad.csv")
+    assert output.read_bytes() == before
+    assert [p.name for p in output.parent.iterdir()] == [output.name]
+
+
+def test_scoring_with_no_champion_fails_and_writes_nothing(repo, local_root, model_name, capsys):
+    assert run_local(repo, "diabetes_batch_scoring.json", local_root, model_name=model_name) == 1
     err = capsys.readouterr().err
     assert f"registered model '{model_name}' has no version with alias 'champion'" in err
     assert not (local_root / OUTPUT).exists()

@@ -169,64 +169,29 @@ def test_batch_score_without_a_champion_is_a_clear_error(data_dir, model_name, t
     assert last_run("batch_score")["status"] == "FAILED"
 
 
-BAD_TRAINING_INPUTS = {
-    "missing column": (lambda f: f.drop(columns=["BMI"]), "'BMI'"),
-    "non-numeric": (
-        lambda f: f.assign(BP=f["BP"].astype(object).where(f.index != 3, "high")),
-        "'high'",
-    ),
-    "unknown sex": (lambda f: f.assign(SEX=f["SEX"].where(f.index != 5, "X")), "unknown value 'X'"),
-    "all missing": (lambda f: f.assign(S3=np.nan), "no values"),
-    "no target": (lambda f: f.drop(columns=["Y"]), "target column 'Y' missing"),
-    "header only": (lambda f: f.head(0), "no data rows"),
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_TRAINING_INPUTS))
-def test_bad_training_data_registers_nothing_and_fails_the_run(case, data_dir, model_name):
-    spoil, message = BAD_TRAINING_INPUTS[case]
-    path = data_dir / "data_raw.csv"
-    spoil(pd.read_csv(path)).to_csv(path, index=False)
-    with pytest.raises(DataValidationError, match=message):
+def test_bad_training_data_registers_nothing_and_fails_the_run(
+    bad_training, bad_input, data_dir, model_name
+):
+    path = bad_input(bad_training, data_dir / "data_raw.csv", data_dir / "bad.csv")
+    with pytest.raises(DataValidationError) as info:
         train(str(path), model_name, EXPERIMENT)
+    assert str(info.value).startswith(str(path)) and bad_training[1] in str(info.value)
     assert versions(model_name) == []
     assert last_run("train")["status"] == "FAILED"
 
 
-def test_empty_or_missing_training_file(data_dir, model_name):
-    (data_dir / "empty.csv").write_text("")
-    with pytest.raises(DataValidationError, match="file is empty"):
-        train(str(data_dir / "empty.csv"), model_name, EXPERIMENT)
-    with pytest.raises(DataValidationError, match="cannot read file"):
-        train(str(data_dir / "nope.csv"), model_name, EXPERIMENT)
-    assert versions(model_name) == []
-
-
-@pytest.mark.parametrize(
-    "case, content, message",
-    [
-        (
-            "non-numeric",
-            lambda f: f.assign(S1=f["S1"].astype(object).where(f.index != 2, "n/a?")),
-            "'n/a\\?'",
-        ),
-        ("missing column", lambda f: f.drop(columns=["SEX"]), "'SEX'"),
-        ("all missing", lambda f: f.assign(S6=np.nan), "no values"),
-        ("header only", lambda f: f.head(0), "no data rows"),
-    ],
-)
 def test_bad_scoring_data_leaves_the_previous_output_intact(
-    case, content, message, data_dir, model_name, tmp_path
+    bad_scoring, bad_input, data_dir, model_name, tmp_path
 ):
     run_training(data_dir, model_name)
     output = tmp_path / "out" / "scores.parquet"
-    good = str(data_dir / "data_batch_input.csv")
-    batch_score(good, str(output), model_name, EXPERIMENT)
+    good = data_dir / "data_batch_input.csv"
+    batch_score(str(good), str(output), model_name, EXPERIMENT)
     before = output.read_bytes()
-    bad = data_dir / "bad.csv"
-    content(pd.read_csv(good)).to_csv(bad, index=False)
-    with pytest.raises(DataValidationError, match=message):
+    bad = bad_input(bad_scoring, good, data_dir / "bad.csv")
+    with pytest.raises(DataValidationError) as info:
         batch_score(str(bad), str(output), model_name, EXPERIMENT)
+    assert str(info.value).startswith(str(bad)) and bad_scoring[1] in str(info.value)
     assert output.read_bytes() == before
     assert [p.name for p in output.parent.iterdir()] == ["scores.parquet"]
     assert last_run("batch_score")["status"] == "FAILED"
