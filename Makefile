@@ -46,8 +46,8 @@ fmt: $(INSTALLED) ## format with black, fix what ruff can
 
 dist: $(INSTALLED) ## build the two wheels into dist/
 	rm -rf dist
-	$(PY) -m build --wheel --outdir dist ml_source
-	$(PY) -m build --wheel --outdir dist ml_ops
+	$(PY) -m build --quiet --wheel --outdir dist ml_source
+	$(PY) -m build --quiet --wheel --outdir dist ml_ops
 	@ls -l dist
 
 validate: $(INSTALLED) ## check job specs against JobSettings and the notebooks' widgets

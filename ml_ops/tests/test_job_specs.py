@@ -125,13 +125,41 @@ MUTATIONS = {
     ),
     "non-string parameter": (
         lambda s: s["tasks"][0]["notebook_task"]["base_parameters"].update(seed=42),
-        "base_parameters must be strings",
+        "field 'tasks[0].notebook_task.base_parameters.seed': expected a string, got int 42",
     ),
     "dropdown value outside its choices": (
         lambda s: s["parameters"][2].update(default="hive"),
         "parameter 'registry'='hive' is not one of",
     ),
     "not a notebook task": (lambda s: s["tasks"][0].pop("notebook_task"), "only notebook tasks"),
+    "task without task_key": (
+        lambda s: s["tasks"][0].pop("task_key"),
+        "field 'tasks[0].task_key' is missing",
+    ),
+    "duplicate task_key": (
+        lambda s: s["tasks"][1].update(task_key="train"),
+        "task_key 'train' is used by more than one task",
+    ),
+    "dependency without task_key": (
+        lambda s: s["tasks"][1]["depends_on"].append({}),
+        "field 'tasks[1].depends_on[1].task_key' is missing",
+    ),
+    "job parameter without name": (
+        lambda s: s["parameters"][0].pop("name"),
+        "field 'parameters[0].name' is missing",
+    ),
+    "job parameter declared twice": (
+        lambda s: s["parameters"].append({"name": "registry", "default": "workspace"}),
+        "job parameter 'registry' is declared more than once",
+    ),
+    "string where an integer belongs": (
+        lambda s: s.update(max_concurrent_runs="1"),
+        "field 'max_concurrent_runs': expected an integer, got str '1'",
+    ),
+    "list where an object belongs": (
+        lambda s: s["tasks"][0]["notebook_task"].update(base_parameters=["a"]),
+        "field 'tasks[0].notebook_task.base_parameters': expected an object",
+    ),
     "no tasks": (lambda s: s.update(tasks=[]), "no tasks"),
 }
 

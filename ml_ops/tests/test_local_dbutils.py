@@ -1,5 +1,6 @@
 import pytest
 
+from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.local.dbutils import (
     InputWidgetNotDefined,
     LocalDbutils,
@@ -33,7 +34,7 @@ def test_widgets_take_job_parameters_over_defaults(tmp_path):
 
 def test_dropdown_rejects_a_value_outside_its_choices(tmp_path):
     dbutils = make(tmp_path, {"registry": "hive"})
-    with pytest.raises(ValueError, match="'hive' is not one of"):
+    with pytest.raises(ParameterError, match="'hive' is not one of"):
         dbutils.widgets.dropdown("registry", "workspace", ["workspace", "unity_catalog"])
 
 

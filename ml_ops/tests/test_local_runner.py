@@ -4,6 +4,7 @@ import json
 import shutil
 import uuid
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -90,6 +91,11 @@ def test_bad_training_data_fails_the_job_and_registers_nothing(
     assert line.startswith("task train (") and bad_training[1] in line
     assert "Traceback" not in out + err
     assert MlflowClient().search_model_versions(f"name='{model_name}'") == []
+    runs = mlflow.search_runs(
+        experiment_names=["/Shared/diabetes"],
+        filter_string=f"params.model_name = '{model_name}' and tags.step = 'train'",
+    )
+    assert runs["status"].tolist() == ["FAILED"]
 
 
 @pytest.fixture(scope="module")

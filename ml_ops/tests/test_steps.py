@@ -212,3 +212,86 @@ def test_bad_parameters(data_dir, model_name, tmp_path):
             str(data_dir / "data_batch_input.csv"), str(tmp_path / "x.json"), model_name, EXPERIMENT
         )
     assert versions(model_name) == []
+
+
+def test_validation_records_every_rmse_on_the_version(data_dir, model_name):
+    run_training(data_dir, model_name)
+    run_training(data_dir, model_name)
+    tags = MlflowClient().get_model_version(model_name, "2").tags
+    assert {"challenger_rmse", "champion_rmse", "baseline_rmse"} <= set(tags)
+    assert float(tags["challenger_rmse"]) < float(tags["baseline_rmse"])
+    assert tags["validation_comparison_rows"] == "89"  # same seed: the champion never saw them
+
+
+def test_the_champion_is_compared_only_on_rows_it_was_not_trained_on(data_dir, model_name):
+    from diabetes.schema import read_dataset
+    from diabetes.training import row_fingerprints, split_holdout
+
+    run_training(data_dir, model_name)  # seed 42
+    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT, seed=7)
+    validate(model_name, trained["model_version"], EXPERIMENT, min_comparison_rows=5)
+    frame = read_dataset(data_dir / "data_raw.csv", "training")
+    champion_train, _ = split_holdout(frame, 0.2, 42)
+    _, holdout = split_holdout(frame, 0.2, 7)
+    unseen = ~np.isin(row_fingerprints(holdout), row_fingerprints(champion_train))
+    tags = MlflowClient().get_model_version(model_name, "2").tags
+    assert 0 < unseen.sum() < len(holdout)
+    assert tags["validation_comparison_rows"] == str(unseen.sum())
+
+
+def test_too_few_unseen_rows_is_a_failed_validation(data_dir, model_name):
+    run_training(data_dir, model_name)
+    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT, seed=7)
+    verdict = validate(model_name, trained["model_version"], EXPERIMENT, min_comparison_rows=80)
+    assert verdict == {"validation_passed": "false"}
+    reason = MlflowClient().get_model_version(model_name, "2").tags["validation_reason"]
+    assert "holdout rows are unseen by champion version 1; 80 needed" in reason
+
+
+def test_a_verdict_against_an_older_champion_is_not_enough(data_dir, model_name):
+    data = str(data_dir / "data_raw.csv")
+    run_training(data_dir, model_name, alphas=(300.0,))  # v1: weak, but the first champion
+    run_training(data_dir, model_name)  # v2: better, champion now
+    assert promote(model_name, "1")["promoted"] == "false"  # v1 passed only against "none"
+    assert str(MlflowClient().get_model_version_by_alias(model_name, CHAMPION).version) == "2"
+    trained = train(data, model_name, EXPERIMENT)
+    validate(model_name, trained["model_version"], EXPERIMENT)
+    run_training(data_dir, model_name)  # v4 validated and promoted meanwhile
+    assert promote(model_name, trained["model_version"])["promoted"] == "false"
+
+
+def test_workspace_registry_keeps_aliases_as_model_tags(
+    data_dir, model_name, monkeypatch, tmp_path
+):
+    """MLflow's client for the Databricks workspace registry refuses alias calls."""
+    from diabetes_mlops import registry
+
+    monkeypatch.setattr(registry, "native_aliases", lambda: False)
+    run_training(data_dir, model_name)
+    run_training(data_dir, model_name, alphas=(1e6,))
+    output = tmp_path / "scores.parquet"
+    batch_score(str(data_dir / "data_batch_input.csv"), str(output), model_name, EXPERIMENT)
+    client = MlflowClient()
+    tags = client.get_registered_model(model_name).tags
+    assert tags["alias.champion"] == "1" and tags["alias.challenger"] == "2"
+    assert client.get_registered_model(model_name).aliases == {}
+    assert (pd.read_parquet(output)["model_version"] == 1).all()
+
+
+def test_native_aliases_everywhere_but_the_databricks_workspace_registry():
+    from diabetes_mlops.registry import native_aliases
+
+    assert not native_aliases("databricks") and not native_aliases("databricks://prod")
+    assert native_aliases("databricks-uc") and native_aliases("sqlite:///x.db")
+
+
+def test_extra_input_columns_pass_through_scoring(data_dir, model_name, tmp_path):
+    run_training(data_dir, model_name)
+    batch = pd.read_csv(data_dir / "data_batch_input.csv")
+    batch.insert(0, "PATIENT_ID", [f"p{i:04d}" for i in range(len(batch))])
+    batch.to_csv(data_dir / "with_id.csv", index=False)
+    output = tmp_path / "scores.csv"
+    batch_score(str(data_dir / "with_id.csv"), str(output), model_name, EXPERIMENT)
+    scored = pd.read_csv(output)
+    assert scored["PATIENT_ID"].tolist() == batch["PATIENT_ID"].tolist()
+    assert scored.columns[0] == "PATIENT_ID"

@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,9 +14,15 @@ from diabetes.evaluation import (
     regression_metrics,
     residuals_plot,
 )
-from diabetes.schema import FEATURES, NUMERIC_FEATURES, TARGET, DataValidationError
+from diabetes.schema import FEATURES, NUMERIC_FEATURES, TARGET, DataValidationError, validate_frame
 from diabetes.scoring import score_frame
-from diabetes.training import DEFAULT_ALPHAS, TrainingConfig, split_holdout, train_model
+from diabetes.training import (
+    DEFAULT_ALPHAS,
+    TrainingConfig,
+    row_fingerprints,
+    split_holdout,
+    train_model,
+)
 
 
 def test_holdout_r2_on_the_shipped_data_is_at_least_040(trained):
@@ -74,8 +82,16 @@ def test_bad_training_config(kwargs, message):
 
 
 def test_too_few_rows_for_the_folds(raw_frame):
-    with pytest.raises(ValueError, match="CV folds"):
-        train_model(raw_frame.head(6), TrainingConfig(cv_folds=5))
+    with pytest.raises(DataValidationError, match="data.csv: 6 rows are too few: 5-fold CV"):
+        train_model(raw_frame.head(6), TrainingConfig(cv_folds=5), source="data.csv")
+
+
+def test_row_fingerprints_survive_a_csv_round_trip(trained):
+    text = trained.holdout.to_csv(index=False)
+    again = validate_frame(pd.read_csv(io.StringIO(text)), "holdout", "training")
+    np.testing.assert_array_equal(row_fingerprints(again), row_fingerprints(trained.holdout))
+    seen = np.isin(row_fingerprints(trained.holdout), row_fingerprints(trained.train))
+    assert not seen.any()  # the split shares no rows
 
 
 def test_regression_metrics_on_known_values():

@@ -8,6 +8,7 @@ against the widgets its notebook declares.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import re
 import types
@@ -87,7 +88,7 @@ def check_spec(path: str | Path, notebooks_dir: str | Path) -> JobSpec:
     """Load and check one spec; raise SpecError listing every problem found."""
     path, notebooks_dir = Path(path), Path(notebooks_dir)
     settings = load_json(path)
-    problems = [f"{path}: {p}" for p in unknown_fields(settings)]
+    problems = [f"{path}: {p}" for p in unknown_fields(settings) or _structure(settings)]
     if problems:
         raise SpecError(problems)
     problems += [f"{path}: {p}" for p in _placeholder_problems(settings)]
@@ -126,9 +127,37 @@ def unknown_fields(settings: dict[str, Any]) -> list[str]:
     return [f"field '{p}': invalid value" for p in _dropped(settings, roundtrip, "")]
 
 
+def _structure(settings: dict[str, Any]) -> list[str]:
+    """Keys the Jobs API requires, which the SDK's dataclasses leave optional."""
+    problems = []
+    keys = []
+    for index, task in enumerate(settings.get("tasks") or []):
+        if not task.get("task_key"):
+            problems.append(f"field 'tasks[{index}].task_key' is missing")
+        keys.append(task.get("task_key"))
+        for number, dependency in enumerate(task.get("depends_on") or []):
+            if not dependency.get("task_key"):
+                problems.append(f"field 'tasks[{index}].depends_on[{number}].task_key' is missing")
+    problems += [f"task_key '{k}' is used by more than one task" for k in _repeated(keys) if k]
+    names = [p.get("name") for p in settings.get("parameters") or []]
+    problems += [f"field 'parameters[{i}].name' is missing" for i, n in enumerate(names) if not n]
+    problems += [f"job parameter '{n}' is declared more than once" for n in _repeated(names) if n]
+    return problems
+
+
+def _repeated(items: list[Any]) -> list[Any]:
+    return sorted({x for x in items if items.count(x) > 1}, key=str)
+
+
 def _walk(value: Any, kind: Any, where: str) -> list[str]:
     kind = _unwrap(kind)
     origin = typing.get_origin(kind)
+    expected = _scalar(kind)
+    if expected is not None:
+        types_, name = expected
+        if isinstance(value, types_) and not (isinstance(value, bool) and bool not in types_):
+            return []
+        return [f"field '{where}': expected {name}, got {type(value).__name__} {value!r}"]
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             return [f"field '{where or 'JobSettings'}': expected an object"]
@@ -141,13 +170,29 @@ def _walk(value: Any, kind: Any, where: str) -> list[str]:
             else:
                 problems += _walk(item, hints[key], path)
         return problems
-    if origin is list and isinstance(value, list):
+    if origin is list:
+        if not isinstance(value, list):
+            return [f"field '{where}': expected a list"]
         (inner,) = typing.get_args(kind)
         return [p for i, item in enumerate(value) for p in _walk(item, inner, f"{where}[{i}]")]
-    if origin is dict and isinstance(value, dict):
+    if origin is dict:
+        if not isinstance(value, dict):
+            return [f"field '{where}': expected an object"]
         inner = typing.get_args(kind)[1]
         return [p for k, item in value.items() for p in _walk(item, inner, f"{where}.{k}")]
     return []
+
+
+def _scalar(kind: Any) -> tuple[tuple[type, ...], str] | None:
+    if kind is str or (isinstance(kind, type) and issubclass(kind, enum.Enum)):
+        return (str,), "a string"
+    if kind is bool:
+        return (bool,), "true or false"
+    if kind is int:
+        return (int,), "an integer"
+    if kind is float:
+        return (int, float), "a number"
+    return None
 
 
 def _unwrap(kind: Any) -> Any:
@@ -203,9 +248,6 @@ def _notebook_task(
     if not notebook_file.is_file():
         raise SpecError([f"notebook '{name}' is not in {notebooks_dir}/"])
     parameters = notebook_task.get("base_parameters") or {}
-    bad = [k for k, v in parameters.items() if not isinstance(v, str)]
-    if bad:
-        raise SpecError([f"base_parameters must be strings (Jobs API), not for {bad}"])
     notebook = parse_notebook(notebook_file)
     return NotebookTask(
         key=task["task_key"],

@@ -1,7 +1,13 @@
-"""Model registry helpers: versions by number or alias, the champion, tags, loading a version."""
+"""Model registry helpers: versions by number or alias, the champion, tags, loading a version.
+
+Unity Catalog and MLflow's own stores have aliases. MLflow's client for the Databricks workspace
+registry refuses every alias call, so there an alias is kept as a registered-model tag
+`alias.<name>` holding the version number; the steps see the same `set_alias`/`get_version`.
+"""
 
 from __future__ import annotations
 
+import mlflow
 import mlflow.sklearn
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -11,14 +17,30 @@ from diabetes_mlops.errors import ModelNotFoundError
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+ALIAS_TAG_PREFIX = "alias."
 
 # Model-version tags written by the validate step and read by promote.
 VALIDATION_STATUS = "validation_status"
+VALIDATED_AGAINST = "validation_champion_version"
 PASSED = "passed"
 FAILED = "failed"
+NO_CHAMPION = "none"
 
 # What stores answer for a missing model, version or alias (sqlite: the latter for an alias).
 _NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
+def native_aliases(registry_uri: str | None = None) -> bool:
+    """False for the Databricks workspace registry ("databricks", "databricks://profile")."""
+    uri = registry_uri if registry_uri is not None else mlflow.get_registry_uri()
+    return not (uri == "databricks" or uri.startswith("databricks://"))
+
+
+def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    if native_aliases():
+        client.set_registered_model_alias(name, alias, version)
+    else:
+        client.set_registered_model_tag(name, ALIAS_TAG_PREFIX + alias, str(version))
 
 
 def get_version(client: MlflowClient, name: str, version_or_alias: str) -> ModelVersion:
@@ -27,24 +49,26 @@ def get_version(client: MlflowClient, name: str, version_or_alias: str) -> Model
     try:
         if ref.isdigit():
             return client.get_model_version(name, ref)
-        return client.get_model_version_by_alias(name, ref)
+        if native_aliases():
+            return client.get_model_version_by_alias(name, ref)
+        number = client.get_registered_model(name).tags.get(ALIAS_TAG_PREFIX + ref)
+        if number is not None:
+            return client.get_model_version(name, number)
+        problem = f"tag {ALIAS_TAG_PREFIX}{ref} is not set"
     except MlflowException as exc:
         if exc.error_code not in _NOT_FOUND:
             raise
-        what = f"version {ref}" if ref.isdigit() else f"version with alias '{ref}'"
-        hint = " (run the training job first)" if ref == CHAMPION else ""
-        raise ModelNotFoundError(
-            f"registered model '{name}' has no {what}{hint}: {exc.message}"
-        ) from None
+        problem = exc.message
+    what = f"version {ref}" if ref.isdigit() else f"version with alias '{ref}'"
+    hint = " (run the training job first)" if ref == CHAMPION else ""
+    raise ModelNotFoundError(f"registered model '{name}' has no {what}{hint}: {problem}")
 
 
 def champion(client: MlflowClient, name: str) -> ModelVersion | None:
     """The current champion, or None when there is none yet (or no such model yet)."""
     try:
-        return client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException as exc:
-        if exc.error_code not in _NOT_FOUND:
-            raise
+        return get_version(client, name, CHAMPION)
+    except ModelNotFoundError:
         return None
 
 

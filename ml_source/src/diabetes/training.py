@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import GridSearchCV, KFold, train_test_split
 from sklearn.pipeline import Pipeline
 
 from diabetes.evaluation import regression_metrics
 from diabetes.pipeline import build_pipeline
-from diabetes.schema import FEATURES, TARGET
+from diabetes.schema import FEATURES, TARGET, DataValidationError
 
 DEFAULT_ALPHAS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
@@ -49,13 +50,26 @@ def split_holdout(
     return train.reset_index(drop=True), holdout.reset_index(drop=True)
 
 
-def train_model(frame: pd.DataFrame, config: TrainingConfig | None = None) -> TrainingResult:
+def row_fingerprints(frame: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash of each row's features and target (of a validated frame).
+
+    Kept with a model so a later validation can tell which rows that model was trained on.
+    """
+    return pd.util.hash_pandas_object(frame[[*FEATURES, TARGET]], index=False).to_numpy()
+
+
+def train_model(
+    frame: pd.DataFrame, config: TrainingConfig | None = None, source: str = "training data"
+) -> TrainingResult:
     """Fit the pipeline on a validated training frame; every CV candidate's score is returned."""
     config = config or TrainingConfig()
     train, holdout = split_holdout(frame, config.test_size, config.seed)
-    if len(train) < config.cv_folds:
-        raise ValueError(
-            f"{len(train)} training rows cannot be split into {config.cv_folds} CV folds"
+    if len(train) < 2 * config.cv_folds or len(holdout) < 2:
+        raise DataValidationError(
+            source,
+            None,
+            f"{len(frame)} rows are too few: {config.cv_folds}-fold CV on the training split"
+            f" needs at least {2 * config.cv_folds} rows and the holdout at least 2",
         )
     search = GridSearchCV(
         build_pipeline(),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from diabetes_mlops.context import DatabricksJobContext
+from diabetes_mlops.errors import ParameterError
 
 SECRET_ENV_PREFIX = "SECRET__"
 _MISSING = object()
@@ -42,7 +43,7 @@ class Widgets:
     def dropdown(self, name: str, defaultValue: str, choices: list[str], label=None) -> None:
         for value in (defaultValue, self._parameters.get(name, defaultValue)):
             if value not in choices:
-                raise ValueError(f"widget '{name}': {value!r} is not one of {choices}")
+                raise ParameterError(f"parameter '{name}': {value!r} is not one of {choices}")
         self._defaults[name] = defaultValue
 
     def combobox(self, name: str, defaultValue: str, choices: list[str], label=None) -> None:

@@ -137,7 +137,7 @@ class LocalRunner:
             if not isinstance(error, USER_ERRORS):
                 self.report("".join(traceback.format_exception(error)).rstrip())
             run = TaskRun(task.key, path, FAILED, seconds, error)
-            self.report(f"x task {task.key} FAILED after {seconds:.1f} s: {run.error_line}")
+            self.report(f"x task {task.key} FAILED after {seconds:.1f} s")
             return run
         seconds = time.perf_counter() - started
         self.report(f"v task {task.key} succeeded in {seconds:.1f} s")

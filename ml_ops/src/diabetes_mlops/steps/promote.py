@@ -1,4 +1,5 @@
-"""Promote step: move alias `champion` to the version, only if its validation passed."""
+"""Promote step: move alias `champion` to the version, only if its validation passed against the
+champion that is current now."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from mlflow.tracking import MlflowClient
 
 from diabetes_mlops.registry import (
     CHAMPION,
+    NO_CHAMPION,
     PASSED,
+    VALIDATED_AGAINST,
     VALIDATION_STATUS,
     champion,
     get_version,
+    set_alias,
     set_version_tags,
 )
 from diabetes_mlops.tracking import use_registry
@@ -21,38 +25,47 @@ log = logging.getLogger(__name__)
 
 
 def promote(model_name: str, model_version: str, registry: str = "workspace") -> dict[str, str]:
-    """The verdict is read from the registry (the version's tag), not passed in, so a version that
-    was never validated, or failed, can never become champion."""
+    """The verdict is read from the registry (the version's tags), not passed in, so a version
+    that was never validated, failed, or was validated against an older champion never becomes
+    champion."""
     use_registry(registry, model_name)
     client = MlflowClient()
     version = get_version(client, model_name, model_version)
-    status = version.tags.get(VALIDATION_STATUS, "not validated")
     previous = champion(client, model_name)
-    if status != PASSED:
-        reason = version.tags.get("validation_reason", "")
+    current = str(previous.version) if previous else NO_CHAMPION
+    refusal = _refusal(version.tags, current)
+    if refusal and current != str(version.version):
         log.warning(
-            "not promoting %s version %s: validation %s %s; champion stays %s",
+            "not promoting %s version %s: %s; champion stays %s",
             model_name,
             version.version,
-            status,
-            f"({reason})" if reason else "",
-            previous.version if previous else "unset",
+            refusal,
+            current,
         )
-        return {"promoted": "false", "champion_version": str(previous.version) if previous else ""}
-    client.set_registered_model_alias(model_name, CHAMPION, version.version)
+        return {"promoted": "false", "champion_version": "" if previous is None else current}
+    set_alias(client, model_name, CHAMPION, str(version.version))
     set_version_tags(
         client,
         version,
         {
             "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "previous_champion_version": previous.version if previous else "none",
+            "previous_champion_version": current,
         },
     )
-    log.info(
-        "%s version %s is now %s (was %s)",
-        model_name,
-        version.version,
-        CHAMPION,
-        previous.version if previous else "unset",
-    )
+    log.info("%s version %s is now %s (was %s)", model_name, version.version, CHAMPION, current)
     return {"promoted": "true", "champion_version": str(version.version)}
+
+
+def _refusal(tags: dict[str, str], current_champion: str) -> str | None:
+    status = tags.get(VALIDATION_STATUS)
+    if status is None:
+        return "it was never validated"
+    if status != PASSED:
+        return f"validation {status} ({tags.get('validation_reason', 'no reason recorded')})"
+    against = tags.get(VALIDATED_AGAINST)
+    if against != current_champion:
+        return (
+            f"it was validated against champion {against}, but the champion is now"
+            f" {current_champion}: validate it again"
+        )
+    return None

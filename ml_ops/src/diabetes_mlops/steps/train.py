@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 import warnings
 from importlib.metadata import version as installed_version
+from pathlib import Path
 
 import mlflow
 import mlflow.sklearn
+import numpy as np
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
@@ -18,21 +21,30 @@ from diabetes.evaluation import (
     residuals_plot,
 )
 from diabetes.schema import CATEGORICAL_FEATURE, FEATURES, TARGET, read_dataset
-from diabetes.training import DEFAULT_ALPHAS, TrainingConfig, TrainingResult, train_model
+from diabetes.training import (
+    DEFAULT_ALPHAS,
+    TrainingConfig,
+    TrainingResult,
+    row_fingerprints,
+    train_model,
+)
 from diabetes_mlops.context import FilePath
 from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.registry import CHALLENGER, set_version_tags
+from diabetes_mlops.registry import CHALLENGER, set_alias, set_version_tags
 from diabetes_mlops.tracking import use_experiment, use_registry
 
 log = logging.getLogger(__name__)
 
 MODEL_ARTIFACT = "model"
 HOLDOUT_ARTIFACT = "holdout/holdout.csv"
+TRAIN_ROWS_ARTIFACT = "holdout/train_row_fingerprints.npy"
 # Everything the logged pipeline needs to load and predict: scikit-learn classes only, so the
 # `diabetes` package itself is not a requirement of the model.
-MODEL_PACKAGES = ("scikit-learn", "scipy", "numpy", "pandas", "skops")
-# skops refuses types it does not know; numpy dtypes are stored by the encoder and are safe.
-SKOPS_TRUSTED_TYPES = ["numpy.dtype"]
+MODEL_PACKAGES = ("scikit-learn", "scipy", "numpy", "pandas", "cloudpickle")
+# cloudpickle is MLflow's format on Databricks. skops would refuse unknown types on load, but its
+# import scans every scikit-learn estimator (~1 s in each fresh job process), and loading models
+# from our own registry is the trust boundary anyway.
+SERIALIZATION = "cloudpickle"
 
 
 def train(
@@ -68,21 +80,22 @@ def train(
             }
         )
         frame = read_dataset(data_path, "training")
-        result = train_model(frame, config)
+        result = train_model(frame, config, source=data_path)
         _log_result(result, frame, data_path)
-        info = mlflow.sklearn.log_model(
-            result.model,
-            name=MODEL_ARTIFACT,
-            signature=model_signature(),
-            input_example=result.holdout[list(FEATURES)].head(3),
-            pip_requirements=model_requirements(),
-            serialization_format="skops",
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-            registered_model_name=model_name,
-        )
+        with warnings.catch_warnings():  # the pickle caution: a deliberate choice, see above
+            warnings.filterwarnings("ignore", "Saving scikit-learn models in the pickle")
+            info = mlflow.sklearn.log_model(
+                result.model,
+                name=MODEL_ARTIFACT,
+                signature=model_signature(),
+                input_example=result.holdout[list(FEATURES)].head(3),
+                pip_requirements=model_requirements(),
+                serialization_format=SERIALIZATION,
+                registered_model_name=model_name,
+            )
         model_version = str(info.registered_model_version)
         client = MlflowClient()
-        client.set_registered_model_alias(model_name, CHALLENGER, model_version)
+        set_alias(client, model_name, CHALLENGER, model_version)
         version = client.get_model_version(model_name, model_version)
         set_version_tags(
             client,
@@ -123,6 +136,10 @@ def _log_result(result: TrainingResult, frame, data_path: str) -> None:
         mlflow.log_metric("cv_rmse_by_candidate", row.cv_rmse_mean, step=step)
     mlflow.log_text(result.cv_results.to_csv(index=False), "cv_results.csv")
     mlflow.log_text(result.holdout.to_csv(index=False), HOLDOUT_ARTIFACT)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(TRAIN_ROWS_ARTIFACT).name
+        np.save(path, row_fingerprints(result.train))
+        mlflow.log_artifact(str(path), str(Path(TRAIN_ROWS_ARTIFACT).parent))
     mlflow.log_text(feature_statistics_html(frame, "Training data"), "feature_statistics.html")
     y = result.holdout[TARGET]
     predicted = result.model.predict(result.holdout[list(FEATURES)])

@@ -1,8 +1,8 @@
 """Validate step: the challenger must beat a mean predictor and be no worse than the champion.
 
-Both models are scored on the challenger's own holdout (logged by the train step), so the
-comparison is on identical rows. The verdict is written to the model version's tags (which the
-promote step reads) and to a `validate` run.
+Both models are scored on the same rows: the challenger's holdout (logged by the train step),
+less any row the champion was trained on. The verdict is written to the model version's tags
+(which the promote step reads) and to a `validate` run.
 """
 
 from __future__ import annotations
@@ -12,22 +12,28 @@ import logging
 from dataclasses import dataclass
 
 import mlflow
+import numpy as np
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from diabetes.evaluation import evaluate, mean_baseline
 from diabetes.schema import validate_frame
+from diabetes.training import row_fingerprints
 from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.registry import (
     FAILED,
+    NO_CHAMPION,
     PASSED,
+    VALIDATED_AGAINST,
     VALIDATION_STATUS,
     champion,
     get_version,
     load_version,
     set_version_tags,
 )
-from diabetes_mlops.steps.train import HOLDOUT_ARTIFACT
+from diabetes_mlops.steps.train import HOLDOUT_ARTIFACT, TRAIN_ROWS_ARTIFACT
 from diabetes_mlops.tracking import use_experiment, use_registry
 
 log = logging.getLogger(__name__)
@@ -72,6 +78,7 @@ def validate(
     experiment_name: str,
     registry: str = "workspace",
     rmse_tolerance: float = 0.0,
+    min_comparison_rows: int = 20,
 ) -> dict[str, str]:
     """Compare version `model_version` (the challenger) with the champion; tag the verdict."""
     if rmse_tolerance < 0:
@@ -81,24 +88,31 @@ def validate(
     client = MlflowClient()
     challenger = get_version(client, model_name, model_version)
     current = champion(client, model_name)
+    rival = current if current and str(current.version) != str(challenger.version) else None
     with mlflow.start_run(run_name="validate"):
         mlflow.set_tags({"step": "validate", "model_version": challenger.version})
         holdout = _holdout(challenger.run_id)
-        metrics = {
-            f"challenger_{k}": v for k, v in evaluate(load_version(challenger), holdout).items()
-        }
-        metrics.update({f"baseline_{k}": v for k, v in mean_baseline(holdout).items()})
-        if current is not None and current.version != challenger.version:
-            champion_metrics = evaluate(load_version(current), holdout)
-            metrics.update({f"champion_{k}": v for k, v in champion_metrics.items()})
-        verdict = decide(
-            metrics["challenger_rmse"],
-            metrics["baseline_rmse"],
-            metrics.get("champion_rmse"),
-            rmse_tolerance,
-        )
+        rows = holdout if rival is None else _unseen_by(rival, holdout)
+        metrics: dict[str, float] = {"comparison_rows": len(rows)}
+        if len(rows) < min_comparison_rows:
+            verdict = Verdict(
+                False,
+                f"only {len(rows)} holdout rows are unseen by champion version"
+                f" {rival.version if rival else '-'}; {min_comparison_rows} needed to compare",
+            )
+        else:
+            metrics.update(_prefixed("challenger", evaluate(load_version(challenger), rows)))
+            metrics.update(_prefixed("baseline", mean_baseline(rows)))
+            if rival is not None:
+                metrics.update(_prefixed("champion", evaluate(load_version(rival), rows)))
+            verdict = decide(
+                metrics["challenger_rmse"],
+                metrics["baseline_rmse"],
+                metrics.get("champion_rmse"),
+                rmse_tolerance,
+            )
         status = PASSED if verdict.passed else FAILED
-        champion_version = current.version if current is not None else "none"
+        champion_version = str(current.version) if current is not None else NO_CHAMPION
         mlflow.log_params(
             {
                 "model_name": model_name,
@@ -116,7 +130,8 @@ def validate(
             {
                 VALIDATION_STATUS: status,
                 "validation_reason": verdict.reason,
-                "validation_champion_version": champion_version,
+                VALIDATED_AGAINST: champion_version,
+                "validation_comparison_rows": len(rows),
                 **{k: f"{v:.6g}" for k, v in metrics.items() if k.endswith("rmse")},
             },
         )
@@ -124,6 +139,28 @@ def validate(
     return {"validation_passed": "true" if verdict.passed else "false"}
 
 
+def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}_{k}": v for k, v in metrics.items()}
+
+
 def _holdout(run_id: str) -> pd.DataFrame:
     text = mlflow.artifacts.load_text(f"runs:/{run_id}/{HOLDOUT_ARTIFACT}")
     return validate_frame(pd.read_csv(io.StringIO(text)), f"holdout of run {run_id}", "training")
+
+
+def _unseen_by(version: ModelVersion, holdout: pd.DataFrame) -> pd.DataFrame:
+    """The holdout rows `version` was not trained on: scoring a model on its own training rows
+    would flatter it (after a new split seed, say, or when new data arrives)."""
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=version.run_id, artifact_path=TRAIN_ROWS_ARTIFACT
+        )
+    except (MlflowException, OSError):
+        log.warning(
+            "champion version %s has no training-row fingerprints; comparing on the whole"
+            " holdout, which it may have been trained on",
+            version.version,
+        )
+        return holdout
+    seen = np.isin(row_fingerprints(holdout), np.load(path))
+    return holdout.loc[~seen].reset_index(drop=True)
