@@ -1,0 +1,90 @@
+"""Deploy targets read from deploy.yml: where things go in a workspace, and how jobs differ."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONFIG = Path("deploy.yml")
+LOCAL = "local"
+REQUIRED = ("root_dir", "wheel_dir", "cluster_name", "secret_scope", "alert_email")
+
+
+class ConfigError(ValueError):
+    """deploy.yml is unreadable, or names no such target, or has a field we do not know."""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    root_dir: str
+    wheel_dir: str
+    cluster_name: str
+    secret_scope: str
+    alert_email: str
+    paused: bool = False
+    job_name_prefix: str = ""
+    parameters: dict[str, str] = field(default_factory=dict)
+    profile: str | None = None
+    host: str | None = None
+
+    @property
+    def notebooks_dir(self) -> str:
+        return f"{self.root_dir.rstrip('/')}/notebooks"
+
+    @property
+    def experiment_name(self) -> str | None:
+        return self.parameters.get("experiment_name")
+
+    def for_user(self, user: str) -> Target:
+        """Fill {user} (the deploying user, known only once connected)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        filled = {k: _fill(v, user=user) for k, v in values.items()}
+        return Target(**filled)
+
+
+def load_target(name: str, path: str | Path = DEFAULT_CONFIG) -> Target:
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read deploy config: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    targets = config.get("targets") or {}
+    if name not in targets:
+        raise ConfigError(
+            f"{path}: unknown target '{name}' (targets: {', '.join(targets) or 'none'})"
+        )
+    defaults = config.get("defaults") or {}
+    merged = {**defaults, **(targets[name] or {})}
+    merged["parameters"] = {
+        **(defaults.get("parameters") or {}),
+        **((targets[name] or {}).get("parameters") or {}),
+    }
+    known = {f.name for f in fields(Target)} - {"name"}
+    unknown = sorted(set(merged) - known)
+    if unknown:
+        raise ConfigError(f"{path}: target '{name}': unknown field(s) {', '.join(unknown)}")
+    missing = [f for f in REQUIRED if not merged.get(f)]
+    if missing and name != LOCAL:  # the local runner needs only the parameters
+        raise ConfigError(f"{path}: target '{name}' does not set {', '.join(missing)}")
+    merged = {k: _fill(v, target=name) for k, v in merged.items()}
+    merged["parameters"] = {str(k): str(v) for k, v in merged["parameters"].items()}
+    for text_field in REQUIRED:
+        merged.setdefault(text_field, "")
+    return Target(name=name, **merged)
+
+
+def _fill(value: Any, **names: str) -> Any:
+    """Replace {name} markers in strings (recursively in dicts); other braces stay."""
+    if isinstance(value, str):
+        for key, text in names.items():
+            value = value.replace("{" + key + "}", text)
+        return value
+    if isinstance(value, dict):
+        return {k: _fill(v, **names) for k, v in value.items()}
+    return value

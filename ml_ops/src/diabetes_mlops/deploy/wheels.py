@@ -1,0 +1,77 @@
+"""Building the two wheels with a content-derived local version: 0.1.0+<hash>.
+
+An all-purpose cluster keeps a wheel installed until it restarts if a job attaches the same
+version again, so every change of a package's sources must change its version, and with it the
+wheel's file name. Identical sources give the identical name, so a redeploy uploads nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGES = {"diabetes": "ml_source", "diabetes_mlops": "ml_ops"}
+_VERSION = re.compile(r'^__version__ = "([^"+]+)"', re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Wheel:
+    package: str
+    version: str
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def source_digest(project: Path, package: str) -> str:
+    """sha256 over the package's pyproject and source files (names and bytes), 10 hex digits."""
+    digest = hashlib.sha256()
+    files = [project / "pyproject.toml"] + sorted((project / "src" / package).rglob("*.py"))
+    for path in files:
+        digest.update(path.relative_to(project).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:10]
+
+
+def build_wheels(repo: Path, out_dir: Path) -> list[Wheel]:
+    """Build both wheels into out_dir, reusing one already there for the same sources."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [_build(repo / folder, package, out_dir) for package, folder in PACKAGES.items()]
+
+
+def _build(project: Path, package: str, out_dir: Path) -> Wheel:
+    init = project / "src" / package / "__init__.py"
+    match = _VERSION.search(init.read_text())
+    if not match:
+        raise RuntimeError(f"{init}: no __version__ = \"x.y.z\" line")
+    version = f"{match.group(1)}+{source_digest(project, package)}"
+    path = out_dir / f"{package}-{version}-py3-none-any.whl"
+    if path.exists():
+        return Wheel(package, version, path)
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / project.name
+        shutil.copytree(
+            project, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+        )
+        copied_init = copy / "src" / package / "__init__.py"
+        copied_init.write_text(_VERSION.sub(f'__version__ = "{version}"', init.read_text(), 1))
+        subprocess.run(
+            [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", scratch,
+             str(copy)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        built = Path(scratch) / path.name
+        if not built.exists():
+            raise RuntimeError(f"building {package} did not produce {path.name}")
+        shutil.move(built, path)
+    return Wheel(package, version, path)

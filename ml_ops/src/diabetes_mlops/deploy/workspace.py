@@ -1,0 +1,44 @@
+"""Connecting to a workspace with databricks-sdk's unified auth, with one clear line on failure."""
+
+from __future__ import annotations
+
+import os
+
+from databricks.sdk import WorkspaceClient
+
+from diabetes_mlops.deploy.config import Target
+
+AUTH_HELP = (
+    "set DATABRICKS_HOST and DATABRICKS_TOKEN, or run `databricks configure --profile {profile}`"
+    " to write a profile to ~/.databrickscfg (see deploy.yml)"
+)
+
+
+class AuthError(RuntimeError):
+    """No usable workspace host or credentials."""
+
+
+def connect(target: Target) -> WorkspaceClient:
+    """A client for the target's workspace. The environment wins over the target's profile, so
+    CI can deploy with DATABRICKS_HOST/DATABRICKS_TOKEN from its secret store."""
+    from_env = bool(os.environ.get("DATABRICKS_HOST"))
+    profile = None if from_env else target.profile
+    host = None if from_env else target.host
+    try:
+        client = WorkspaceClient(profile=profile, host=host)
+    except Exception as exc:  # the SDK raises ValueError subclasses with long explanations
+        raise AuthError(
+            f"cannot connect to the workspace of target '{target.name}': "
+            + AUTH_HELP.format(profile=target.profile or target.name.upper())
+            + f" ({_first_line(exc)})"
+        ) from None
+    if not client.config.host:
+        raise AuthError(
+            f"no workspace host for target '{target.name}': "
+            + AUTH_HELP.format(profile=target.profile or target.name.upper())
+        )
+    return client
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
