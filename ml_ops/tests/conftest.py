@@ -105,3 +105,16 @@ def write_bad_input(case, good: Path, bad: Path) -> Path:
 @pytest.fixture
 def bad_input():
     return write_bad_input
+
+
+@pytest.fixture
+def fake_workspace(monkeypatch):
+    """A fake workspace on loopback; DATABRICKS_HOST/TOKEN point the real SDK client at it."""
+    from fake_workspace import FakeWorkspace
+
+    fake = FakeWorkspace().start()
+    monkeypatch.setenv("DATABRICKS_HOST", fake.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", fake.token)
+    monkeypatch.setenv("DATABRICKS_AUTH_TYPE", "pat")
+    yield fake
+    fake.stop()

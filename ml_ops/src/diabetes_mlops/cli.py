@@ -1,4 +1,4 @@
-"""`diabetes-mlops`: validate job specs, run a job spec locally."""
+"""`diabetes-mlops`: validate job specs, run them locally, deploy them, run them remotely."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from databricks.sdk.errors import DatabricksError
+
+from diabetes_mlops.deploy.config import DEFAULT_CONFIG, LOCAL, ConfigError, load_target
+from diabetes_mlops.deploy.jobs import DeployError
+from diabetes_mlops.deploy.workspace import AuthError
 from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.job_specs import SpecError, check_spec
 
@@ -38,11 +43,63 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for the sqlite MLflow store and dbfs:/, /Volumes/ paths",
     )
     run_local.add_argument("--notebooks-dir", type=Path, default=None)
+    run_local.add_argument(
+        "--target", default=LOCAL, help="deploy.yml target whose parameters apply"
+    )
+    run_local.add_argument("--config", type=Path, default=None, help="default: <repo>/deploy.yml")
+
+    for command, text in (
+        ("deploy", "build, upload and create/reset the jobs in a target workspace"),
+        ("databricks-init", "create the folders, experiment and secret scope a target needs"),
+        ("run", "run a deployed job now and follow it to its end"),
+    ):
+        sub = commands.add_parser(command, help=text)
+        sub.add_argument("--target", default="dev")
+        sub.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+        sub.add_argument("--repo", type=Path, default=Path("."))
+        if command == "deploy":
+            sub.add_argument(
+                "--plan", action="store_true", help="print what would change; change nothing"
+            )
+        if command == "run":
+            sub.add_argument("job", help="job name as in its spec, e.g. diabetes-model-training")
+            sub.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+            sub.add_argument("--no-wait", action="store_true")
+            sub.add_argument("--poll-seconds", type=float, default=10.0)
 
     args = parser.parse_args(argv)
     if args.command == "validate":
         return _validate(args.specs or sorted(Path("job_specs").glob("*.json")), args.notebooks_dir)
-    return _run_local(args)
+    if args.command == "run-local":
+        return _run_local(args)
+    return _remote(args)
+
+
+def _remote(args: argparse.Namespace) -> int:
+    from diabetes_mlops.deploy.deployer import Deployer
+    from diabetes_mlops.deploy.runs import run_job
+    from diabetes_mlops.deploy.workspace import connect
+
+    try:
+        target = load_target(args.target, args.config)
+        w = connect(target)
+        if args.command == "run":
+            parameters = dict(_pair(p) for p in args.param)
+            return run_job(w, target, args.job, parameters, not args.no_wait, args.poll_seconds)
+        deployer = Deployer(w, target, args.repo)
+        if args.command == "databricks-init":
+            deployer.init()
+        elif args.plan:
+            deployer.describe(deployer.plan())
+        else:
+            deployer.deploy()
+        return 0
+    except (ConfigError, SpecError, ParameterError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (AuthError, DeployError, DatabricksError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _validate(specs: list[Path], notebooks_dir: Path) -> int:
@@ -66,9 +123,12 @@ def _run_local(args: argparse.Namespace) -> int:
 
     try:
         overrides = dict(_pair(p) for p in args.param)
+        config = args.config or args.spec.absolute().parent.parent / "deploy.yml"
+        if config.exists():
+            overrides = {**load_target(args.target, config).parameters, **overrides}
         runner = LocalRunner(args.local_root)
         job = runner.run(args.spec, overrides, args.notebooks_dir)
-    except (SpecError, ParameterError) as exc:
+    except (SpecError, ParameterError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     state = "SUCCEEDED" if job.succeeded else "FAILED"

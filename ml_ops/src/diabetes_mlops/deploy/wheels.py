@@ -51,7 +51,7 @@ def _build(project: Path, package: str, out_dir: Path) -> Wheel:
     init = project / "src" / package / "__init__.py"
     match = _VERSION.search(init.read_text())
     if not match:
-        raise RuntimeError(f"{init}: no __version__ = \"x.y.z\" line")
+        raise RuntimeError(f'{init}: no __version__ = "x.y.z" line')
     version = f"{match.group(1)}+{source_digest(project, package)}"
     path = out_dir / f"{package}-{version}-py3-none-any.whl"
     if path.exists():
@@ -64,8 +64,16 @@ def _build(project: Path, package: str, out_dir: Path) -> Wheel:
         copied_init = copy / "src" / package / "__init__.py"
         copied_init.write_text(_VERSION.sub(f'__version__ = "{version}"', init.read_text(), 1))
         subprocess.run(
-            [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", scratch,
-             str(copy)],
+            [
+                sys.executable,
+                "-m",
+                "build",
+                "--wheel",
+                "--no-isolation",
+                "--outdir",
+                scratch,
+                str(copy),
+            ],
             check=True,
             capture_output=True,
             text=True,

@@ -1,0 +1,246 @@
+"""`deploy`, `deploy --plan` and `databricks-init`: ship wheels, notebooks and jobs to a target.
+
+A deploy first works out everything it will do (validating the specs, building the wheels,
+looking up the cluster, the jobs and what is already uploaded) and only then changes the
+workspace, in an order that converges: re-running after a failure half-way ends in the same state
+as a clean deploy.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import NotFound, ResourceAlreadyExists
+from databricks.sdk.service.jobs import JobSettings
+from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Language
+
+from diabetes_mlops.deploy.config import Target
+from diabetes_mlops.deploy.jobs import DeployError, find_job, resolve_settings, same_settings
+from diabetes_mlops.deploy.wheels import build_wheels
+from diabetes_mlops.job_specs import JobSpec, check_spec
+
+CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+
+
+@dataclass
+class Upload:
+    kind: str  # "wheel" or "notebook"
+    local: Path
+    remote: str
+    needed: bool
+
+    @property
+    def size(self) -> int:
+        return self.local.stat().st_size
+
+
+@dataclass
+class JobPlan:
+    name: str
+    settings: dict[str, Any]
+    job_id: int | None
+    action: str  # created / updated / unchanged
+
+
+@dataclass
+class Plan:
+    target: Target
+    cluster_id: str
+    experiment_exists: bool
+    uploads: list[Upload] = field(default_factory=list)
+    jobs: list[JobPlan] = field(default_factory=list)
+
+    @property
+    def upload_bytes(self) -> int:
+        return sum(u.size for u in self.uploads if u.needed)
+
+
+class Deployer:
+    def __init__(
+        self,
+        w: WorkspaceClient,
+        target: Target,
+        repo: Path,
+        report: Callable[[str], None] = print,
+    ) -> None:
+        self.w = w
+        self.report = report
+        self.repo = repo
+        self.target = target.for_user(w.current_user.me().user_name or "unknown")
+
+    # --- read-only ---------------------------------------------------------------------------
+    def plan(self) -> Plan:
+        specs = self._specs()
+        wheels = build_wheels(self.repo, self.repo / "dist")
+        t = self.target
+        wheel_paths = {w.package: f"{t.wheel_dir.rstrip('/')}/{w.name}" for w in wheels}
+        uploads = [Upload("wheel", w.path, wheel_paths[w.package], False) for w in wheels]
+        uploads += [
+            Upload("notebook", path, f"{t.notebooks_dir}/{path.stem}", False)
+            for path in sorted((self.repo / "orchestrator_notebooks").glob("*.py"))
+        ]
+        for upload in uploads:
+            upload.needed = not self._already_there(upload)
+        values = {
+            "cluster_id": self._cluster_id(),
+            "notebooks_dir": t.notebooks_dir,
+            "alert_email": t.alert_email,
+            **{f"wheel.{package}": path for package, path in wheel_paths.items()},
+        }
+        plan = Plan(t, values["cluster_id"], self._experiment_id() is not None, uploads)
+        for spec in specs:
+            settings = resolve_settings(spec, t, values)
+            existing = find_job(self.w, settings["name"])
+            if existing is None:
+                action = CREATED
+            else:
+                current = self.w.jobs.get(existing.job_id).settings
+                action = UNCHANGED if same_settings(settings, current) else UPDATED
+            job_id = existing.job_id if existing else None
+            plan.jobs.append(JobPlan(settings["name"], settings, job_id, action))
+        return plan
+
+    def describe(self, plan: Plan) -> None:
+        """What `make deploy-plan` prints: the upload list and the resolved JobSettings."""
+        self.report(f"target {plan.target.name} on {self.w.config.host}")
+        for upload in plan.uploads:
+            state = f"upload {upload.size} bytes" if upload.needed else "already there"
+            self.report(f"  {upload.kind:8} {upload.remote}: {state}")
+        experiment = "exists" if plan.experiment_exists else "will be created"
+        self.report(f"  experiment {plan.target.experiment_name}: {experiment}")
+        for job in plan.jobs:
+            action = {CREATED: "create", UPDATED: "reset", UNCHANGED: "reset (no change)"}
+            self.report(f"job '{job.name}': {action[job.action]}")
+            self.report(json.dumps(job.settings, indent=2))
+
+    # --- changes -----------------------------------------------------------------------------
+    def deploy(self) -> Plan:
+        plan = self.plan()
+        self._make_folders()
+        for upload in plan.uploads:
+            if upload.needed:
+                self._upload(upload)
+        self._ensure_experiment()
+        for job in plan.jobs:
+            if job.job_id is None:
+                job.job_id = self.w.jobs.create(**_create_args(job.settings)).job_id
+            else:  # reset even when unchanged: whatever was edited by hand is put back
+                self.w.jobs.reset(job.job_id, JobSettings.from_dict(job.settings))
+        sent = plan.upload_bytes
+        count = sum(u.needed for u in plan.uploads)
+        self.report(f"uploaded {count} file(s), {sent} bytes, to target {plan.target.name}")
+        for job in plan.jobs:
+            url = f"{self.w.config.host.rstrip('/')}/jobs/{job.job_id}"
+            self.report(f"job '{job.name}' {job.action}: {url}")
+        return plan
+
+    def init(self) -> list[str]:
+        """Create, idempotently, what a target needs before its first deploy."""
+        done = self._make_folders()
+        done.append(self._ensure_experiment())
+        scope = self.target.secret_scope
+        if scope not in {s.name for s in self.w.secrets.list_scopes()}:
+            try:
+                self.w.secrets.create_scope(scope)
+                done.append(f"secret scope {scope}: created")
+            except ResourceAlreadyExists:
+                done.append(f"secret scope {scope}: exists")
+        else:
+            done.append(f"secret scope {scope}: exists")
+        for line in done:
+            self.report(line)
+        return done
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _specs(self) -> list[JobSpec]:
+        notebooks = self.repo / "orchestrator_notebooks"
+        return [check_spec(p, notebooks) for p in sorted((self.repo / "job_specs").glob("*.json"))]
+
+    def _cluster_id(self) -> str:
+        name = self.target.cluster_name
+        found = [c for c in self.w.clusters.list() if c.cluster_name == name]
+        if not found:
+            raise DeployError(
+                f"no cluster named '{name}' (target '{self.target.name}', cluster_name in"
+                " deploy.yml): create an all-purpose cluster with that name"
+            )
+        if len(found) > 1:
+            ids = ", ".join(c.cluster_id or "?" for c in found)
+            raise DeployError(f"{len(found)} clusters are named '{name}' (ids {ids}): rename one")
+        return found[0].cluster_id or ""
+
+    def _already_there(self, upload: Upload) -> bool:
+        """Wheels carry a content hash in their name, so same name and size means same bytes;
+        notebooks are compared by content."""
+        try:
+            if upload.kind == "notebook":
+                exported = self.w.workspace.export(upload.remote, format=ExportFormat.SOURCE)
+                return base64.b64decode(exported.content or "") == upload.local.read_bytes()
+            if _in_volume(upload.remote):
+                return self.w.files.get_metadata(upload.remote).content_length == upload.size
+            return self.w.workspace.get_status(upload.remote).size == upload.size
+        except NotFound:
+            return False
+
+    def _upload(self, upload: Upload) -> None:
+        data = upload.local.read_bytes()
+        if upload.kind == "notebook":
+            self.w.workspace.import_(
+                upload.remote,
+                content=base64.b64encode(data).decode(),
+                format=ImportFormat.SOURCE,
+                language=Language.PYTHON,
+                overwrite=True,
+            )
+        elif _in_volume(upload.remote):
+            self.w.files.upload(upload.remote, io.BytesIO(data), overwrite=True)
+        else:
+            self.w.workspace.import_(
+                upload.remote,
+                content=base64.b64encode(data).decode(),
+                format=ImportFormat.AUTO,
+                overwrite=True,
+            )
+
+    def _make_folders(self) -> list[str]:
+        t = self.target
+        self.w.workspace.mkdirs(t.notebooks_dir)
+        if _in_volume(t.wheel_dir):
+            self.w.files.create_directory(t.wheel_dir)
+        else:
+            self.w.workspace.mkdirs(t.wheel_dir)
+        return [f"folder {t.notebooks_dir}: ready", f"wheel folder {t.wheel_dir}: ready"]
+
+    def _experiment_id(self) -> str | None:
+        try:
+            name = self.target.experiment_name or ""
+            return self.w.experiments.get_by_name(name).experiment.experiment_id
+        except NotFound:
+            return None
+
+    def _ensure_experiment(self) -> str:
+        name = self.target.experiment_name
+        if not name:
+            raise DeployError(f"target '{self.target.name}' sets no parameters.experiment_name")
+        if self._experiment_id() is not None:
+            return f"experiment {name}: exists"
+        self.w.workspace.mkdirs(name.rsplit("/", 1)[0])
+        self.w.experiments.create_experiment(name)
+        return f"experiment {name}: created"
+
+
+def _in_volume(path: str) -> bool:
+    return path.startswith("/Volumes/")
+
+
+def _create_args(settings: dict[str, Any]) -> dict[str, Any]:
+    """jobs.create takes JobSettings' fields as keyword arguments, typed."""
+    typed = JobSettings.from_dict(settings)
+    return {key: getattr(typed, key) for key in settings}

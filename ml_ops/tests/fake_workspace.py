@@ -1,0 +1,373 @@
+"""A stateful fake Databricks workspace on 127.0.0.1 for the deployer and the remote runner.
+
+The real databricks-sdk client talks to it over HTTP. It implements the endpoints this project
+uses, checks the bearer token, records every request, and can inject faults (HTTP errors on
+matching requests) and failed job runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+TOKEN = "dapi-fake-0123456789abcdef0123456789abcdef"
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: bytes
+    headers: dict[str, str]
+
+    def text(self) -> str:
+        """Everything but the Authorization header, for "the token never leaks" checks."""
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "authorization"}
+        return f"{self.method} {self.path} {self.query} {headers} " + self.body.decode(
+            "utf-8", "replace"
+        )
+
+
+@dataclass
+class Fault:
+    method: str
+    path_contains: str
+    status: int
+    times: int
+    error_code: str = "TEMPORARILY_UNAVAILABLE"
+
+
+@dataclass
+class RunPlan:
+    """How the next runs of a job end: SUCCESS, or FAILED with an error per failing task."""
+
+    result: str = "SUCCESS"
+    task_errors: dict[str, str] = field(default_factory=dict)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error_code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error_code, self.message = status, error_code, message
+
+
+def _not_found(what: str) -> ApiError:
+    return ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"{what} does not exist")
+
+
+class FakeWorkspace:
+    def __init__(self, user: str = "alice@example.com", token: str = TOKEN) -> None:
+        self.user = user
+        self.token = token
+        self.requests: list[Recorded] = []
+        self.faults: list[Fault] = []
+        self.run_plans: dict[str, RunPlan] = {}
+        self.clusters: list[dict[str, Any]] = [
+            {"cluster_id": "0101-000000-abcdefgh", "cluster_name": "diabetes-mlops"},
+            {"cluster_id": "0101-000000-other000", "cluster_name": "someone-else"},
+        ]
+        self.jobs: dict[int, dict[str, Any]] = {}
+        self.runs: dict[int, dict[str, Any]] = {}
+        self.objects: dict[str, dict[str, Any]] = {"/": {"object_type": "DIRECTORY"}}
+        self.files: dict[str, bytes] = {}
+        self.directories: set[str] = set()
+        self.scopes: set[str] = set()
+        self.experiments: dict[str, str] = {}
+        self._ids = itertools.count(1001)
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> FakeWorkspace:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def _serve(self) -> None:
+                fake._handle(self)
+
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _serve
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    # --- test controls ---------------------------------------------------------------------
+    def fail(self, method: str, path_contains: str, status: int = 503, times: int = 1,
+             error_code: str = "TEMPORARILY_UNAVAILABLE") -> None:  # fmt: skip
+        self.faults.append(Fault(method, path_contains, status, times, error_code))
+
+    def calls(self, method: str, path_contains: str = "") -> list[Recorded]:
+        return [r for r in self.requests if r.method == method and path_contains in r.path]
+
+    def uploaded_bytes(self) -> int:
+        files = sum(len(r.body) for r in self.calls("PUT", "/api/2.0/fs/files"))
+        imports = self.calls("POST", "/api/2.0/workspace/import")
+        return files + sum(len(base64.b64decode(json.loads(r.body)["content"])) for r in imports)
+
+    def add_job(self, settings: dict[str, Any]) -> int:
+        job_id = next(self._ids)
+        self.jobs[job_id] = {"job_id": job_id, "settings": settings, "created_time": 0}
+        return job_id
+
+    # --- dispatch --------------------------------------------------------------------------
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        parsed = urlparse(handler.path)
+        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        record = Recorded(handler.command, parsed.path, query, body, dict(handler.headers))
+        with self._lock:
+            self.requests.append(record)
+            try:
+                if parsed.path == "/.well-known/databricks-config":  # asked before auth: none here
+                    raise _not_found("host metadata")
+                if handler.headers.get("Authorization") != f"Bearer {self.token}":
+                    raise ApiError(401, "UNAUTHENTICATED", "invalid token")
+                self._inject_fault(record)
+                status, payload, headers = self._route(record)
+            except ApiError as error:
+                status, headers = error.status, {}
+                payload = {"error_code": error.error_code, "message": error.message}
+                if status in (429, 503):
+                    headers["Retry-After"] = "0"
+        data = b"" if payload is None else json.dumps(payload).encode()
+        handler.send_response(status)
+        for key, value in headers.items():
+            if key != "Content-Length":
+                handler.send_header(key, value)
+        if payload is not None:
+            handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(headers.get("Content-Length", len(data))))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(data)
+
+    def _inject_fault(self, record: Recorded) -> None:
+        for fault in self.faults:
+            hit = fault.method == record.method and fault.path_contains in record.path
+            if hit and fault.times > 0:
+                fault.times -= 1
+                raise ApiError(fault.status, fault.error_code, "injected fault")
+
+    def _route(self, r: Recorded) -> tuple[int, Any, dict[str, str]]:
+        path = r.path
+        body = json.loads(r.body) if r.body and r.method == "POST" else {}
+        if path.startswith("/api/2.0/fs/files/"):
+            return self._files(r, unquote(path[len("/api/2.0/fs/files") :]))
+        if path.startswith("/api/2.0/fs/directories/"):
+            return self._directories(r, unquote(path[len("/api/2.0/fs/directories") :]))
+        routes = {
+            ("GET", "/api/2.0/preview/scim/v2/Me"): lambda: {"id": "1", "userName": self.user},
+            ("GET", "/api/2.1/clusters/list"): lambda: {"clusters": self.clusters},
+            ("GET", "/api/2.2/jobs/list"): lambda: self._jobs_list(r.query),
+            ("GET", "/api/2.2/jobs/get"): lambda: self._job(int(r.query["job_id"])),
+            ("POST", "/api/2.2/jobs/create"): lambda: {"job_id": self.add_job(body)},
+            ("POST", "/api/2.2/jobs/reset"): lambda: self._jobs_reset(body),
+            ("POST", "/api/2.2/jobs/run-now"): lambda: self._run_now(body),
+            ("GET", "/api/2.2/jobs/runs/get"): lambda: self._run_get(int(r.query["run_id"])),
+            ("GET", "/api/2.2/jobs/runs/get-output"): lambda: self._run_output(r.query),
+            ("POST", "/api/2.0/workspace/mkdirs"): lambda: self._mkdirs(body["path"]),
+            ("POST", "/api/2.0/workspace/import"): lambda: self._import(body),
+            ("GET", "/api/2.0/workspace/get-status"): lambda: self._status(r.query["path"]),
+            ("GET", "/api/2.0/workspace/export"): lambda: self._export(r.query["path"]),
+            ("GET", "/api/2.0/secrets/scopes/list"): lambda: {
+                "scopes": [{"name": s} for s in sorted(self.scopes)]
+            },
+            ("POST", "/api/2.0/secrets/scopes/create"): lambda: self._create_scope(body),
+            ("GET", "/api/2.0/mlflow/experiments/get-by-name"): lambda: self._experiment(
+                r.query["experiment_name"]
+            ),
+            ("POST", "/api/2.0/mlflow/experiments/create"): lambda: self._create_experiment(body),
+        }
+        if (r.method, path) not in routes:
+            raise ApiError(404, "ENDPOINT_NOT_FOUND", f"fake has no {r.method} {path}")
+        return 200, routes[(r.method, path)](), {}
+
+    # --- files and directories (Unity Catalog volumes) --------------------------------------
+    def _files(self, r: Recorded, path: str) -> tuple[int, Any, dict[str, str]]:
+        if r.method == "PUT":
+            if path in self.files and r.query.get("overwrite") == "false":
+                raise ApiError(409, "ALREADY_EXISTS", f"{path} exists")
+            self.files[path] = r.body
+            self._add_parents(path)
+            return 204, None, {}
+        if path not in self.files:
+            raise _not_found(path)
+        if r.method == "HEAD":
+            return 200, None, {"Content-Length": str(len(self.files[path]))}
+        return 200, None, {}
+
+    def _directories(self, r: Recorded, path: str) -> tuple[int, Any, dict[str, str]]:
+        path = path.rstrip("/")
+        if r.method == "PUT":
+            self.directories.add(path)
+            self._add_parents(path + "/x")
+            return 204, None, {}
+        if path not in self.directories:
+            raise _not_found(path)
+        return 200, None, {}
+
+    def _add_parents(self, path: str) -> None:
+        parts = path.strip("/").split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            self.directories.add("/" + "/".join(parts[:i]))
+
+    # --- workspace objects -----------------------------------------------------------------
+    def _mkdirs(self, path: str) -> dict:
+        parts = path.strip("/").split("/")
+        for i in range(1, len(parts) + 1):
+            current = "/" + "/".join(parts[:i])
+            existing = self.objects.get(current)
+            if existing and existing["object_type"] != "DIRECTORY":
+                raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"{current} is not a folder")
+            self.objects[current] = {"object_type": "DIRECTORY"}
+        return {}
+
+    def _import(self, body: dict) -> dict:
+        path = body["path"]
+        parent = path.rsplit("/", 1)[0] or "/"
+        if self.objects.get(parent, {}).get("object_type") != "DIRECTORY":
+            raise _not_found(f"parent folder {parent}")
+        if path in self.objects and not body.get("overwrite"):
+            raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"{path} already exists")
+        kind = "NOTEBOOK" if body.get("format") == "SOURCE" else "FILE"
+        content = base64.b64decode(body["content"])
+        self.objects[path] = {
+            "object_type": kind,
+            "language": body.get("language"),
+            "content": content,
+        }
+        return {}
+
+    def _status(self, path: str) -> dict:
+        if path not in self.objects:
+            raise _not_found(path)
+        item = self.objects[path]
+        info = {"path": path, "object_type": item["object_type"]}
+        if "content" in item:
+            info["size"] = len(item["content"])
+        return info
+
+    def _export(self, path: str) -> dict:
+        if path not in self.objects or "content" not in self.objects[path]:
+            raise _not_found(path)
+        return {"content": base64.b64encode(self.objects[path]["content"]).decode()}
+
+    # --- secrets and experiments -----------------------------------------------------------
+    def _create_scope(self, body: dict) -> dict:
+        if body["scope"] in self.scopes:
+            raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"scope {body['scope']} exists")
+        self.scopes.add(body["scope"])
+        return {}
+
+    def _experiment(self, name: str) -> dict:
+        if name not in self.experiments:
+            raise _not_found(f"experiment {name}")
+        return {"experiment": {"experiment_id": self.experiments[name], "name": name}}
+
+    def _create_experiment(self, body: dict) -> dict:
+        name = body["name"]
+        if name in self.experiments:
+            raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"experiment {name} exists")
+        parent = name.rsplit("/", 1)[0]
+        if self.objects.get(parent, {}).get("object_type") != "DIRECTORY":
+            raise _not_found(f"parent folder {parent}")
+        self.experiments[name] = str(next(self._ids))
+        return {"experiment_id": self.experiments[name]}
+
+    # --- jobs and runs ---------------------------------------------------------------------
+    def _jobs_list(self, query: dict[str, str]) -> dict:
+        name = query.get("name")
+        jobs = [
+            {k: v for k, v in job.items()}
+            for job in self.jobs.values()
+            if name is None or job["settings"].get("name", "").lower() == name.lower()
+        ]
+        return {"jobs": jobs, "has_more": False}
+
+    def _job(self, job_id: int) -> dict:
+        if job_id not in self.jobs:
+            raise _not_found(f"job {job_id}")
+        return self.jobs[job_id]
+
+    def _jobs_reset(self, body: dict) -> dict:
+        self._job(int(body["job_id"]))["settings"] = body["new_settings"]
+        return {}
+
+    def _run_now(self, body: dict) -> dict:
+        job = self._job(int(body["job_id"]))
+        run_id = next(self._ids)
+        tasks = [
+            {"task_key": t["task_key"], "run_id": next(self._ids)} for t in job["settings"]["tasks"]
+        ]
+        self.runs[run_id] = {
+            "run_id": run_id,
+            "job_id": job["job_id"],
+            "job_parameters": body.get("job_parameters") or {},
+            "plan": self.run_plans.get(job["settings"]["name"], RunPlan()),
+            "polls": 0,
+            "tasks": tasks,
+            "start_time": int(time.time() * 1000),
+        }
+        return {"run_id": run_id, "number_in_job": run_id}
+
+    def _run_get(self, run_id: int) -> dict:
+        if run_id not in self.runs:
+            raise _not_found(f"run {run_id}")
+        run = self.runs[run_id]
+        run["polls"] += 1
+        phase = ["PENDING", "RUNNING", "TERMINATED"][min(run["polls"] - 1, 2)]
+        plan: RunPlan = run["plan"]
+        tasks = []
+        for index, task in enumerate(run["tasks"]):
+            state = {"life_cycle_state": phase if index == 0 else "PENDING"}
+            if phase == "TERMINATED":
+                failed = task["task_key"] in plan.task_errors
+                state = {
+                    "life_cycle_state": "TERMINATED",
+                    "result_state": "FAILED" if failed else "SUCCESS",
+                }
+            tasks.append({**task, "state": state})
+        state = {"life_cycle_state": phase}
+        if phase == "TERMINATED":
+            state["result_state"] = plan.result
+        return {
+            "run_id": run_id,
+            "job_id": run["job_id"],
+            "run_page_url": f"{self.url}/#job/{run['job_id']}/run/{run_id}",
+            "state": state,
+            "tasks": tasks,
+            "start_time": run["start_time"],
+        }
+
+    def _run_output(self, query: dict[str, str]) -> dict:
+        task_run = int(query["run_id"])
+        for run in self.runs.values():
+            for task in run["tasks"]:
+                if task["run_id"] == task_run:
+                    error = run["plan"].task_errors.get(task["task_key"])
+                    return (
+                        {"error": error, "error_trace": f"Traceback ...\n{error}"} if error else {}
+                    )
+        raise _not_found(f"run {task_run}")
