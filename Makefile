@@ -11,13 +11,16 @@ LOCAL_ROOT ?= .local
 # Where the job specs read their data (/Volumes/main/diabetes/data/...), mapped by the local runner.
 LOCAL_DATA := $(LOCAL_ROOT)/Volumes/main/diabetes/data
 PARAMS ?=
+TARGET ?= dev
+DEPLOY = $(BIN)/diabetes-mlops
 RUN_LOCAL = $(BIN)/diabetes-mlops run-local --local-root $(LOCAL_ROOT) $(foreach p,$(PARAMS),--param $(p))
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYSPARK_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP := 127.0.0.1
 
 .PHONY: help install test lint fmt dist validate data local-data run-local-training \
-	run-local-batch-scoring demo mlflow-ui bench-local clean
+	run-local-batch-scoring demo mlflow-ui bench-local deploy deploy-plan databricks-init \
+	run-diabetes-model-training run-diabetes-batch-scoring integration-test bench-deploy bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-26s %s\n", $$1, $$2}'
@@ -44,11 +47,8 @@ fmt: $(INSTALLED) ## format with black, fix what ruff can
 	$(BIN)/ruff check --fix .
 	$(BIN)/black .
 
-dist: $(INSTALLED) ## build the two wheels into dist/
-	rm -rf dist
-	$(PY) -m build --quiet --wheel --outdir dist ml_source
-	$(PY) -m build --quiet --wheel --outdir dist ml_ops
-	@ls -l dist
+dist: $(INSTALLED) ## build the two wheels into dist/, versioned x.y.z+<content hash> as deploy ships them
+	$(BIN)/diabetes-mlops wheels --out dist
 
 validate: $(INSTALLED) ## check job specs against JobSettings and the notebooks' widgets
 	$(BIN)/diabetes-mlops validate --notebooks-dir orchestrator_notebooks job_specs/*.json
@@ -80,6 +80,29 @@ mlflow-ui: $(INSTALLED) ## serve the local MLflow store on http://127.0.0.1:5000
 
 bench-local: $(INSTALLED) ## median wall time of 5 runs of each local job (warm store)
 	$(PY) ml_ops/benchmarks/local_jobs.py --runs 5
+
+bench-deploy: $(INSTALLED) ## deploy twice to a fake workspace: wall times and bytes uploaded
+	$(PY) ml_ops/benchmarks/deploy_twice.py --runs 5
+
+bench: bench-local bench-deploy ## every benchmark
+
+# --- Databricks (TARGET=dev|staging|prod, see deploy.yml; auth: DATABRICKS_HOST/TOKEN or a profile)
+deploy: $(INSTALLED) ## validate, build, upload, import notebooks, create/reset jobs in TARGET
+	$(DEPLOY) deploy --target $(TARGET)
+
+deploy-plan: $(INSTALLED) ## print the resolved JobSettings and the upload list; change nothing
+	$(DEPLOY) deploy --target $(TARGET) --plan
+
+databricks-init: $(INSTALLED) ## create TARGET's folders, wheel directory, experiment, secret scope
+	$(DEPLOY) databricks-init --target $(TARGET)
+
+run-diabetes-model-training: $(INSTALLED) ## run the deployed training job in TARGET and follow it
+	$(DEPLOY) run --target $(TARGET) diabetes-model-training $(foreach p,$(PARAMS),--param $(p))
+
+run-diabetes-batch-scoring: $(INSTALLED) ## run the deployed batch-scoring job in TARGET and follow it
+	$(DEPLOY) run --target $(TARGET) diabetes-batch-scoring $(foreach p,$(PARAMS),--param $(p))
+
+integration-test: deploy run-diabetes-model-training run-diabetes-batch-scoring ## deploy TARGET, run both jobs, fail unless both succeed
 
 clean: ## remove local runs, builds and caches (keeps .venv)
 	rm -rf $(LOCAL_ROOT) dist build ml_source/build ml_ops/build .pytest_cache .ruff_cache \

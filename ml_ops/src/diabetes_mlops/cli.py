@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     run_local.add_argument("--config", type=Path, default=None, help="default: <repo>/deploy.yml")
 
+    wheels = commands.add_parser(
+        "wheels", help="build both wheels, versioned by content, into --out"
+    )
+    wheels.add_argument("--repo", type=Path, default=Path("."))
+    wheels.add_argument("--out", type=Path, default=Path("dist"))
+
     for command, text in (
         ("deploy", "build, upload and create/reset the jobs in a target workspace"),
         ("databricks-init", "create the folders, experiment and secret scope a target needs"),
@@ -72,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         return _validate(args.specs or sorted(Path("job_specs").glob("*.json")), args.notebooks_dir)
     if args.command == "run-local":
         return _run_local(args)
+    if args.command == "wheels":
+        from diabetes_mlops.deploy.wheels import build_wheels
+
+        for wheel in build_wheels(args.repo, args.out):
+            print(wheel.path)
+        return 0
     return _remote(args)
 
 

@@ -1,0 +1,309 @@
+"""Deploying to, and running jobs in, a fake workspace that the real databricks-sdk talks to."""
+
+import json
+import logging
+import shutil
+
+import pytest
+from fake_workspace import RunPlan
+
+from diabetes_mlops.cli import main
+from diabetes_mlops.deploy.config import ConfigError, load_target
+from diabetes_mlops.deploy.deployer import Deployer
+from diabetes_mlops.deploy.jobs import DeployError
+from diabetes_mlops.deploy.workspace import AuthError, connect
+
+JOBS = ("diabetes-batch-scoring", "diabetes-model-training")
+
+
+@pytest.fixture
+def project(repo, tmp_path):
+    """A copy of the project's deployable parts, so a test may change a source file."""
+    copy = tmp_path / "project"
+    for part in ("ml_source", "ml_ops", "orchestrator_notebooks", "job_specs"):
+        shutil.copytree(
+            repo / part, copy / part, ignore=shutil.ignore_patterns("build", "*.egg-info", "tests")
+        )
+    shutil.copy(repo / "deploy.yml", copy / "deploy.yml")
+    return copy
+
+
+def deploy(project, *extra, target="staging"):
+    return main(["deploy", "--target", target, "--repo", str(project),
+                 "--config", str(project / "deploy.yml"), *extra])  # fmt: skip
+
+
+def state(fake):
+    """What a deploy leaves behind: files, notebooks, jobs by name (ids aside)."""
+    jobs = {j["settings"]["name"]: j["settings"] for j in fake.jobs.values()}
+    notebooks = {p: o["content"] for p, o in fake.objects.items() if "content" in o}
+    return dict(fake.files), notebooks, jobs, dict(fake.experiments)
+
+
+def test_first_deploy_creates_everything(fake_workspace, project, capsys):
+    assert deploy(project) == 0
+    out = capsys.readouterr().out
+    fake = fake_workspace
+    wheels = sorted(fake.files)
+    assert len(wheels) == 2 and all(
+        w.startswith("/Volumes/main/diabetes/wheels/staging/") for w in wheels
+    )
+    assert all("+" in w and w.endswith("-py3-none-any.whl") for w in wheels)
+    notebooks = [p for p, o in fake.objects.items() if o["object_type"] == "NOTEBOOK"]
+    assert len(notebooks) == 4
+    assert all(
+        p.startswith("/Workspace/Shared/diabetes-mlops/staging/notebooks/") for p in notebooks
+    )
+    jobs = {j["settings"]["name"]: j["settings"] for j in fake.jobs.values()}
+    assert sorted(jobs) == list(JOBS)
+    training = jobs["diabetes-model-training"]
+    assert "${" not in json.dumps(training)  # every placeholder resolved
+    task = training["tasks"][0]
+    assert task["existing_cluster_id"] == "0101-000000-abcdefgh"
+    assert sorted(lib["whl"] for lib in task["libraries"]) == wheels
+    assert task["notebook_task"]["notebook_path"].endswith("/notebooks/diabetes_orchestrator_train")
+    defaults = {p["name"]: p["default"] for p in training["parameters"]}
+    assert defaults["model_name"] == "main.diabetes_staging.diabetes"
+    assert defaults["registry"] == "unity_catalog"
+    assert training["schedule"]["pause_status"] == "UNPAUSED"
+    assert training["email_notifications"]["on_failure"] == ["ml-team@example.com"]
+    assert "/Shared/diabetes-mlops/staging/diabetes" in fake.experiments
+    for name in JOBS:
+        assert f"job '{name}' created: {fake.url}/jobs/" in out
+
+
+def test_second_deploy_uploads_nothing_and_resets_the_jobs(fake_workspace, project, capsys):
+    assert deploy(project) == 0
+    before = state(fake_workspace)
+    uploaded = fake_workspace.uploaded_bytes()
+    capsys.readouterr()
+    assert deploy(project) == 0
+    out = capsys.readouterr().out
+    assert fake_workspace.uploaded_bytes() == uploaded
+    assert "uploaded 0 file(s), 0 bytes" in out
+    assert len(fake_workspace.calls("POST", "/jobs/reset")) == 2
+    assert not fake_workspace.calls("POST", "/jobs/create")[2:]
+    assert all(f"job '{name}' unchanged" in out for name in JOBS)
+    assert state(fake_workspace) == before
+
+
+def test_a_changed_source_gets_a_new_wheel_name_and_the_jobs_point_at_it(fake_workspace, project):
+    assert deploy(project) == 0
+    old = set(fake_workspace.files)
+    step = project / "ml_ops" / "src" / "diabetes_mlops" / "steps" / "promote.py"
+    step.write_text(step.read_text() + "\n# a change\n")
+    assert deploy(project) == 0
+    new = set(fake_workspace.files) - old
+    assert len(new) == 1 and "diabetes_mlops-0.1.0+" in new.pop()
+    for job in fake_workspace.jobs.values():
+        wheels = {lib["whl"] for t in job["settings"]["tasks"] for lib in t["libraries"]}
+        assert wheels & (set(fake_workspace.files) - old)
+        assert not any("diabetes_mlops" in w for w in wheels & old)
+
+
+def test_an_edited_notebook_is_imported_again(fake_workspace, project):
+    assert deploy(project) == 0
+    notebook = project / "orchestrator_notebooks" / "diabetes_orchestrator_promote.py"
+    notebook.write_text(notebook.read_text() + "\n")
+    imports = len(fake_workspace.calls("POST", "/workspace/import"))
+    assert deploy(project) == 0
+    assert len(fake_workspace.calls("POST", "/workspace/import")) == imports + 1
+
+
+def test_duplicate_job_names_fail_clearly_and_change_nothing(fake_workspace, project, capsys):
+    first = fake_workspace.add_job({"name": "diabetes-model-training", "tasks": []})
+    second = fake_workspace.add_job({"name": "diabetes-model-training", "tasks": []})
+    other = fake_workspace.add_job({"name": "someone-elses-job", "tasks": []})
+    before = json.dumps(fake_workspace.jobs, sort_keys=True)
+    assert deploy(project) == 1
+    err = capsys.readouterr().err
+    assert f"2 jobs are named 'diabetes-model-training' (ids {first}, {second})" in err
+    assert json.dumps(fake_workspace.jobs, sort_keys=True) == before
+    assert fake_workspace.files == {} and not fake_workspace.calls("POST", "/workspace/import")
+    assert other in fake_workspace.jobs
+
+
+def test_jobs_this_project_does_not_define_are_never_touched(fake_workspace, project):
+    other = fake_workspace.add_job({"name": "someone-elses-job", "tasks": []})
+    assert deploy(project) == 0
+    assert fake_workspace.jobs[other]["settings"] == {"name": "someone-elses-job", "tasks": []}
+    touched = [json.loads(r.body).get("job_id") for r in fake_workspace.calls("POST", "/jobs/")]
+    assert other not in touched
+
+
+@pytest.mark.parametrize("clusters, message", [
+    ([], "no cluster named 'diabetes-mlops'"),
+    ([{"cluster_id": "a", "cluster_name": "diabetes-mlops"},
+      {"cluster_id": "b", "cluster_name": "diabetes-mlops"}],
+     "2 clusters are named 'diabetes-mlops' (ids a, b)"),
+])  # fmt: skip
+def test_missing_or_ambiguous_cluster(fake_workspace, project, capsys, clusters, message):
+    fake_workspace.clusters = clusters
+    assert deploy(project) == 1
+    assert message in capsys.readouterr().err
+    assert fake_workspace.jobs == {} and fake_workspace.files == {}
+
+
+def test_transient_errors_are_retried(fake_workspace, project):
+    fake_workspace.fail("PUT", "/api/2.0/fs/files", status=429, times=2)
+    fake_workspace.fail("POST", "/workspace/import", status=503, times=1)
+    fake_workspace.fail("POST", "/jobs/create", status=503, times=1)
+    fake_workspace.fail("GET", "/jobs/list", status=429, times=1)
+    assert deploy(project) == 0
+    assert len(fake_workspace.files) == 2 and len(fake_workspace.jobs) == 2
+
+
+def test_a_failure_half_way_converges_on_the_next_deploy(fake_workspace, project, tmp_path):
+    from fake_workspace import FakeWorkspace
+
+    fake_workspace.fail("POST", "/jobs/create", status=400, times=1, error_code="INVALID_STATE")
+    fake_workspace.fail("PUT", "/api/2.0/fs/files", status=400, times=1, error_code="INVALID_STATE")
+    assert deploy(project) == 1  # the first wheel upload fails: notebooks, jobs never reached
+    assert deploy(project) == 1  # now a job creation fails, after the uploads
+    assert deploy(project) == 0
+    clean = FakeWorkspace().start()
+    try:
+        clean_state = _deploy_to(clean, project)
+    finally:
+        clean.stop()
+    assert state(fake_workspace) == clean_state
+
+
+def _deploy_to(fake, project):
+    target = load_target("staging", project / "deploy.yml")
+    from databricks.sdk import WorkspaceClient
+
+    w = WorkspaceClient(host=fake.url, token=fake.token, auth_type="pat")
+    Deployer(w, target, project, report=lambda line: None).deploy()
+    return state(fake)
+
+
+def test_deploy_plan_changes_nothing(fake_workspace, project, capsys):
+    assert deploy(project, "--plan") == 0
+    out = capsys.readouterr().out
+    assert "job 'diabetes-model-training': create" in out
+    assert "upload" in out and '"existing_cluster_id": "0101-000000-abcdefgh"' in out
+    writes = [r for r in fake_workspace.requests if r.method in ("POST", "PUT", "DELETE")]
+    assert writes == [] and fake_workspace.jobs == {}
+
+
+def test_dev_prefixes_job_names_pauses_schedules_and_uses_the_users_folder(fake_workspace, project):
+    assert deploy(project, target="dev") == 0
+    names = sorted(j["settings"]["name"] for j in fake_workspace.jobs.values())
+    assert names == [f"[dev alice@example.com] {n}" for n in JOBS]
+    for job in fake_workspace.jobs.values():
+        assert job["settings"]["schedule"]["pause_status"] == "PAUSED"
+        path = job["settings"]["tasks"][0]["notebook_task"]["notebook_path"]
+        assert path.startswith("/Workspace/Users/alice@example.com/diabetes-mlops/notebooks/")
+    fake_workspace.user = "bob@example.com"
+    assert deploy(project, target="dev") == 0
+    assert len(fake_workspace.jobs) == 4  # Bob's copies beside Alice's
+
+
+def test_wheels_can_go_to_workspace_files(fake_workspace, project):
+    config = project / "deploy.yml"
+    config.write_text(config.read_text().replace(
+        "wheel_dir: /Volumes/main/diabetes/wheels/{target}",
+        "wheel_dir: /Workspace/Shared/diabetes-mlops/{target}/wheels"))  # fmt: skip
+    assert deploy(project) == 0
+    wheels = [p for p in fake_workspace.objects if p.endswith(".whl")]
+    assert len(wheels) == 2 and fake_workspace.files == {}
+    imports = len(fake_workspace.calls("POST", "/workspace/import"))
+    assert deploy(project) == 0
+    assert len(fake_workspace.calls("POST", "/workspace/import")) == imports
+
+
+def test_databricks_init_is_idempotent(fake_workspace, project, capsys):
+    args = ["databricks-init", "--target", "staging", "--config", str(project / "deploy.yml")]
+    assert main(args) == 0
+    assert "secret scope diabetes-mlops: created" in capsys.readouterr().out
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "secret scope diabetes-mlops: exists" in out and "experiment" in out
+    assert fake_workspace.scopes == {"diabetes-mlops"}
+    assert "/Volumes/main/diabetes/wheels/staging" in fake_workspace.directories
+
+
+def run(*args):
+    return main(["run", "--target", "staging", "--poll-seconds", "0", *args])
+
+
+def test_run_follows_a_job_to_success(fake_workspace, project, capsys):
+    assert deploy(project) == 0
+    capsys.readouterr()
+    assert run("diabetes-model-training", "--param", "model_name=main.x.y") == 0
+    out = capsys.readouterr().out
+    assert "RUNNING task train" in out and "SUCCESS" in out and "/run/" in out
+    run_now = json.loads(fake_workspace.calls("POST", "/jobs/run-now")[0].body)
+    assert run_now["job_parameters"] == {"model_name": "main.x.y"}
+
+
+def test_a_failed_run_exits_non_zero_with_the_task_error(fake_workspace, project, capsys):
+    assert deploy(project) == 0
+    fake_workspace.run_plans["diabetes-model-training"] = RunPlan(
+        "FAILED", {"train": "DataValidationError: raw.csv: column 'BMI': missing"}
+    )
+    capsys.readouterr()
+    assert run("diabetes-model-training") == 1
+    out = capsys.readouterr().out
+    assert "task train FAILED: DataValidationError: raw.csv: column 'BMI': missing" in out
+
+
+def test_run_no_wait_and_mistakes(fake_workspace, project, capsys):
+    assert run("diabetes-model-training") == 1
+    assert "no job named 'diabetes-model-training'" in capsys.readouterr().err
+    assert deploy(project) == 0
+    assert run("diabetes-batch-scoring", "--no-wait") == 0
+    assert len(fake_workspace.calls("GET", "/jobs/runs/get")) == 1
+    assert run("diabetes-batch-scoring", "--param", "input_path=x") == 1
+    assert "has no job parameter(s) input_path" in capsys.readouterr().err
+
+
+def test_the_token_never_appears_in_requests_or_output(fake_workspace, project, capsys, caplog):
+    caplog.set_level(logging.DEBUG)
+    fake_workspace.run_plans["diabetes-batch-scoring"] = RunPlan("FAILED", {"batch_score": "x"})
+    assert deploy(project) == 0 and deploy(project, "--plan") == 0
+    run("diabetes-batch-scoring")
+    out, err = capsys.readouterr()
+    token = fake_workspace.token
+    assert all(token not in r.text() for r in fake_workspace.requests)
+    assert token not in out + err + caplog.text
+    assert all(r.headers.get("Authorization") == f"Bearer {token}" for r in fake_workspace.requests
+               if r.path != "/.well-known/databricks-config")  # fmt: skip
+
+
+def test_missing_credentials_give_one_line_on_how_to_configure(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.databrickscfg
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "none.cfg"))
+    with pytest.raises(AuthError, match="DATABRICKS_HOST and DATABRICKS_TOKEN"):
+        connect(load_target("staging"))
+    assert main(["deploy", "--target", "prod"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "databricks configure --profile PROD" in err
+
+
+def test_unknown_target_and_bad_config(tmp_path, capsys):
+    assert main(["deploy", "--target", "qa"]) == 2
+    assert "unknown target 'qa' (targets: local, dev, staging, prod)" in capsys.readouterr().err
+    bad = tmp_path / "deploy.yml"
+    bad.write_text("targets: {staging: {colour: red}}")
+    with pytest.raises(ConfigError, match="unknown field\\(s\\) colour"):
+        load_target("staging", bad)
+    bad.write_text("targets: [")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_target("staging", bad)
+
+
+def test_invalid_specs_are_refused_before_anything_changes(fake_workspace, project, capsys):
+    spec = project / "job_specs" / "diabetes_batch_scoring.json"
+    spec.write_text(spec.read_text().replace('"max_concurrent_runs"', '"max_concurent_runs"'))
+    assert deploy(project) == 2
+    assert "unknown field 'max_concurent_runs'" in capsys.readouterr().err
+    assert [r for r in fake_workspace.requests if r.method != "GET"] == []
+
+
+def test_an_unresolved_placeholder_is_named(fake_workspace, project):
+    from diabetes_mlops.deploy.jobs import fill_placeholders
+
+    with pytest.raises(DeployError, match=r"spec.json: unresolved placeholder \$\{cluster_id\}"):
+        fill_placeholders({"a": ["${cluster_id}"]}, {}, "spec.json")
