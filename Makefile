@@ -12,6 +12,7 @@ LOCAL_ROOT ?= .local
 LOCAL_DATA := $(LOCAL_ROOT)/Volumes/main/diabetes/data
 PARAMS ?=
 TARGET ?= dev
+RUN_FLAGS ?=
 DEPLOY = $(BIN)/diabetes-mlops
 RUN_LOCAL = $(BIN)/diabetes-mlops run-local --local-root $(LOCAL_ROOT) $(foreach p,$(PARAMS),--param $(p))
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -97,10 +98,10 @@ databricks-init: $(INSTALLED) ## create TARGET's folders, wheel directory, exper
 	$(DEPLOY) databricks-init --target $(TARGET)
 
 run-diabetes-model-training: $(INSTALLED) ## run the deployed training job in TARGET and follow it
-	$(DEPLOY) run --target $(TARGET) diabetes-model-training $(foreach p,$(PARAMS),--param $(p))
+	$(DEPLOY) run --target $(TARGET) diabetes-model-training $(RUN_FLAGS) $(foreach p,$(PARAMS),--param $(p))
 
 run-diabetes-batch-scoring: $(INSTALLED) ## run the deployed batch-scoring job in TARGET and follow it
-	$(DEPLOY) run --target $(TARGET) diabetes-batch-scoring $(foreach p,$(PARAMS),--param $(p))
+	$(DEPLOY) run --target $(TARGET) diabetes-batch-scoring $(RUN_FLAGS) $(foreach p,$(PARAMS),--param $(p))
 
 integration-test: deploy run-diabetes-model-training run-diabetes-batch-scoring ## deploy TARGET, run both jobs, fail unless both succeed
 
