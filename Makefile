@@ -70,7 +70,7 @@ run-local-batch-scoring: $(INSTALLED) local-data ## run job_specs/diabetes_batch
 	$(RUN_LOCAL) job_specs/diabetes_batch_scoring.json
 
 demo: run-local-training run-local-batch-scoring ## train, validate, promote, then batch-score; print where results are
-	@$(PY) -c "import pandas as pd; p='$(LOCAL_DATA)/predictions/diabetes_predictions.parquet'; \
+	@$(PY) -c "import pandas as pd; p='$(LOCAL_DATA)/predictions/diabetes'; \
 	  f=pd.read_parquet(p); print(f'\nScored {len(f)} rows into {p}:'); print(f.head().to_string())"
 	@echo
 	@echo "MLflow runs and the registry: sqlite store $(LOCAL_ROOT)/mlflow.db, artifacts $(LOCAL_ROOT)/mlartifacts"

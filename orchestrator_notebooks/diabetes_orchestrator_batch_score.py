@@ -1,19 +1,17 @@
 # Databricks notebook source
 # MAGIC %md
 # MAGIC # Batch-score with the champion
-# MAGIC Scores the input file with `models:/<model_name>@champion` (or the version given) and writes
-# MAGIC the input columns plus prediction, model_version and scored_at, atomically.
+# MAGIC Scores the input with `models:/<model_name>@champion` (or the version given) and writes the
+# MAGIC input columns plus prediction, model_version and scored_at, atomically. engine=spark scores
+# MAGIC with a native Spark expression; engine=pandas scores a small CSV file in the driver.
 
 # COMMAND ----------
 
-dbutils.widgets.text(
-    "input_path", "/Volumes/main/diabetes/data/data_batch_input.csv", "Input (CSV)"
-)
-dbutils.widgets.text(
-    "output_path",
-    "/Volumes/main/diabetes/data/predictions/diabetes_predictions.parquet",
-    "Output (.parquet or .csv)",
-)
+dbutils.widgets.text("input_path", "/Volumes/main/diabetes/data/data_batch_input.csv", "Input")
+dbutils.widgets.dropdown("input_format", "csv", ["csv", "parquet", "delta", "table"], "Format")
+dbutils.widgets.text("output_path", "/Volumes/main/diabetes/data/predictions/diabetes", "Output")
+dbutils.widgets.dropdown("output_format", "parquet", ["parquet", "delta"], "Output format")
+dbutils.widgets.dropdown("engine", "spark", ["spark", "pandas"], "Engine")
 dbutils.widgets.text("model_name", "diabetes", "Registered model")
 dbutils.widgets.text("model_version", "champion", "Version number or alias")
 dbutils.widgets.text("experiment_name", "/Shared/diabetes", "MLflow experiment")

@@ -118,3 +118,11 @@ def fake_workspace(monkeypatch):
     monkeypatch.setenv("DATABRICKS_AUTH_TYPE", "pat")
     yield fake
     fake.stop()
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    """One local SparkSession for the whole test session (starting one costs ~12 s)."""
+    from diabetes_mlops.local.spark import local_spark_session
+
+    return local_spark_session(tmp_path_factory.mktemp("spark"))

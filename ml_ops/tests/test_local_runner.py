@@ -15,7 +15,7 @@ from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.local.runner import LocalRunner, resolve_references
 
 DATA = "Volumes/main/diabetes/data"
-OUTPUT = f"{DATA}/predictions/diabetes_predictions.parquet"
+OUTPUT = f"{DATA}/predictions/diabetes"
 
 
 @pytest.fixture
@@ -56,6 +56,10 @@ def test_train_then_score_then_a_worse_model_is_not_promoted(repo, local_root, t
     assert worse.task("promote").outputs["promoted"] == "false"
     assert str(client.get_model_version_by_alias("diabetes", "champion").version) == "1"
     assert client.get_model_version("diabetes", "2").tags["validation_status"] == "failed"
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def run_local(repo, spec, local_root, **params) -> int:
@@ -116,7 +120,7 @@ def test_bad_scoring_data_fails_the_job_and_keeps_the_previous_output(
 ):
     root, name = scored_root
     output = root / OUTPUT
-    before = output.read_bytes()
+    before = snapshot(output)
     bad_input(bad_scoring, root / DATA / "data_batch_input.csv", root / DATA / "bad.csv")
     capsys.readouterr()
     code = run_local(
@@ -124,7 +128,7 @@ def test_bad_scoring_data_fails_the_job_and_keeps_the_previous_output(
     )
     assert code == 1
     assert bad_scoring[1] in one_error_line(capsys.readouterr().err, "bad.csv")
-    assert output.read_bytes() == before
+    assert snapshot(output) == before
     assert [p.name for p in output.parent.iterdir()] == [output.name]
 
 

@@ -24,6 +24,11 @@ def run_training(data_dir, model_name, **kwargs):
     return trained, verdict, promoted
 
 
+def score_pandas(*args, **kwargs):
+    """The batch-score step on its small-data path (one CSV in, one file out, no Spark)."""
+    return batch_score(None, *args, engine="pandas", **kwargs)
+
+
 def versions(model_name):
     return MlflowClient().search_model_versions(f"name='{model_name}'")
 
@@ -125,7 +130,7 @@ def test_batch_score_writes_input_columns_prediction_version_and_time(
 ):
     run_training(data_dir, model_name)
     output = tmp_path / "out" / "scores.parquet"
-    out = batch_score(str(data_dir / "data_batch_input.csv"), str(output), model_name, EXPERIMENT)
+    out = score_pandas(str(data_dir / "data_batch_input.csv"), str(output), model_name, EXPERIMENT)
     scored = pd.read_parquet(output)
     batch = pd.read_csv(data_dir / "data_batch_input.csv")
     assert out == {"output_path": str(output), "rows": str(len(batch)), "model_version": "1"}
@@ -140,7 +145,7 @@ def test_batch_score_writes_input_columns_prediction_version_and_time(
 def test_batch_score_a_given_version_to_csv(data_dir, model_name, tmp_path):
     run_training(data_dir, model_name)
     output = tmp_path / "scores.csv"
-    batch_score(
+    score_pandas(
         str(data_dir / "data_batch_input.csv"),
         str(output),
         model_name,
@@ -156,9 +161,9 @@ def test_batch_score_without_a_champion_is_a_clear_error(data_dir, model_name, t
     with pytest.raises(
         ModelNotFoundError, match="has no version with alias 'champion' \\(run the training job"
     ):
-        batch_score(str(data_dir / "data_batch_input.csv"), str(output), model_name, EXPERIMENT)
+        score_pandas(str(data_dir / "data_batch_input.csv"), str(output), model_name, EXPERIMENT)
     with pytest.raises(ModelNotFoundError, match="no version 7"):
-        batch_score(
+        score_pandas(
             str(data_dir / "data_batch_input.csv"),
             str(output),
             model_name,
@@ -186,11 +191,11 @@ def test_bad_scoring_data_leaves_the_previous_output_intact(
     run_training(data_dir, model_name)
     output = tmp_path / "out" / "scores.parquet"
     good = data_dir / "data_batch_input.csv"
-    batch_score(str(good), str(output), model_name, EXPERIMENT)
+    score_pandas(str(good), str(output), model_name, EXPERIMENT)
     before = output.read_bytes()
     bad = bad_input(bad_scoring, good, data_dir / "bad.csv")
     with pytest.raises(DataValidationError) as info:
-        batch_score(str(bad), str(output), model_name, EXPERIMENT)
+        score_pandas(str(bad), str(output), model_name, EXPERIMENT)
     assert str(info.value).startswith(str(bad)) and bad_scoring[1] in str(info.value)
     assert output.read_bytes() == before
     assert [p.name for p in output.parent.iterdir()] == ["scores.parquet"]
@@ -208,7 +213,7 @@ def test_bad_parameters(data_dir, model_name, tmp_path):
     with pytest.raises(ParameterError, match="experiment_name"):
         train(data, model_name, "")
     with pytest.raises(ParameterError, match="output_path"):
-        batch_score(
+        score_pandas(
             str(data_dir / "data_batch_input.csv"), str(tmp_path / "x.json"), model_name, EXPERIMENT
         )
     assert versions(model_name) == []
@@ -270,7 +275,7 @@ def test_workspace_registry_keeps_aliases_as_model_tags(
     run_training(data_dir, model_name)
     run_training(data_dir, model_name, alphas=(1e6,))
     output = tmp_path / "scores.parquet"
-    batch_score(str(data_dir / "data_batch_input.csv"), str(output), model_name, EXPERIMENT)
+    score_pandas(str(data_dir / "data_batch_input.csv"), str(output), model_name, EXPERIMENT)
     client = MlflowClient()
     tags = client.get_registered_model(model_name).tags
     assert tags["alias.champion"] == "1" and tags["alias.challenger"] == "2"
@@ -291,7 +296,7 @@ def test_extra_input_columns_pass_through_scoring(data_dir, model_name, tmp_path
     batch.insert(0, "PATIENT_ID", [f"p{i:04d}" for i in range(len(batch))])
     batch.to_csv(data_dir / "with_id.csv", index=False)
     output = tmp_path / "scores.csv"
-    batch_score(str(data_dir / "with_id.csv"), str(output), model_name, EXPERIMENT)
+    score_pandas(str(data_dir / "with_id.csv"), str(output), model_name, EXPERIMENT)
     scored = pd.read_csv(output)
     assert scored["PATIENT_ID"].tolist() == batch["PATIENT_ID"].tolist()
     assert scored.columns[0] == "PATIENT_ID"

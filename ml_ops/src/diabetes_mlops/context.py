@@ -12,6 +12,8 @@ from typing import Any, NewType, Protocol
 # A step parameter annotated FilePath names a file; the context turns it into a path that local
 # file APIs (pandas, open) can use: dbfs:/x -> /dbfs/x on Databricks, a local folder locally.
 FilePath = NewType("FilePath", str)
+# A SparkPath names a location Spark reads or writes: unchanged on Databricks, mapped locally.
+SparkPath = NewType("SparkPath", str)
 
 
 class JobContext(Protocol):
@@ -21,6 +23,11 @@ class JobContext(Protocol):
     def get_secret(self, scope: str, key: str) -> str: ...
 
     def resolve_path(self, path: str) -> str: ...
+
+    def resolve_spark_path(self, path: str) -> str: ...
+
+    def spark_session(self) -> Any:
+        """The SparkSession steps annotated with a SparkSession parameter receive."""
 
     def set_task_value(self, key: str, value: Any) -> None: ...
 
@@ -41,12 +48,25 @@ class DatabricksJobContext:
         return self.dbutils.secrets.get(scope=scope, key=key)
 
     def resolve_path(self, path: str) -> str:
-        if path.startswith("dbfs:/"):
-            return "/dbfs/" + path[len("dbfs:/") :].lstrip("/")
+        return fuse_path(path)
+
+    def resolve_spark_path(self, path: str) -> str:
         return path
+
+    def spark_session(self) -> Any:
+        from pyspark.sql import SparkSession
+
+        return SparkSession.builder.getOrCreate()
 
     def set_task_value(self, key: str, value: Any) -> None:
         self.dbutils.jobs.taskValues.set(key=key, value=value)
+
+
+def fuse_path(path: str) -> str:
+    """dbfs:/x -> /dbfs/x, where Databricks mounts DBFS for local file APIs."""
+    if path.startswith("dbfs:/"):
+        return "/dbfs/" + path[len("dbfs:/") :].lstrip("/")
+    return path
 
 
 def context_for(dbutils: Any) -> JobContext:

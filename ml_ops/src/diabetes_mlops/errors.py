@@ -7,3 +7,10 @@ class ParameterError(ValueError):
 
 class ModelNotFoundError(LookupError):
     """The registry has no such model, version or alias."""
+
+
+def require_choice(parameter: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ParameterError(
+            f"parameter '{parameter}': expected one of {', '.join(allowed)}, got {value!r}"
+        )

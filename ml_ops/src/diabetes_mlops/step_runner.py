@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from diabetes_mlops.context import FilePath, JobContext, context_for
+from diabetes_mlops.context import FilePath, JobContext, SparkPath, context_for
 from diabetes_mlops.errors import ParameterError
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,9 @@ def bind_parameters(step: Callable[..., Any], context: JobContext) -> dict[str, 
     hints = typing.get_type_hints(step)
     arguments: dict[str, Any] = {}
     for name, parameter in inspect.signature(step).parameters.items():
+        if getattr(hints.get(name), "__name__", None) == "SparkSession":
+            arguments[name] = context.spark_session()
+            continue
         text = context.get_param(name)
         if text is None:
             if parameter.default is inspect.Parameter.empty:
@@ -60,6 +63,8 @@ def convert(name: str, text: str, kind: Any, context: JobContext) -> Any:
         raise ParameterError(f"parameter '{name}' is empty; it needs a value")
     if kind is FilePath:
         return context.resolve_path(value)
+    if kind is SparkPath:
+        return context.resolve_spark_path(value)
     if kind is bool:
         if value.lower() in _TRUE | _FALSE:
             return value.lower() in _TRUE

@@ -8,7 +8,7 @@ import re
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from diabetes_mlops.errors import ParameterError
+from diabetes_mlops.errors import ParameterError, require_choice
 
 # Set by the local runner so experiments it creates keep their artifacts under its local folder
 # instead of ./mlruns of whatever the current directory is. Unset on Databricks.
@@ -38,9 +38,7 @@ def use_registry(registry: str, model_name: str) -> None:
             raise ParameterError("parameter 'model_name' is empty; it needs a value")
         mlflow.set_registry_uri(mlflow.get_tracking_uri())
     else:
-        raise ParameterError(
-            f"parameter 'registry': expected one of {', '.join(REGISTRIES)}, got {registry!r}"
-        )
+        require_choice("registry", registry, REGISTRIES)
 
 
 def use_experiment(name: str) -> str:

@@ -123,12 +123,20 @@ class _Notebook:
 class LocalJobContext(DatabricksJobContext):
     """The Databricks context, except that workspace paths land in a local folder."""
 
-    def __init__(self, dbutils: LocalDbutils, root: Path) -> None:
+    def __init__(self, dbutils: LocalDbutils, root: Path, spark: Any = None) -> None:
         super().__init__(dbutils)
         self.root = root
+        self.spark = spark
 
     def resolve_path(self, path: str) -> str:
         return str(local_path(path, self.root))
+
+    def resolve_spark_path(self, path: str) -> str:
+        return str(local_path(path, self.root))
+
+    def spark_session(self) -> Any:
+        """The runner's lazily created local session (created on first use, not here)."""
+        return self.spark if self.spark is not None else super().spark_session()
 
 
 def local_path(path: str, root: Path) -> Path:
@@ -147,9 +155,10 @@ class LocalDbutils:
         task_values: dict[str, dict[str, Any]],
         task_key: str,
         environ: Mapping[str, str] | None = None,
+        spark: Any = None,
     ) -> None:
         self.widgets = Widgets(parameters)
         self.secrets = Secrets(environ)
         self.jobs = _Jobs(TaskValues(task_values, task_key))
         self.notebook = _Notebook()
-        self.job_context = LocalJobContext(self, root)
+        self.job_context = LocalJobContext(self, root, spark)

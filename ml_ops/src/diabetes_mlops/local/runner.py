@@ -130,7 +130,9 @@ class LocalRunner:
                 name: resolve_references(value, task_values, task.key, run_id)
                 for name, value in parameters.items()
             }
-            dbutils = LocalDbutils(resolved, self.root, task_values, task.key, self.environ)
+            dbutils = LocalDbutils(
+                resolved, self.root, task_values, task.key, self.environ, self.spark
+            )
             execute_notebook(task, dbutils, self.spark)
         except Exception as error:  # a failing notebook fails its task, like on Databricks
             seconds = time.perf_counter() - started

@@ -1,0 +1,205 @@
+"""Batch scoring on Spark: read, check, score natively (or with spark_udf), write atomically.
+
+The fast path turns the model's linear form (diabetes.linear_form) into one Spark column
+expression, so scoring runs in the JVM with no Python workers. A model of any other shape is
+scored with mlflow.pyfunc.spark_udf instead, and a log line says which path was taken.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.utils import AnalysisException
+
+from diabetes.linear_form import LinearForm, NotLinear, linear_form
+from diabetes.schema import (
+    CATEGORICAL_FEATURE,
+    FEATURES,
+    NUMERIC_FEATURES,
+    OUTPUT_COLUMNS,
+    PREDICTION,
+    SEX_VALUES,
+    DataValidationError,
+)
+from diabetes_mlops.errors import require_choice
+
+log = logging.getLogger(__name__)
+
+INPUT_FORMATS = ("csv", "parquet", "delta", "table")
+OUTPUT_FORMATS = ("parquet", "delta")
+NATIVE, SPARK_UDF = "native", "spark_udf"
+_NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType,
+                  T.DecimalType)  # fmt: skip
+
+
+def read_input(spark: SparkSession, location: str, fmt: str) -> DataFrame:
+    """CSV is read as text (types are checked by check_input, with the offending value)."""
+    require_choice("input_format", fmt, INPUT_FORMATS)
+    try:
+        if fmt == "csv":
+            return spark.read.option("header", True).option("inferSchema", False).csv(location)
+        if fmt == "table":
+            return spark.table(location)
+        return spark.read.format(fmt).load(location)
+    except AnalysisException as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise DataValidationError(location, None, f"cannot read file ({fmt}): {reason}") from None
+
+
+def check_input(frame: DataFrame, source: str) -> int:
+    """Schema first (free), then one aggregation pass for values; returns the row count.
+
+    The same rules as diabetes.schema.validate_frame for scoring, on Spark.
+    """
+    missing = [c for c in FEATURES if c not in frame.columns]
+    if not frame.columns or frame.columns == ["_c0"] and missing:
+        raise DataValidationError(source, None, "file is empty (no header, no rows)")
+    if missing:
+        names = ", ".join(f"'{c}'" for c in missing)
+        noun = "column" if len(missing) == 1 else "columns"
+        raise DataValidationError(source, None, f"required {noun} {names} missing")
+    taken = [c for c in OUTPUT_COLUMNS if c in frame.columns]
+    if taken:
+        raise DataValidationError(source, taken[0], "name is reserved for the scoring output")
+    types = dict(frame.dtypes)
+    kinds = {f.name: f.dataType for f in frame.schema.fields}
+    for column in NUMERIC_FEATURES:
+        if not isinstance(kinds[column], (*_NUMERIC_TYPES, T.StringType)):
+            raise DataValidationError(source, column, f"type {types[column]}, expected numbers")
+    if not isinstance(kinds[CATEGORICAL_FEATURE], T.StringType):
+        raise DataValidationError(
+            source, CATEGORICAL_FEATURE, f"type {types[CATEGORICAL_FEATURE]}, expected text"
+        )
+    checks = [F.count(F.lit(1)).alias("rows")]
+    for column in NUMERIC_FEATURES:
+        text = F.trim(F.col(column).cast("string"))
+        number = as_double(frame, column)
+        given = F.col(column).isNotNull() & (text != "")
+        bad = given & (number.isNull() | F.isnan(number) & (F.lower(text) != "nan"))
+        checks += [
+            F.sum(F.when(given & ~bad & ~F.isnan(number), 1).otherwise(0)).alias(f"{column}:n"),
+            F.sum(F.when(bad, 1).otherwise(0)).alias(f"{column}:bad"),
+            F.first(F.when(bad, text), ignorenulls=True).alias(f"{column}:example"),
+            F.sum(F.when(F.abs(number) == float("inf"), 1).otherwise(0)).alias(f"{column}:inf"),
+        ]
+    sex = F.trim(F.col(CATEGORICAL_FEATURE))
+    checks += [
+        F.sum(F.when(sex.isNotNull() & (sex != ""), 1).otherwise(0)).alias("SEX:n"),
+        F.sum(F.when(sex.isNotNull() & (sex != "") & ~sex.isin(*SEX_VALUES), 1).otherwise(0)).alias(
+            "SEX:unknown"
+        ),
+    ]
+    stats = frame.agg(*checks).first().asDict()
+    rows = stats["rows"]
+    if rows == 0:
+        raise DataValidationError(source, None, "has a header but no data rows")
+    for column in NUMERIC_FEATURES:
+        if stats[f"{column}:bad"]:
+            raise DataValidationError(
+                source,
+                column,
+                f"non-numeric value {stats[f'{column}:example']!r}"
+                f" ({stats[f'{column}:bad']} such rows)",
+            )
+        if stats[f"{column}:inf"]:
+            raise DataValidationError(source, column, "non-finite value")
+    for column in FEATURES:
+        if not stats[f"{column}:n"]:
+            raise DataValidationError(source, column, f"has no values: all {rows} rows are missing")
+    if stats["SEX:unknown"]:
+        log.warning(
+            "%s: column '%s' has %d rows with unknown values; the model encodes them as none of %s",
+            source,
+            CATEGORICAL_FEATURE,
+            stats["SEX:unknown"],
+            ", ".join(SEX_VALUES),
+        )
+    return rows
+
+
+def prediction_column(form: LinearForm) -> Column:
+    """The model as one Spark expression, term for term as scikit-learn computes it."""
+    terms = []
+    for t in form.numeric:
+        x = F.col(t.column).cast("double")
+        filled = F.coalesce(F.nanvl(x, F.lit(t.fill)), F.lit(t.fill))
+        terms.append((filled - F.lit(t.mean)) / F.lit(t.scale) * F.lit(t.coef))
+    for t in form.categorical:
+        value = F.trim(F.col(t.column))
+        filled = F.when(value.isNull() | (value == ""), F.lit(t.fill)).otherwise(value)
+        term = F.lit(0.0)
+        for level, coef in t.coefs.items():
+            term = F.when(filled == F.lit(level), F.lit(coef)).otherwise(term)
+        terms.append(term)
+    return reduce(lambda a, b: a + b, terms, F.lit(0.0)) + F.lit(form.intercept)
+
+
+def predict(frame: DataFrame, model, model_uri: str) -> tuple[DataFrame, str]:
+    """(frame + prediction, path used): native when the model translates, spark_udf otherwise."""
+    try:
+        form = linear_form(model)
+    except NotLinear as reason:
+        import mlflow.pyfunc
+
+        log.info("scoring path: %s (the model does not translate: %s)", SPARK_UDF, reason)
+        udf = mlflow.pyfunc.spark_udf(frame.sparkSession, model_uri, result_type="double")
+        inputs = [
+            F.trim(F.col(c)).alias(c) if c == CATEGORICAL_FEATURE else F.col(c).cast("double")
+            for c in FEATURES
+        ]
+        return frame.withColumn(PREDICTION, udf(F.struct(*inputs))), SPARK_UDF
+    log.info("scoring path: %s (a Spark column expression, no Python workers)", NATIVE)
+    return frame.withColumn(PREDICTION, prediction_column(form)), NATIVE
+
+
+def as_double(frame: DataFrame, column: str) -> Column:
+    """Numbers as doubles; text parsed leniently (try_cast: a bad value is null, and ANSI mode
+    does not fail the job) so check_input can report it with the value."""
+    if isinstance(frame.schema[column].dataType, T.StringType):
+        return F.expr(f"try_cast(trim(`{column}`) AS DOUBLE)")
+    return F.col(column).cast("double")
+
+
+def typed_features(frame: DataFrame) -> DataFrame:
+    """Feature columns as the pandas path outputs them: doubles and trimmed text."""
+    for column in NUMERIC_FEATURES:
+        frame = frame.withColumn(column, as_double(frame, column))
+    value = F.trim(F.col(CATEGORICAL_FEATURE))
+    return frame.withColumn(CATEGORICAL_FEATURE, F.when(value != "", value))
+
+
+def write_atomically(frame: DataFrame, location: str, fmt: str) -> None:
+    """Delta overwrites in one transaction. Parquet is written to a hidden sibling folder that
+    is swapped in only when complete; on any failure the previous output stays as it was."""
+    require_choice("output_format", fmt, OUTPUT_FORMATS)
+    if fmt == "delta":
+        frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(
+            location
+        )
+        return
+    spark = frame.sparkSession
+    jvm = spark._jvm  # Hadoop's FileSystem: the same code for file:, dbfs:/ and /Volumes/
+    target = jvm.org.apache.hadoop.fs.Path(location)
+    fs = target.getFileSystem(spark._jsc.hadoopConfiguration())
+    suffix = uuid.uuid4().hex[:12]
+    temporary = jvm.org.apache.hadoop.fs.Path(target.getParent(), f".{target.getName()}.{suffix}")
+    backup = jvm.org.apache.hadoop.fs.Path(target.getParent(), f".{target.getName()}.old.{suffix}")
+    try:
+        frame.write.mode("errorifexists").parquet(temporary.toString())
+        had_previous = fs.exists(target)
+        if had_previous and not fs.rename(target, backup):
+            raise OSError(f"cannot move the previous output {location} aside")
+        if not fs.rename(temporary, target):
+            if had_previous:
+                fs.rename(backup, target)
+            raise OSError(f"cannot move the new output into {location}")
+        if had_previous:
+            fs.delete(backup, True)
+    finally:
+        if fs.exists(temporary):
+            fs.delete(temporary, True)
