@@ -322,3 +322,29 @@ def test_make_integration_test_deploys_and_runs_both_jobs(fake_workspace, repo):
     fake_workspace.run_plans["diabetes-batch-scoring"] = RunPlan("FAILED", {"batch_score": "boom"})
     done = subprocess.run(command, cwd=repo, env=os.environ.copy(), capture_output=True, text=True)
     assert done.returncode != 0 and "task batch_score FAILED: boom" in done.stdout
+
+
+def test_the_local_target_is_never_deployed(fake_workspace, project, capsys):
+    assert deploy(project, target="local") == 2
+    assert "target 'local' holds the local runner's parameters" in capsys.readouterr().err
+    assert fake_workspace.requests == []
+
+
+def test_a_workspace_that_keeps_failing_ends_in_one_line(fake_workspace, project, capsys):
+    config = project / "deploy.yml"
+    text = config.read_text().replace("retry_timeout_seconds: 300", "retry_timeout_seconds: 2")
+    config.write_text(text)
+    fake_workspace.fail("GET", "/clusters/list", status=503, times=10**6)
+    assert deploy(project, "--plan") == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "did not answer in time" in err
+
+
+def test_a_notebook_reformatted_by_the_workspace_is_not_imported_again(fake_workspace, project):
+    assert deploy(project) == 0
+    for item in fake_workspace.objects.values():
+        if item.get("object_type") == "NOTEBOOK":
+            item["content"] = item["content"].rstrip(b"\n").replace(b"\n", b"\r\n")
+    imports = len(fake_workspace.calls("POST", "/workspace/import"))
+    assert deploy(project) == 0
+    assert len(fake_workspace.calls("POST", "/workspace/import")) == imports

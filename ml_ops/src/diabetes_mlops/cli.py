@@ -94,6 +94,11 @@ def _remote(args: argparse.Namespace) -> int:
 
     try:
         target = load_target(args.target, args.config)
+        if target.name == LOCAL:
+            raise ConfigError(
+                f"target '{LOCAL}' holds the local runner's parameters; deploy to dev, staging"
+                " or prod"
+            )
         w = connect(target)
         if args.command == "run":
             parameters = dict(_pair(p) for p in args.param)
@@ -111,6 +116,12 @@ def _remote(args: argparse.Namespace) -> int:
         return 2
     except (AuthError, DeployError, DatabricksError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except TimeoutError as exc:  # the SDK gave up retrying (throttling, outage, no network)
+        print(
+            f"error: the workspace did not answer in time, even with retries: {exc}",
+            file=sys.stderr,
+        )
         return 1
 
 

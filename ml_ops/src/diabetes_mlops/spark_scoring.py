@@ -131,10 +131,9 @@ def prediction_column(form: LinearForm) -> Column:
         terms.append((filled - F.lit(t.mean)) / F.lit(t.scale) * F.lit(t.coef))
     for t in form.categorical:
         value = F.trim(F.col(t.column))
-        filled = F.when(value.isNull() | (value == ""), F.lit(t.fill)).otherwise(value)
-        term = F.lit(0.0)
+        term = F.lit(0.0)  # missing or unknown: no term
         for level, coef in t.coefs.items():
-            term = F.when(filled == F.lit(level), F.lit(coef)).otherwise(term)
+            term = F.when(value == F.lit(level), F.lit(coef)).otherwise(term)
         terms.append(term)
     return reduce(lambda a, b: a + b, terms, F.lit(0.0)) + F.lit(form.intercept)
 

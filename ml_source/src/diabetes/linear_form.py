@@ -2,8 +2,7 @@
 
 prediction = intercept
            + sum over numeric columns: coef * (fill_missing(x, mean_fill) - mean) / scale
-           + the coefficient of the row's SEX category (missing -> the most frequent one seen in
-             training, unknown -> no term)
+           + the coefficient of the row's SEX category (missing or unknown -> no term)
 
 Spark (in diabetes_mlops) turns this into one native column expression. A pipeline of any other
 shape raises NotLinear, and the caller falls back to running the model itself.
@@ -38,8 +37,7 @@ class NumericTerm:
 @dataclass(frozen=True)
 class CategoricalTerm:
     column: str
-    fill: str  # imputation value for a missing category
-    coefs: dict[str, float]  # category -> coefficient; other values contribute nothing
+    coefs: dict[str, float]  # category -> coefficient; other values and missing add nothing
 
 
 @dataclass(frozen=True)
@@ -56,8 +54,7 @@ class LinearForm:
             x = np.where(np.isnan(x), t.fill, x)
             total += (x - t.mean) / t.scale * t.coef
         for t in self.categorical:
-            values = frame[t.column].where(frame[t.column].notna(), t.fill)
-            total += values.map(t.coefs).fillna(0.0).to_numpy("float64")
+            total += frame[t.column].map(t.coefs).fillna(0.0).to_numpy("float64")
         return total
 
 
@@ -80,7 +77,13 @@ def linear_form(model) -> LinearForm:
                 raise NotLinear("remainder columns must be dropped")
             continue
         kinds = [type(step) for _, step in getattr(transformer, "steps", [])]
-        if kinds == [SimpleImputer, StandardScaler]:
+        if type(transformer) is OneHotEncoder:
+            if transformer.handle_unknown != "ignore" or transformer.drop is not None:
+                raise NotLinear("one-hot encoding must ignore unknown values and drop none")
+            for i, column in enumerate(columns):
+                levels = [str(c) for c in transformer.categories_[i]]
+                categorical.append(CategoricalTerm(column, {v: next(coefs) for v in levels}))
+        elif kinds == [SimpleImputer, StandardScaler]:
             imputer, scaler = transformer.steps[0][1], transformer.steps[1][1]
             if imputer.strategy != "mean" or imputer.add_indicator:
                 raise NotLinear("numeric imputation must be by the mean")
@@ -96,23 +99,8 @@ def linear_form(model) -> LinearForm:
                         next(coefs),
                     )
                 )
-        elif kinds == [SimpleImputer, OneHotEncoder]:
-            imputer, encoder = transformer.steps[0][1], transformer.steps[1][1]
-            if encoder.handle_unknown != "ignore" or encoder.drop is not None:
-                raise NotLinear("one-hot encoding must ignore unknown values and drop none")
-            if imputer.add_indicator:
-                raise NotLinear("categorical imputation must not add indicators")
-            for i, column in enumerate(columns):
-                levels = [str(c) for c in encoder.categories_[i]]
-                categorical.append(
-                    CategoricalTerm(
-                        column,
-                        str(imputer.statistics_[i]),
-                        {level: next(coefs) for level in levels},
-                    )
-                )
         else:
-            raise NotLinear(f"transformer '{name}' is not imputer+scaler or imputer+one-hot")
+            raise NotLinear(f"transformer '{name}' is not imputer+scaler or one-hot")
     if next(coefs, None) is not None:
         raise NotLinear("more coefficients than features")
     return LinearForm(float(regressor.intercept_), tuple(numeric), tuple(categorical))

@@ -17,20 +17,14 @@ from diabetes.schema import CATEGORICAL_FEATURE, NUMERIC_FEATURES, SEX_VALUES
 
 
 def build_pipeline(alpha: float = 1.0) -> Pipeline:
-    """Mean-impute and scale the numbers, one-hot SEX (unknown values -> all zeros), then Ridge."""
+    """Mean-impute and scale the numbers, one-hot SEX, then Ridge.
+
+    A missing or unknown SEX encodes as all zeros (no SEX term): None and NaN alike, which an
+    imputer in front of the encoder would not treat alike.
+    """
     numeric = Pipeline([("impute", SimpleImputer(strategy="mean")), ("scale", StandardScaler())])
-    categorical = Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="most_frequent")),
-            (
-                "onehot",
-                OneHotEncoder(
-                    categories=[list(SEX_VALUES)],
-                    handle_unknown="ignore",
-                    sparse_output=False,
-                ),
-            ),
-        ]
+    categorical = OneHotEncoder(
+        categories=[list(SEX_VALUES)], handle_unknown="ignore", sparse_output=False
     )
     features = ColumnTransformer(
         [

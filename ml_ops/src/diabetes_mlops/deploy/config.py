@@ -30,6 +30,7 @@ class Target:
     parameters: dict[str, str] = field(default_factory=dict)
     profile: str | None = None
     host: str | None = None
+    retry_timeout_seconds: int = 300  # how long the SDK retries 429/503 and network errors
 
     @property
     def notebooks_dir(self) -> str:

@@ -182,7 +182,8 @@ class Deployer:
         try:
             if upload.kind == "notebook":
                 exported = self.w.workspace.export(upload.remote, format=ExportFormat.SOURCE)
-                return base64.b64decode(exported.content or "") == upload.local.read_bytes()
+                remote = base64.b64decode(exported.content or "").decode("utf-8", "replace")
+                return _normal(remote) == _normal(upload.local.read_text(encoding="utf-8"))
             if _in_volume(upload.remote):
                 return self.w.files.get_metadata(upload.remote).content_length == upload.size
             return self.w.workspace.get_status(upload.remote).size == upload.size
@@ -234,6 +235,12 @@ class Deployer:
         self.w.workspace.mkdirs(name.rsplit("/", 1)[0])
         self.w.experiments.create_experiment(name)
         return f"experiment {name}: created"
+
+
+def _normal(source: str) -> str:
+    """Notebook source as compared for "already there": the workspace may re-emit a notebook
+    with other line endings or trailing whitespace, which are no change of ours."""
+    return "\n".join(line.rstrip() for line in source.splitlines()).strip()
 
 
 def _in_volume(path: str) -> bool:

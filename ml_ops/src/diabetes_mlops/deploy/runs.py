@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from collections.abc import Callable
 
 from databricks.sdk import WorkspaceClient
@@ -41,7 +42,11 @@ def run_job(
             f"job '{name}' has no job parameter(s) {', '.join(unknown)}"
             f" (it has: {', '.join(sorted(declared))})"
         )
-    run_id = w.jobs.run_now(found.job_id, job_parameters=parameters or None).run_id
+    run_id = w.jobs.run_now(
+        found.job_id,
+        job_parameters=parameters or None,
+        idempotency_token=uuid.uuid4().hex,  # a retried request does not start a second run
+    ).run_id
     run = w.jobs.get_run(run_id)
     report(f"started run {run_id} of '{name}': {run.run_page_url}")
     if not wait:
@@ -53,10 +58,11 @@ def run_job(
         return 0
     report(f"run {run_id} {result or run.state.life_cycle_state.value}: {run.run_page_url}")
     for task in run.tasks or []:
-        task_result = task.state.result_state.value if task.state.result_state else None
+        state = task.state
+        task_result = state.result_state.value if state and state.result_state else None
         if task_result != "SUCCESS":
             output = w.jobs.get_run_output(task.run_id)
-            error = output.error or (task.state.state_message if task.state else "") or "-"
+            error = output.error or (state.state_message if state else "") or "-"
             report(f"task {task.task_key} {task_result or 'did not finish'}: {error}")
     return 1
 

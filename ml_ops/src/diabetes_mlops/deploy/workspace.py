@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from databricks.sdk import WorkspaceClient
+from databricks.sdk.config import Config
 
 from diabetes_mlops.deploy.config import Target
 
@@ -25,8 +26,11 @@ def connect(target: Target) -> WorkspaceClient:
     profile = None if from_env else target.profile
     host = None if from_env else target.host
     try:
-        client = WorkspaceClient(profile=profile, host=host)
-    except Exception as exc:  # the SDK raises ValueError subclasses with long explanations
+        config = Config(
+            profile=profile, host=host, retry_timeout_seconds=target.retry_timeout_seconds
+        )
+        client = WorkspaceClient(config=config)
+    except ValueError as exc:  # what the SDK raises, with long explanations, for missing auth
         raise AuthError(
             f"cannot connect to the workspace of target '{target.name}': "
             + AUTH_HELP.format(profile=target.profile or target.name.upper())

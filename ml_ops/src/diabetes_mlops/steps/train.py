@@ -82,17 +82,15 @@ def train(
         frame = read_dataset(data_path, "training")
         result = train_model(frame, config, source=data_path)
         _log_result(result, frame, data_path)
-        with warnings.catch_warnings():  # the pickle caution: a deliberate choice, see above
-            warnings.filterwarnings("ignore", "Saving scikit-learn models in the pickle")
-            info = mlflow.sklearn.log_model(
-                result.model,
-                name=MODEL_ARTIFACT,
-                signature=model_signature(),
-                input_example=result.holdout[list(FEATURES)].head(3),
-                pip_requirements=model_requirements(),
-                serialization_format=SERIALIZATION,
-                registered_model_name=model_name,
-            )
+        info = mlflow.sklearn.log_model(
+            result.model,
+            name=MODEL_ARTIFACT,
+            signature=model_signature(),
+            input_example=result.holdout[list(FEATURES)].head(3),
+            pip_requirements=model_requirements(),
+            serialization_format=SERIALIZATION,
+            registered_model_name=model_name,
+        )
         model_version = str(info.registered_model_version)
         client = MlflowClient()
         set_alias(client, model_name, CHALLENGER, model_version)

@@ -1,0 +1,210 @@
+"""Batch scoring on Spark: the native expression equals the MLflow model, the fallback works,
+input errors are caught up front, output is atomic, and the pandas path gives the same output."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from diabetes.linear_form import NotLinear, linear_form
+from diabetes.schema import FEATURES, NUMERIC_FEATURES, DataValidationError
+from diabetes_mlops.errors import ParameterError
+from diabetes_mlops.spark_scoring import (
+    NATIVE,
+    SPARK_UDF,
+    check_input,
+    predict,
+    read_input,
+    typed_features,
+    write_atomically,
+)
+from diabetes_mlops.steps import batch_score, promote, train, validate
+
+EXPERIMENT = "/Shared/diabetes-spark-tests"
+SCHEMA = T.StructType(
+    [T.StructField(c, T.StringType() if c == "SEX" else T.DoubleType()) for c in FEATURES]
+)
+
+
+@pytest.fixture(scope="module")
+def champion(repo, tmp_path_factory, mlflow_store):
+    """A trained, validated, promoted model in the session store: (name, version, pyfunc)."""
+    import mlflow
+
+    name = "diabetes_spark_tests"
+    out = train(str(repo / "ml_data" / "data_raw.csv"), name, EXPERIMENT)
+    validate(name, out["model_version"], EXPERIMENT)
+    promote(name, out["model_version"])
+    uri = f"models:/{name}/{out['model_version']}"
+    return name, uri, mlflow.sklearn.load_model(uri), mlflow.pyfunc.load_model(uri)
+
+
+def native(spark, champion, rows: pd.DataFrame) -> np.ndarray:
+    _, uri, model, _ = champion
+    frame = spark.createDataFrame(rows.astype(object).where(rows.notna(), None), SCHEMA)
+    scored, path = predict(typed_features(frame), model, uri)
+    assert path == NATIVE
+    return np.array([r["prediction"] for r in scored.select("prediction").collect()])
+
+
+def test_native_equals_the_mlflow_model_on_the_sample_data(spark, champion, repo):
+    rows = pd.read_csv(repo / "ml_data" / "data_batch_input.csv")
+    expected = champion[3].predict(rows.astype({c: "float64" for c in NUMERIC_FEATURES}))
+    assert np.abs(native(spark, champion, rows) - np.asarray(expected)).max() <= 1e-9
+
+
+def random_rows(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = pd.DataFrame({c: rng.normal(100, 60, n) for c in NUMERIC_FEATURES})
+    for column in NUMERIC_FEATURES:
+        rows.loc[rng.random(n) < 0.15, column] = np.nan
+    rows["SEX"] = rng.choice(["Female", "Male", "Other", None], n, p=[0.4, 0.4, 0.1, 0.1])
+    return rows[list(FEATURES)]
+
+
+def test_native_equals_the_model_on_random_rows_with_gaps_and_unknown_categories(spark, champion):
+    rows = random_rows(3000, seed=7)
+    expected = champion[2].predict(rows)
+    assert np.abs(native(spark, champion, rows) - expected).max() <= 1e-9
+
+
+number = st.one_of(st.none(), st.floats(-1e4, 1e4, allow_nan=False))
+row = st.fixed_dictionaries(
+    {c: number for c in NUMERIC_FEATURES} | {"SEX": st.sampled_from(["Female", "Male", "X", None])}
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(row, min_size=1, max_size=20))
+def test_native_equals_the_model_for_any_rows(spark, champion, rows):
+    frame = pd.DataFrame(rows, columns=list(FEATURES))
+    numbers = frame[list(NUMERIC_FEATURES)].astype("float64")
+    expected = champion[2].predict(numbers.assign(SEX=frame["SEX"])[list(FEATURES)])
+    assert np.abs(native(spark, champion, frame) - expected).max() <= 1e-9
+
+
+def test_a_model_that_does_not_translate_is_scored_with_spark_udf(spark, tmp_path, caplog):
+    import logging
+
+    import mlflow
+    from sklearn.pipeline import Pipeline
+    from sklearn.tree import DecisionTreeRegressor
+
+    from diabetes.pipeline import build_pipeline
+    from diabetes.sample_data import sample_frames
+
+    raw, batch = sample_frames()
+    model = Pipeline(
+        [("features", build_pipeline().steps[0][1]), ("tree", DecisionTreeRegressor(max_depth=4))]
+    )
+    model.fit(raw[list(FEATURES)], raw["Y"])
+    with pytest.raises(NotLinear):
+        linear_form(model)
+    mlflow.set_experiment(EXPERIMENT)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(model, name="tree", pip_requirements=["scikit-learn"],
+                                        serialization_format="cloudpickle")  # fmt: skip
+    frame = spark.createDataFrame(batch.astype(object).where(batch.notna(), None), SCHEMA)
+    with caplog.at_level(logging.INFO, logger="diabetes_mlops"):
+        scored, path = predict(typed_features(frame), model, info.model_uri)
+        got = np.array([r["prediction"] for r in scored.select("prediction").collect()])
+    assert path == SPARK_UDF and "scoring path: spark_udf" in caplog.text
+    assert np.abs(got - model.predict(batch)).max() <= 1e-9
+
+
+def csv(tmp_path, text, name="in.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+HEADER = "AGE,SEX,BMI,BP,S1,S2,S3,S4,S5,S6"
+ROW = "59,Male,32.1,101,157,93.2,38,4,4.8598,87"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "AGE,SEX,BP,S1,S2,S3,S4,S5,S6\n59,Male,101,157,93.2,38,4,4.8,87\n",
+            "column 'BMI' missing",
+        ),
+        (
+            f"{HEADER}\n{ROW}\n48,Female,x1,87,183,103.2,70,3,3.89,69\n",
+            "'BMI': non-numeric value 'x1'",
+        ),
+        (f"{HEADER}\n", "has a header but no data rows"),
+        ("", "file is empty"),
+        (f"{HEADER}\n59,Male,32.1,,157,93.2,38,4,4.8,87\n", "'BP': has no values"),
+        (f"{HEADER}\n59,Male,inf,101,157,93.2,38,4,4.8,87\n", "'BMI': non-finite value"),
+        (f"prediction,{HEADER}\n1,{ROW}\n", "'prediction': name is reserved"),
+    ],
+)
+def test_bad_csv_input_is_caught_before_scoring(spark, tmp_path, text, message):
+    path = csv(tmp_path, text)
+    with pytest.raises(DataValidationError, match=message):
+        check_input(read_input(spark, path, "csv"), path)
+
+
+def test_wrong_types_in_parquet_are_caught_from_the_schema(spark, tmp_path):
+    frame = pd.read_csv(pd.io.common.StringIO(f"{HEADER}\n{ROW}\n")).assign(BMI=True)
+    frame.to_parquet(tmp_path / "in.parquet")
+    path = str(tmp_path / "in.parquet")
+    with pytest.raises(DataValidationError, match="'BMI': type boolean, expected numbers"):
+        check_input(read_input(spark, path, "parquet"), path)
+    with pytest.raises(DataValidationError, match="cannot read file"):
+        read_input(spark, str(tmp_path / "missing"), "parquet")
+    with pytest.raises(ParameterError, match="input_format"):
+        read_input(spark, path, "json")
+
+
+def test_a_failure_mid_write_leaves_the_previous_output(spark, tmp_path):
+    target = tmp_path / "out"
+    good = spark.range(100).withColumn("value", F.col("id") * 2)
+    write_atomically(good, str(target), "parquet")
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    failing = spark.range(100, numPartitions=4).withColumn(
+        "value", F.when(F.col("id") > 80, F.raise_error(F.lit("boom"))).otherwise(F.col("id"))
+    )
+    with pytest.raises(Exception, match="boom"):
+        write_atomically(failing, str(target), "parquet")
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left
+    write_atomically(spark.range(5), str(target), "parquet")
+    assert spark.read.parquet(str(target)).count() == 5
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_spark_and_pandas_paths_give_the_same_output(spark, champion, repo, tmp_path):
+    name = champion[0]
+    source = str(repo / "ml_data" / "data_batch_input.csv")
+    batch_score(spark, source, str(tmp_path / "spark_out"), name, EXPERIMENT)
+    batch_score(None, source, str(tmp_path / "pandas.parquet"), name, EXPERIMENT, engine="pandas")
+    on_spark = pd.read_parquet(tmp_path / "spark_out")
+    on_pandas = pd.read_parquet(tmp_path / "pandas.parquet")
+    assert list(on_spark.columns) == list(on_pandas.columns)
+    key = list(FEATURES)
+    on_spark = on_spark.sort_values(key, na_position="first").reset_index(drop=True)
+    on_pandas = on_pandas.sort_values(key, na_position="first").reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        on_spark.drop(columns=["prediction", "scored_at"]),
+        on_pandas.drop(columns=["prediction", "scored_at"]),
+        check_dtype=False,
+    )
+    assert np.abs(on_spark["prediction"] - on_pandas["prediction"]).max() <= 1e-9
+
+
+def test_bad_engine_or_format_fails_before_any_work(spark, champion, tmp_path):
+    name = champion[0]
+    with pytest.raises(ParameterError, match="engine"):
+        batch_score(spark, "x", str(tmp_path / "o"), name, EXPERIMENT, engine="dask")
+    with pytest.raises(ParameterError, match="output_format"):
+        batch_score(spark, "x", str(tmp_path / "o"), name, EXPERIMENT, output_format="orc")
+    with pytest.raises(ParameterError, match="input_format"):
+        batch_score(None, "x", str(tmp_path / "o.csv"), name, EXPERIMENT, engine="pandas",
+                    input_format="parquet")  # fmt: skip
