@@ -21,7 +21,8 @@ export SPARK_LOCAL_IP := 127.0.0.1
 
 .PHONY: help install test lint fmt dist validate data local-data run-local-training \
 	run-local-batch-scoring demo mlflow-ui bench-local deploy deploy-plan databricks-init \
-	run-diabetes-model-training run-diabetes-batch-scoring integration-test bench-deploy bench clean
+	run-diabetes-model-training run-diabetes-batch-scoring integration-test bench-deploy \
+	bench-scoring bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-26s %s\n", $$1, $$2}'
@@ -85,7 +86,10 @@ bench-local: $(INSTALLED) ## median wall time of 5 runs of each local job (warm 
 bench-deploy: $(INSTALLED) ## deploy twice to a fake workspace: wall times and bytes uploaded
 	$(PY) ml_ops/benchmarks/deploy_twice.py --runs 5
 
-bench: bench-local bench-deploy ## every benchmark
+bench-scoring: $(INSTALLED) ## Spark scoring: native vs spark_udf vs pandas_udf vs pandas, 1M and 10M rows
+	$(PY) ml_ops/benchmarks/scoring.py --rows 1000000 10000000 --repeats 3
+
+bench: bench-scoring bench-local bench-deploy ## every benchmark; scoring results go to ml_ops/benchmarks/results/
 
 # --- Databricks (TARGET=dev|staging|prod, see deploy.yml; auth: DATABRICKS_HOST/TOKEN or a profile)
 deploy: $(INSTALLED) ## validate, build, upload, import notebooks, create/reset jobs in TARGET

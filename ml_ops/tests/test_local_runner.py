@@ -208,3 +208,22 @@ def test_references_resolve_to_task_values_and_run_ids():
         resolve_references("{{tasks.train.values.x}}", values, "t", "r1")
     with pytest.raises(ParameterError, match="unsupported reference"):
         resolve_references("{{job.trigger}}", values, "t", "r1")
+
+
+def test_the_batch_scoring_job_on_parquet_input(repo, local_root, tmp_path):
+    uri = f"sqlite:///{tmp_path}/parquet.db"
+    runner = LocalRunner(local_root, tracking_uri=uri, report=lambda line: None)
+    assert runner.run(repo / "job_specs" / "diabetes_model_training.json").succeeded
+    batch = pd.read_csv(local_root / DATA / "data_batch_input.csv")
+    batch.to_parquet(local_root / DATA / "batch.parquet")
+    overrides = {"input_path": f"/{DATA}/batch.parquet", "input_format": "parquet"}
+    job = runner.run(repo / "job_specs" / "diabetes_batch_scoring.json", overrides)
+    assert job.succeeded, job.task("batch_score").error_line
+    scored = pd.read_parquet(local_root / OUTPUT)
+    assert len(scored) == len(batch) and np.isfinite(scored["prediction"]).all()
+    assert list(scored.columns) == [*batch.columns, "prediction", "model_version", "scored_at"]
+    runs = MlflowClient(tracking_uri=uri).search_runs(
+        [MlflowClient(tracking_uri=uri).get_experiment_by_name("/Shared/diabetes").experiment_id],
+        filter_string="tags.step = 'batch_score'",
+    )
+    assert runs[0].data.params["scoring_path"] == "native"

@@ -81,18 +81,17 @@ def _check_choices(engine: str, input_format: str, output_format: str, output_pa
 
 def _score_spark(spark, input_path, output_path, model_name, model_ref, input_format, fmt):
     frame = spark_scoring.read_input(spark, input_path, input_format)
-    rows_in = spark_scoring.check_input(frame, input_path)
+    check = spark_scoring.check_input(frame, input_path)
     version = get_version(MlflowClient(), model_name, model_ref)
     uri = f"models:/{version.name}/{version.version}"
-    scored, path = spark_scoring.predict(
-        spark_scoring.typed_features(frame), load_version(version), uri
-    )
+    typed = spark_scoring.typed_features(frame, clean_text=check.sex_needs_cleaning)
+    scored, path = spark_scoring.predict(typed, load_version(version), uri)
     scored = scored.withColumn(MODEL_VERSION, F.lit(int(version.version))).withColumn(
         SCORED_AT, F.lit(datetime.now(UTC))
     )
     spark_scoring.write_atomically(scored, output_path, fmt)
     rows_out = spark.read.format(fmt).load(output_path).count()
-    return rows_in, rows_out, str(version.version), path
+    return check.rows, rows_out, str(version.version), path
 
 
 def _score_pandas(spark, input_path, output_path, model_name, model_ref, input_format, fmt):
