@@ -104,7 +104,7 @@ def test_a_changed_source_gets_a_new_wheel_name_and_the_jobs_point_at_it(fake_wo
 def test_an_edited_notebook_is_imported_again(fake_workspace, project):
     assert deploy(project) == 0
     notebook = project / "orchestrator_notebooks" / "diabetes_orchestrator_promote.py"
-    notebook.write_text(notebook.read_text() + "\n")
+    notebook.write_text(notebook.read_text() + "# promote only validated versions\n")
     imports = len(fake_workspace.calls("POST", "/workspace/import"))
     assert deploy(project) == 0
     assert len(fake_workspace.calls("POST", "/workspace/import")) == imports + 1
