@@ -87,7 +87,7 @@ bench-deploy: $(INSTALLED) ## deploy twice to a fake workspace: wall times and b
 	$(PY) ml_ops/benchmarks/deploy_twice.py --runs 5
 
 bench-scoring: $(INSTALLED) ## Spark scoring: native vs spark_udf vs pandas_udf vs pandas, 1M and 10M rows
-	$(PY) ml_ops/benchmarks/scoring.py --rows 1000000 10000000 --repeats 3
+	$(PY) ml_ops/benchmarks/scoring.py --rows 1000000 10000000 --repeats 5
 
 bench: bench-scoring bench-local bench-deploy ## every benchmark; scoring results go to ml_ops/benchmarks/results/
 

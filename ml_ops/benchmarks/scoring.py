@@ -11,7 +11,7 @@ the Parquet, scores every row and drives the result through Spark's `noop` sink 
 reads with pandas and predicts). Rows/s is the median of --repeats runs; peak memory is the RSS of
 this process and all its children (JVM, Python workers) while the path runs.
 
-    python ml_ops/benchmarks/scoring.py --rows 1000000 10000000 --repeats 3
+    python ml_ops/benchmarks/scoring.py --rows 1000000 10000000 --repeats 5
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def make_input(spark, rows: int, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -177,15 +177,19 @@ def main() -> int:
                 spark.read.parquet(str(path)).write.format("noop").mode("overwrite").save()
                 times.append(time.perf_counter() - started)
             scan[rows] = statistics.median(times)
-            for name, run in paths.items():
-                run(path)  # warm-up: JIT, worker start, model load
-                times = []
-                with PeakMemory() as memory:
-                    for _ in range(args.repeats):
+            for run in paths.values():
+                run(path)  # warm-up: JIT, Python workers, model load
+            times: dict[str, list[float]] = {name: [] for name in paths}
+            peaks: dict[str, int] = dict.fromkeys(paths, 0)
+            for _ in range(args.repeats):  # round-robin, so machine noise hits every path alike
+                for name, run in paths.items():
+                    with PeakMemory() as memory:
                         started = time.perf_counter()
                         run(path)
-                        times.append(time.perf_counter() - started)
-                results[(name, rows)] = (statistics.median(times), memory.peak)
+                        times[name].append(time.perf_counter() - started)
+                    peaks[name] = max(peaks[name], memory.peak)
+            for name in paths:
+                results[(name, rows)] = (statistics.median(times[name]), peaks[name])
                 speed = rows / results[(name, rows)][0]
                 print(f"{name:10} {rows:>11,} rows: {speed:>12,.0f} rows/s", flush=True)
     finally:
@@ -213,8 +217,9 @@ def render(args, results, scan, spark_version: str, mlflow_version: str) -> str:
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench` on {os.cpu_count()} cores"
         f" ({cpu}), {memory_gib:.0f} GiB RAM, Python {platform.python_version()},"
         f" Spark {spark_version} local[2], MLflow {mlflow_version}.",
-        f"Median of {args.repeats} runs after a warm-up; each run reads Parquet and scores every"
-        " row into Spark's noop sink (reference: pandas reads and scikit-learn predicts).",
+        f"Median of {args.repeats} runs after a warm-up of every path, the paths taking turns"
+        " (round-robin); each run reads Parquet and scores every row into Spark's noop sink"
+        " (reference: pandas reads and scikit-learn predicts).",
         "",
         "| path | rows | median time | rows/s | peak RSS (process tree) |",
         "| --- | ---: | ---: | ---: | ---: |",
