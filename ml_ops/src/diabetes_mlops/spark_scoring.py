@@ -22,10 +22,10 @@ from diabetes.schema import (
     CATEGORICAL_FEATURE,
     FEATURES,
     NUMERIC_FEATURES,
-    OUTPUT_COLUMNS,
     PREDICTION,
     SEX_VALUES,
     DataValidationError,
+    check_columns,
 )
 from diabetes_mlops.errors import require_choice
 
@@ -63,16 +63,9 @@ def check_input(frame: DataFrame, source: str) -> InputCheck:
 
     The same rules as diabetes.schema.validate_frame for scoring, on Spark.
     """
-    missing = [c for c in FEATURES if c not in frame.columns]
-    if not frame.columns or frame.columns == ["_c0"] and missing:
+    if not frame.columns or frame.columns == ["_c0"]:
         raise DataValidationError(source, None, "file is empty (no header, no rows)")
-    if missing:
-        names = ", ".join(f"'{c}'" for c in missing)
-        noun = "column" if len(missing) == 1 else "columns"
-        raise DataValidationError(source, None, f"required {noun} {names} missing")
-    taken = [c for c in OUTPUT_COLUMNS if c in frame.columns]
-    if taken:
-        raise DataValidationError(source, taken[0], "name is reserved for the scoring output")
+    check_columns(frame.columns, source, "scoring")
     types = dict(frame.dtypes)
     kinds = {f.name: f.dataType for f in frame.schema.fields}
     for column in NUMERIC_FEATURES:

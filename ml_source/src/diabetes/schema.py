@@ -85,21 +85,7 @@ def validate_frame(frame: pd.DataFrame, source: str, purpose: Purpose) -> pd.Dat
     if len(frame) == 0:
         raise DataValidationError(source, None, "has a header but no data rows")
 
-    required = FEATURES + ((TARGET,) if purpose == "training" else ())
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        names = ", ".join(f"'{c}'" for c in missing)
-        noun = "column" if len(missing) == 1 else "columns"
-        problem = f"required {noun} {names} missing"
-        if missing == [TARGET]:
-            problem = f"target column '{TARGET}' missing (training data needs it)"
-        raise DataValidationError(source, None, problem)
-    if purpose == "scoring":
-        taken = [c for c in OUTPUT_COLUMNS if c in frame.columns]
-        if taken:
-            raise DataValidationError(
-                source, taken[0], "name is reserved for the scoring output; rename it"
-            )
+    required = check_columns(list(frame.columns), source, purpose)
 
     out = frame.copy()
     numeric = NUMERIC_FEATURES + ((TARGET,) if purpose == "training" else ())
@@ -125,6 +111,28 @@ def validate_frame(frame: pd.DataFrame, source: str, purpose: Purpose) -> pd.Dat
     if extra:
         log.info("%s: extra columns %s are not model features", source, extra)
     return out
+
+
+def check_columns(columns: list[str], source: str, purpose: Purpose) -> tuple[str, ...]:
+    """Required columns present, output names not taken; returns the required columns.
+
+    Shared by every engine that checks input (pandas here, Spark in diabetes_mlops)."""
+    required = FEATURES + ((TARGET,) if purpose == "training" else ())
+    missing = [c for c in required if c not in columns]
+    if missing:
+        names = ", ".join(f"'{c}'" for c in missing)
+        noun = "column" if len(missing) == 1 else "columns"
+        problem = f"required {noun} {names} missing"
+        if missing == [TARGET]:
+            problem = f"target column '{TARGET}' missing (training data needs it)"
+        raise DataValidationError(source, None, problem)
+    if purpose == "scoring":
+        taken = [c for c in OUTPUT_COLUMNS if c in columns]
+        if taken:
+            raise DataValidationError(
+                source, taken[0], "name is reserved for the scoring output; rename it"
+            )
+    return required
 
 
 def _to_float(values: pd.Series, source: str, column: str) -> pd.Series:
