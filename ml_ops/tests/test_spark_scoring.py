@@ -1,6 +1,8 @@
 """Batch scoring on Spark: the native expression equals the MLflow model, the fallback works,
 input errors are caught up front, output is atomic, and the pandas path gives the same output."""
 
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -161,6 +163,36 @@ def test_wrong_types_in_parquet_are_caught_from_the_schema(spark, tmp_path):
         read_input(spark, str(tmp_path / "missing"), "parquet")
     with pytest.raises(ParameterError, match="input_format"):
         read_input(spark, path, "json")
+
+
+@pytest.mark.parametrize(
+    "column, values, message",
+    [
+        ("S4", [4.0, float("inf")], "'S4': non-finite value"),
+        ("S4", [float("nan"), None], "'S4': has no values: all 2 rows are missing"),
+        ("AGE", [None, None], "'AGE': has no values"),
+    ],
+)
+def test_numbers_typed_as_numbers_are_checked_without_parsing(
+    spark, tmp_path, column, values, message
+):
+    frame = pd.read_csv(io.StringIO(f"{HEADER}\n{ROW}\n{ROW}\n")).assign(**{column: values})
+    frame[column] = frame[column].astype("float64")
+    frame.to_parquet(tmp_path / "in.parquet")
+    path = str(tmp_path / "in.parquet")
+    with pytest.raises(DataValidationError, match=message):
+        check_input(read_input(spark, path, "parquet"), path)
+
+
+def test_nan_and_blank_text_are_missing_values_and_other_text_is_not(spark, tmp_path):
+    rows = f"{HEADER}\n{ROW}\n59,Male, NaN ,101,157,93.2,38,4,4.8,87\n59,Male,,1,2,3,4,5,6,7\n"
+    path = csv(tmp_path, rows)
+    assert check_input(read_input(spark, path, "csv"), path).rows == 3
+    path = csv(tmp_path, rows.replace("157,93.2", "157,nan?", 1), "bad.csv")
+    with pytest.raises(
+        DataValidationError, match=r"'S2': non-numeric value 'nan\?' \(1 such rows\)"
+    ):
+        check_input(read_input(spark, path, "csv"), path)
 
 
 def test_a_failure_mid_write_leaves_the_previous_output(spark, tmp_path):

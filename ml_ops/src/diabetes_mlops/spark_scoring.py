@@ -77,24 +77,13 @@ def check_input(frame: DataFrame, source: str) -> InputCheck:
         )
     checks = [F.count(F.lit(1)).alias("rows")]
     for column in NUMERIC_FEATURES:
-        text = F.trim(F.col(column).cast("string"))
-        number = as_double(frame, column)
-        given = F.col(column).isNotNull() & (text != "")
-        bad = given & (number.isNull() | F.isnan(number) & (F.lower(text) != "nan"))
-        checks += [
-            F.sum(F.when(given & ~bad & ~F.isnan(number), 1).otherwise(0)).alias(f"{column}:n"),
-            F.sum(F.when(bad, 1).otherwise(0)).alias(f"{column}:bad"),
-            F.first(F.when(bad, text), ignorenulls=True).alias(f"{column}:example"),
-            F.sum(F.when(F.abs(number) == float("inf"), 1).otherwise(0)).alias(f"{column}:inf"),
-        ]
+        checks += numeric_checks(frame, column)
     sex = F.trim(F.col(CATEGORICAL_FEATURE))
     checks += [
-        F.sum(F.when(sex.isNotNull() & (sex != ""), 1).otherwise(0)).alias("SEX:n"),
-        F.sum(F.when(sex.isNotNull() & (sex != "") & ~sex.isin(*SEX_VALUES), 1).otherwise(0)).alias(
-            "SEX:unknown"
-        ),
-        F.sum(F.when(sex != F.col(CATEGORICAL_FEATURE), 1).otherwise(0)).alias("SEX:untrimmed"),
-        F.sum(F.when(sex == "", 1).otherwise(0)).alias("SEX:empty"),
+        count_if(sex.isNotNull() & (sex != "")).alias("SEX:n"),
+        count_if(sex.isNotNull() & (sex != "") & ~sex.isin(*SEX_VALUES)).alias("SEX:unknown"),
+        count_if(sex != F.col(CATEGORICAL_FEATURE)).alias("SEX:untrimmed"),
+        count_if(sex == "").alias("SEX:empty"),
     ]
     stats = frame.agg(*checks).first().asDict()
     rows = stats["rows"]
@@ -124,8 +113,35 @@ def check_input(frame: DataFrame, source: str) -> InputCheck:
     return InputCheck(rows, bool(stats["SEX:untrimmed"] or stats["SEX:empty"]))
 
 
+def count_if(condition: Column) -> Column:
+    return F.count(F.when(condition, 1))
+
+
+def numeric_checks(frame: DataFrame, column: str) -> list[Column]:
+    """Aggregates '<column>:n' (values given), ':bad' (not numbers), ':example', ':inf'.
+
+    A column typed as numbers needs no parsing; text is parsed, blank and "NaN" being missing.
+    """
+    number = as_double(frame, column)
+    if not isinstance(frame.schema[column].dataType, T.StringType):
+        given, bad, example = number.isNotNull() & ~F.isnan(number), F.lit(False), F.lit(None)
+    else:
+        text = F.trim(F.col(column))
+        blank = F.col(column).isNull() | (text == "") | (F.lower(text) == "nan")
+        unusable = number.isNull() | F.isnan(number)
+        given, bad = ~blank & ~unusable, ~blank & unusable
+        example = F.first(F.when(bad, text), ignorenulls=True)
+    return [
+        count_if(given).alias(f"{column}:n"),
+        count_if(bad).alias(f"{column}:bad"),
+        example.alias(f"{column}:example"),
+        count_if(F.abs(number) == float("inf")).alias(f"{column}:inf"),
+    ]
+
+
 def prediction_column(form: LinearForm) -> Column:
-    """The model as one Spark expression, term for term as scikit-learn computes it.
+    """The model as one Spark expression: LinearForm.predict's folded form, one multiply per
+    column and no division (a few % faster than term for term; equal to the model within 1e-12).
 
     Category values are compared as they are: pass text through typed_features first when it
     may carry spaces or empty strings (check_input says whether it does).
@@ -134,14 +150,14 @@ def prediction_column(form: LinearForm) -> Column:
     for t in form.numeric:
         x = F.col(t.column).cast("double")
         filled = F.coalesce(F.nanvl(x, F.lit(t.fill)), F.lit(t.fill))
-        terms.append((filled - F.lit(t.mean)) / F.lit(t.scale) * F.lit(t.coef))
+        terms.append(filled * F.lit(t.weight))
     for t in form.categorical:
         value = F.col(t.column)
         term = F.lit(0.0)  # missing or unknown: no term
         for level, coef in t.coefs.items():
             term = F.when(value == F.lit(level), F.lit(coef)).otherwise(term)
         terms.append(term)
-    return reduce(lambda a, b: a + b, terms, F.lit(0.0)) + F.lit(form.intercept)
+    return reduce(lambda a, b: a + b, terms, F.lit(0.0)) + F.lit(form.offset)
 
 
 def predict(frame: DataFrame, model, model_uri: str) -> tuple[DataFrame, str]:

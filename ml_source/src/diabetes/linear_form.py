@@ -4,6 +4,10 @@ prediction = intercept
            + sum over numeric columns: coef * (fill_missing(x, mean_fill) - mean) / scale
            + the coefficient of the row's SEX category (missing or unknown -> no term)
 
+which engines evaluate folded, with one multiply per column and no division:
+
+prediction = offset + sum over numeric columns: weight * fill_missing(x, mean_fill) + SEX term
+
 Spark (in diabetes_mlops) turns this into one native column expression. A pipeline of any other
 shape raises NotLinear, and the caller falls back to running the model itself.
 """
@@ -33,6 +37,11 @@ class NumericTerm:
     scale: float
     coef: float
 
+    @property
+    def weight(self) -> float:
+        """coef / scale: the scaler folded into the coefficient."""
+        return self.coef / self.scale
+
 
 @dataclass(frozen=True)
 class CategoricalTerm:
@@ -46,13 +55,17 @@ class LinearForm:
     numeric: tuple[NumericTerm, ...]
     categorical: tuple[CategoricalTerm, ...]
 
+    @property
+    def offset(self) -> float:
+        """The intercept with each numeric term's constant part (-mean * weight) folded in."""
+        return self.intercept - sum(t.mean * t.weight for t in self.numeric)
+
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        """numpy evaluation (used to check the form against the model)."""
-        total = np.full(len(frame), self.intercept, dtype="float64")
+        """The folded form in numpy: what the Spark expression computes, checkable without Spark."""
+        total = np.full(len(frame), self.offset, dtype="float64")
         for t in self.numeric:
             x = pd.to_numeric(frame[t.column], errors="coerce").to_numpy("float64")
-            x = np.where(np.isnan(x), t.fill, x)
-            total += (x - t.mean) / t.scale * t.coef
+            total += np.where(np.isnan(x), t.fill, x) * t.weight
         for t in self.categorical:
             total += frame[t.column].map(t.coefs).fillna(0.0).to_numpy("float64")
         return total
