@@ -17,9 +17,11 @@ from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.spark_scoring import (
     NATIVE,
     SPARK_UDF,
+    UDF_COLUMNAR_INPUT,
     check_input,
     predict,
     read_input,
+    rows_into_python_udfs,
     typed_features,
     write_atomically,
 )
@@ -193,6 +195,28 @@ def test_nan_and_blank_text_are_missing_values_and_other_text_is_not(spark, tmp_
         DataValidationError, match=r"'S2': non-numeric value 'nan\?' \(1 such rows\)"
     ):
         check_input(read_input(spark, path, "csv"), path)
+
+
+def test_python_udfs_take_rows_while_scoring_and_the_setting_is_restored(spark, tmp_path):
+    pd.read_csv(io.StringIO(f"{HEADER}\n{ROW}\n")).to_parquet(tmp_path / "in.parquet")
+    frame = spark.read.parquet(str(tmp_path / "in.parquet"))
+    udf = F.pandas_udf(lambda age: age * 2.0, "double")
+
+    def plan() -> str:
+        return frame.select(udf("AGE"))._jdf.queryExecution().executedPlan().toString()
+
+    for before in (None, "true", "false"):
+        if before is None:
+            spark.conf.unset(UDF_COLUMNAR_INPUT)
+        else:
+            spark.conf.set(UDF_COLUMNAR_INPUT, before)
+        # Spark 4.3 by default: the scan's batches go to the UDF as they are
+        assert ("ColumnarToRow" in plan()) == (before == "false")
+        with rows_into_python_udfs(spark):
+            assert spark.conf.get(UDF_COLUMNAR_INPUT) == "false"
+            assert "ColumnarToRow" in plan()  # the scan's batches become rows before the UDF
+        assert spark.conf.get(UDF_COLUMNAR_INPUT, None) == before
+    spark.conf.unset(UDF_COLUMNAR_INPUT)
 
 
 def test_a_failure_mid_write_leaves_the_previous_output(spark, tmp_path):

@@ -89,7 +89,8 @@ def _score_spark(spark, input_path, output_path, model_name, model_ref, input_fo
     scored = scored.withColumn(MODEL_VERSION, F.lit(int(version.version))).withColumn(
         SCORED_AT, F.lit(datetime.now(UTC))
     )
-    spark_scoring.write_atomically(scored, output_path, fmt)
+    with spark_scoring.rows_into_python_udfs(spark):
+        spark_scoring.write_atomically(scored, output_path, fmt)
     rows_out = spark.read.format(fmt).load(output_path).count()
     return check.rows, rows_out, str(version.version), path
 
