@@ -1,4 +1,4 @@
-"""Benchmark: batch-scoring throughput on Spark local[2], four ways, side by side in one run.
+"""Benchmark: batch-scoring throughput on Spark local[2], five ways, side by side in one run.
 
 - native: the model as one Spark column expression (diabetes_mlops.spark_scoring)
 - spark_udf: mlflow.pyfunc.spark_udf, what other templates use, with Spark's defaults
@@ -10,9 +10,9 @@ Input: N generated rows in Parquet, each column uniform within the sample data's
 precision, 2 % missing numbers, 2 % unknown and 2 % missing SEX. Each measurement reads
 the Parquet, scores every row and drives the result through Spark's `noop` sink (the reference:
 reads with pandas and predicts). The Spark paths get the features as the batch step gives them,
-after its input check (timed apart, as are a bare scan of the input). Rows/s is the median of
---repeats runs; peak memory is the RSS of this process and all its children (JVM, Python workers)
-while the path runs.
+after its input check (timed apart, as is a bare scan of the input). Rows/s is the median of
+--repeats runs in this process; peak memory is that of a fresh process tree (Python, JVM, Python
+workers) scoring the same input once with the path.
 
     python ml_ops/benchmarks/scoring.py --rows 1000000 10000000 --repeats 5
 """
@@ -20,14 +20,16 @@ while the path runs.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,25 +64,6 @@ def tree_rss(root: int) -> int:
     return total
 
 
-class PeakMemory:
-    """Samples the process tree's RSS every 0.2 s while in use."""
-
-    def __enter__(self) -> PeakMemory:
-        self.peak = tree_rss(os.getpid())
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.2):
-            self.peak = max(self.peak, tree_rss(os.getpid()))
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 # Each column drawn uniformly within the sample data's range, at the sample data's precision
 # (ages in years, S5 to 4 decimals...), so Parquet encodes it as it would encode real records.
 RANGES = {
@@ -105,34 +88,9 @@ def make_input(spark, rows: int, path: Path) -> None:
     base.select(*columns).write.mode("overwrite").parquet(str(path))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
-    parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-    import mlflow
-    import mlflow.sklearn
-    import pyspark
+def start_spark():
     from pyspark.sql import SparkSession
-    from pyspark.sql import functions as F
-    from pyspark.sql.functions import pandas_udf
 
-    from diabetes.linear_form import linear_form
-    from diabetes.schema import FEATURES, NUMERIC_FEATURES, read_dataset
-    from diabetes.training import train_model
-    from diabetes_mlops.spark_scoring import (
-        check_input,
-        prediction_column,
-        rows_into_python_udfs,
-        typed_features,
-    )
-    from diabetes_mlops.steps.train import model_signature
-
-    work = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
     spark = (
         SparkSession.builder.master("local[2]")
         .config("spark.ui.enabled", "false")
@@ -143,7 +101,39 @@ def main() -> int:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def scoring_paths(spark, work: Path, clean_text: bool) -> dict[str, Callable[[Path], object]]:
+    """Each path scores every row of a Parquet input; `spark` None gives the reference alone."""
+    from diabetes.schema import FEATURES, NUMERIC_FEATURES, read_dataset
+    from diabetes.training import train_model
+
     model = train_model(read_dataset(REPO / "ml_data" / "data_raw.csv", "training")).model
+    paths: dict[str, Callable[[Path], object]] = {}
+    if spark is not None:
+        paths = spark_paths(spark, work, model, clean_text)
+    paths["reference"] = lambda p: model.predict(
+        pd.read_parquet(p).astype({c: "float64" for c in NUMERIC_FEATURES})[list(FEATURES)]
+    )
+    return paths
+
+
+def spark_paths(spark, work: Path, model, clean_text: bool) -> dict[str, Callable[[Path], None]]:
+    import mlflow
+    import mlflow.sklearn
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import pandas_udf
+
+    from diabetes.linear_form import linear_form
+    from diabetes.schema import FEATURES
+    from diabetes_mlops.spark_scoring import (
+        prediction_column,
+        rows_into_python_udfs,
+        typed_features,
+    )
+    from diabetes_mlops.steps.train import model_signature
+
     mlflow.set_tracking_uri(f"sqlite:///{work}/mlflow.db")
     experiment = mlflow.create_experiment("bench", artifact_location=str(work / "artifacts"))
     with mlflow.start_run(experiment_id=experiment):
@@ -160,61 +150,107 @@ def main() -> int:
 
     form = linear_form(model)
 
+    def score_into_noop(path: Path, score) -> None:
+        frame = typed_features(spark.read.parquet(str(path)), clean_text=clean_text)
+        frame.withColumn("prediction", score()).write.format("noop").mode("overwrite").save()
+
+    def rows_in(path: Path, score) -> None:
+        with rows_into_python_udfs(spark):
+            score_into_noop(path, score)
+
+    features = F.struct(*[F.col(c) for c in FEATURES])
+    return {
+        "native": lambda p: score_into_noop(p, lambda: prediction_column(form)),
+        "spark_udf": lambda p: score_into_noop(p, lambda: spark_udf(features)),
+        "spark_udf, rows in": lambda p: rows_in(p, lambda: spark_udf(features)),
+        "pandas_udf": lambda p: score_into_noop(p, lambda: sklearn_udf(features)),
+    }
+
+
+def peak_memory_of(name: str, path: Path, clean_text: bool) -> int:
+    """Peak RSS of a fresh process tree (Python, JVM, Python workers) scoring once with `name`.
+
+    A fresh process each: a JVM keeps the heap it grew for earlier paths, so measuring in the
+    timing process would charge every path with the largest one before it.
+    """
+    command = [sys.executable, __file__, "--memory-of", name, "--input", str(path)]
+    child = subprocess.Popen(command + ["--clean-text"] * clean_text, stdout=subprocess.DEVNULL)
+    peak = 0
+    while child.poll() is None:
+        peak = max(peak, tree_rss(child.pid))
+        time.sleep(0.2)
+    if child.returncode:
+        raise RuntimeError(f"{name}: the memory run exited with {child.returncode}")
+    return peak
+
+
+def score_once(name: str, path: Path, clean_text: bool) -> int:
+    """The child side of peak_memory_of."""
+    work = Path(tempfile.mkdtemp(prefix="bench-scoring-memory-"))
+    spark = None if name == "reference" else start_spark()
+    try:
+        scoring_paths(spark, work, clean_text)[name](path)
+    finally:
+        if spark is not None:
+            spark.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # child of peak_memory_of
+    parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--clean-text", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    logging.getLogger("diabetes_mlops").setLevel(logging.ERROR)  # the check's unknown-SEX note
+    if args.memory_of:
+        return score_once(args.memory_of, args.input, args.clean_text)
+
+    import mlflow
+    import pyspark
+
+    from diabetes_mlops.spark_scoring import check_input
+
+    work = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
+    spark = start_spark()
+
     def check(path: Path) -> bool:
         """The batch step's input check; says whether SEX needs cleaning before scoring."""
         return check_input(spark.read.parquet(str(path)), str(path)).sex_needs_cleaning
 
-    def spark_path(path: Path, score) -> None:
-        frame = typed_features(spark.read.parquet(str(path)), clean_text=needs_cleaning[path])
-        frame.withColumn("prediction", score(frame)).write.format("noop").mode("overwrite").save()
-
-    def rows_in(path: Path, score) -> None:
-        with rows_into_python_udfs(spark):
-            spark_path(path, score)
-
     def scan(path: Path) -> None:
         spark.read.parquet(str(path)).write.format("noop").mode("overwrite").save()
 
-    features = [F.col(c) for c in FEATURES]
-    paths = {
-        "native": lambda p: spark_path(p, lambda f: prediction_column(form)),
-        "spark_udf": lambda p: spark_path(p, lambda f: spark_udf(F.struct(*features))),
-        "spark_udf, rows in": lambda p: rows_in(p, lambda f: spark_udf(F.struct(*features))),
-        "pandas_udf": lambda p: spark_path(p, lambda f: sklearn_udf(F.struct(*features))),
-        "reference": lambda p: model.predict(
-            pd.read_parquet(p).astype({c: "float64" for c in NUMERIC_FEATURES})[list(FEATURES)]
-        ),
-    }
-    baselines = {"scan": scan, "check": check}
     results: dict[tuple[str, int], tuple[float, int]] = {}
     baseline: dict[tuple[str, int], float] = {}
-    needs_cleaning: dict[Path, bool] = {}
     try:
         for rows in args.rows:
             path = work / f"input_{rows}.parquet"
             make_input(spark, rows, path)
-            needs_cleaning[path] = check(path)
-            for run in (paths | baselines).values():
+            clean_text = check(path)
+            paths = scoring_paths(spark, work / f"mlflow_{rows}", clean_text)
+            baselines = {"scan": scan, "check": check}
+            for run in (baselines | paths).values():
                 run(path)  # warm-up: JIT, Python workers, model load
-            times: dict[str, list[float]] = {name: [] for name in paths | baselines}
-            peaks: dict[str, int] = dict.fromkeys(paths, 0)
+            times: dict[str, list[float]] = {name: [] for name in baselines | paths}
             for _ in range(args.repeats):  # round-robin, so machine noise hits every path alike
-                for name, run in baselines.items():
+                for name, run in (baselines | paths).items():
                     started = time.perf_counter()
                     run(path)
                     times[name].append(time.perf_counter() - started)
-                for name, run in paths.items():
-                    with PeakMemory() as memory:
-                        started = time.perf_counter()
-                        run(path)
-                        times[name].append(time.perf_counter() - started)
-                    peaks[name] = max(peaks[name], memory.peak)
             for name in baselines:
                 baseline[(name, rows)] = statistics.median(times[name])
             for name in paths:
-                results[(name, rows)] = (statistics.median(times[name]), peaks[name])
+                peak = peak_memory_of(name, path, clean_text)
+                results[(name, rows)] = (statistics.median(times[name]), peak)
                 speed = rows / results[(name, rows)][0]
-                print(f"{name:10} {rows:>11,} rows: {speed:>12,.0f} rows/s", flush=True)
+                print(f"{name:18} {rows:>11,} rows: {speed:>12,.0f} rows/s", flush=True)
     finally:
         spark.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -244,7 +280,8 @@ def render(args, results, baseline, spark_version: str, mlflow_version: str) -> 
         f" Spark {spark_version} local[2], MLflow {mlflow_version}.",
         f"Median of {args.repeats} runs after a warm-up of every path, the paths taking turns"
         " (round-robin); each run reads Parquet and scores every row into Spark's noop sink"
-        " (reference: pandas reads and scikit-learn predicts). The Spark paths score the"
+        " (reference: pandas reads and scikit-learn predicts). Peak RSS: a fresh process tree"
+        " (Python, JVM, Python workers) scoring the input once. The Spark paths score the"
         " features as the batch step does after its input check, which is timed apart."
         " spark_udf runs twice: with Spark's defaults, under which Spark 4.3 hands the Parquet"
         " scan's column batches straight to Python UDFs, and 'rows in', with that turned off"
