@@ -348,3 +348,35 @@ def test_a_notebook_reformatted_by_the_workspace_is_not_imported_again(fake_work
     imports = len(fake_workspace.calls("POST", "/workspace/import"))
     assert deploy(project) == 0
     assert len(fake_workspace.calls("POST", "/workspace/import")) == imports
+
+
+def test_target_parameters_reach_the_tasks_that_declare_them(repo):
+    from diabetes_mlops.deploy.config import Target
+    from diabetes_mlops.deploy.jobs import resolve_settings
+    from diabetes_mlops.job_specs import check_spec
+
+    overrides = {"model_name": "m", "seed": "7", "rmse_tolerance": "0.05", "input_path": "/x"}
+    target = Target("t", "/r", "/w", "c", "s", "a@example.com", parameters=overrides)
+    values = {
+        name: "v"
+        for name in ("cluster_id", "notebooks_dir", "wheel.diabetes", "wheel.diabetes_mlops")
+    } | {"alert_email": target.alert_email}
+
+    def resolved(spec: str) -> tuple[dict, dict]:
+        settings = resolve_settings(
+            check_spec(repo / "job_specs" / spec, repo / "orchestrator_notebooks"), target, values
+        )
+        defaults = {p["name"]: p["default"] for p in settings["parameters"]}
+        tasks = {t["task_key"]: t["notebook_task"]["base_parameters"] for t in settings["tasks"]}
+        return defaults, tasks
+
+    defaults, tasks = resolved("diabetes_model_training.json")
+    assert defaults["model_name"] == "m"  # a job parameter: its default, not a task's copy
+    assert "model_name" not in {k for base in tasks.values() for k in base}
+    assert tasks["train"]["seed"] == "7" and "seed" not in tasks["validate"]
+    assert (
+        tasks["validate"]["rmse_tolerance"] == "0.05" and "rmse_tolerance" not in tasks["promote"]
+    )
+    assert "input_path" not in {k for base in tasks.values() for k in base}
+    _, tasks = resolved("diabetes_batch_scoring.json")
+    assert tasks["batch_score"]["input_path"] == "/x" and "seed" not in tasks["batch_score"]

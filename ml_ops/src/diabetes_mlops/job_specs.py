@@ -13,6 +13,7 @@ import json
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,14 @@ class JobSpec:
     @property
     def name(self) -> str:
         return self.settings.get("name", self.path.stem)
+
+    def overrides_by_task(self, overrides: Mapping[str, str]) -> dict[str, dict[str, str]]:
+        """Per task key, the overrides it takes: each one goes to every task whose notebook
+        declares it (the rule of both the local runner and the deployer)."""
+        return {
+            task.key: {k: v for k, v in overrides.items() if k in task.notebook.widgets}
+            for task in self.tasks
+        }
 
 
 def load_json(path: str | Path) -> dict[str, Any]:

@@ -23,16 +23,13 @@ def resolve_settings(spec: JobSpec, target: Target, values: dict[str, str]) -> d
     settings["name"] = target.job_name_prefix + spec.name
     if target.paused and "schedule" in settings:
         settings["schedule"]["pause_status"] = "PAUSED"
-    by_key = {t.key: t for t in spec.tasks}
     for parameter in settings.get("parameters") or []:
         parameter["default"] = target.parameters.get(parameter["name"], parameter["default"])
     job_parameters = {p["name"] for p in settings.get("parameters") or []}
+    task_parameters = {k: v for k, v in target.parameters.items() if k not in job_parameters}
+    applied = spec.overrides_by_task(task_parameters)
     for task in settings["tasks"]:
-        base = task["notebook_task"].setdefault("base_parameters", {})
-        widgets = by_key[task["task_key"]].notebook.widgets
-        for name, value in target.parameters.items():
-            if name in widgets and name not in job_parameters:
-                base[name] = value
+        task["notebook_task"].setdefault("base_parameters", {}).update(applied[task["task_key"]])
     return fill_placeholders(settings, values, spec.path.name)
 
 

@@ -168,21 +168,14 @@ class LocalRunner:
 
 
 def task_parameters(spec: JobSpec, overrides: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """Parameters per task, with each override applied to every task declaring it."""
-    unused = set(overrides)
-    result = {}
-    for task in spec.tasks:
-        parameters = task.parameters
-        for name, value in overrides.items():
-            if name in task.notebook.widgets:
-                parameters[name] = value
-                unused.discard(name)
-        result[task.key] = parameters
+    """Parameters per task, with the overrides applied; one that no task declares is an error."""
+    applied = spec.overrides_by_task(overrides)
+    unused = set(overrides).difference(*applied.values())
     if unused:
         raise ParameterError(
             f"no task of job '{spec.name}' declares parameter(s) {', '.join(sorted(unused))}"
         )
-    return result
+    return {task.key: task.parameters | applied[task.key] for task in spec.tasks}
 
 
 def resolve_references(
