@@ -24,6 +24,7 @@ from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Languag
 from diabetes_mlops.deploy.config import Target
 from diabetes_mlops.deploy.jobs import DeployError, find_job, resolve_settings, same_settings
 from diabetes_mlops.deploy.wheels import build_wheels
+from diabetes_mlops.deploy.workspace import for_current_user
 from diabetes_mlops.job_specs import JobSpec, check_spec
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
@@ -73,7 +74,7 @@ class Deployer:
         self.w = w
         self.report = report
         self.repo = repo
-        self.target = target.for_user(w.current_user.me().user_name or "unknown")
+        self.target = for_current_user(w, target)
 
     # --- read-only ---------------------------------------------------------------------------
     def plan(self) -> Plan:

@@ -12,6 +12,7 @@ from databricks.sdk.service.jobs import Run, RunLifeCycleState
 
 from diabetes_mlops.deploy.config import Target
 from diabetes_mlops.deploy.jobs import DeployError, find_job
+from diabetes_mlops.deploy.workspace import for_current_user
 
 FINAL = {
     RunLifeCycleState.TERMINATED,
@@ -30,7 +31,7 @@ def run_job(
     report: Callable[[str], None] = print,
 ) -> int:
     """Exit status: 0 when the run succeeds (or is only started), 1 otherwise."""
-    target = target.for_user(w.current_user.me().user_name or "unknown")
+    target = for_current_user(w, target)
     name = target.job_name_prefix + job
     found = find_job(w, name)
     if found is None:

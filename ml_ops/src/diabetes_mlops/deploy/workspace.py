@@ -44,5 +44,10 @@ def connect(target: Target) -> WorkspaceClient:
     return client
 
 
+def for_current_user(w: WorkspaceClient, target: Target) -> Target:
+    """The target with {user} filled by the user the client is authenticated as."""
+    return target.for_user(w.current_user.me().user_name or "unknown")
+
+
 def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
