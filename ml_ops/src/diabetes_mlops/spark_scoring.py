@@ -69,14 +69,16 @@ def check_input(frame: DataFrame, source: str) -> InputCheck:
     if not frame.columns or frame.columns == ["_c0"]:
         raise DataValidationError(source, None, "file is empty (no header, no rows)")
     check_columns(frame.columns, source, "scoring")
-    types = dict(frame.dtypes)
     kinds = {f.name: f.dataType for f in frame.schema.fields}
     for column in NUMERIC_FEATURES:
         if not isinstance(kinds[column], (*_NUMERIC_TYPES, T.StringType)):
-            raise DataValidationError(source, column, f"type {types[column]}, expected numbers")
-    if not isinstance(kinds[CATEGORICAL_FEATURE], T.StringType):
+            raise DataValidationError(
+                source, column, f"type {kinds[column].simpleString()}, expected numbers"
+            )
+    sex_type = kinds[CATEGORICAL_FEATURE]
+    if not isinstance(sex_type, T.StringType):
         raise DataValidationError(
-            source, CATEGORICAL_FEATURE, f"type {types[CATEGORICAL_FEATURE]}, expected text"
+            source, CATEGORICAL_FEATURE, f"type {sex_type.simpleString()}, expected text"
         )
     checks = [F.count(F.lit(1)).alias("rows")]
     for column in NUMERIC_FEATURES:
