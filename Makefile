@@ -52,7 +52,7 @@ fmt: $(INSTALLED) ## format with black, fix what ruff can
 dist: $(INSTALLED) ## build the two wheels into dist/, versioned x.y.z+<content hash> as deploy ships them
 	$(BIN)/diabetes-mlops wheels --out dist
 
-validate: $(INSTALLED) ## check job specs against JobSettings and the notebooks' widgets
+validate: $(INSTALLED) ## check job specs (JobSettings, widgets, parameter values per deploy.yml target)
 	$(BIN)/diabetes-mlops validate --notebooks-dir orchestrator_notebooks job_specs/*.json
 
 data: $(INSTALLED) ## regenerate ml_data/*.csv (byte-identical) from scikit-learn's diabetes data

@@ -12,6 +12,7 @@ dbutils.widgets.text("model_version", "", "Version to validate (required)")
 dbutils.widgets.text("experiment_name", "/Shared/diabetes", "MLflow experiment")
 dbutils.widgets.dropdown("registry", "workspace", ["workspace", "unity_catalog"], "Model registry")
 dbutils.widgets.text("rmse_tolerance", "0.0", "Allowed relative rmse increase over the champion")
+dbutils.widgets.text("min_comparison_rows", "20", "Fewest comparable holdout rows")
 
 # COMMAND ----------
 

@@ -76,14 +76,21 @@ RANGES = {
 def make_input(spark, rows: int, path: Path) -> None:
     from pyspark.sql import functions as F
 
-    base = spark.range(rows, numPartitions=max(2, rows // 1_000_000))
+    # One draw per row for SEX, as a column: rand() inside CASE WHEN branches is drawn only for
+    # the rows that reach the branch, which skews the shares.
+    base = spark.range(rows, numPartitions=max(2, rows // 1_000_000)).withColumn(
+        "sex_draw", F.rand(seed=99)
+    )
     columns = []
     for index, (column, (low, high, digits)) in enumerate(RANGES.items()):
         value = F.round(F.rand(seed=index) * (high - low) + low, digits).cast("double")
         columns.append(F.when(F.rand(seed=100 + index) < 0.02, None).otherwise(value).alias(column))
-    sex = F.rand(seed=99)
+    sex = F.col("sex_draw")
     columns.append(
-        F.when(sex < 0.48, "Female").when(sex < 0.96, "Male").when(sex < 0.98, "Other").alias("SEX")
+        F.when(sex < 0.48, "Female")
+        .when(sex < 0.96, "Male")
+        .when(sex < 0.965, "Other")  # unknown codes within the contract's 1 % tolerance
+        .alias("SEX")
     )
     base.select(*columns).write.mode("overwrite").parquet(str(path))
 
@@ -127,11 +134,8 @@ def spark_paths(spark, work: Path, model, clean_text: bool) -> dict[str, Callabl
 
     from diabetes.linear_form import linear_form
     from diabetes.schema import FEATURES
-    from diabetes_mlops.spark_scoring import (
-        prediction_column,
-        rows_into_python_udfs,
-        typed_features,
-    )
+    from diabetes_mlops.spark_input import typed_features
+    from diabetes_mlops.spark_scoring import prediction_column, rows_into_python_udfs
     from diabetes_mlops.steps.train import model_signature
 
     mlflow.set_tracking_uri(f"sqlite:///{work}/mlflow.db")
@@ -215,14 +219,14 @@ def main() -> int:
     import mlflow
     import pyspark
 
-    from diabetes_mlops.spark_scoring import check_input
+    from diabetes_mlops.spark_input import check_input, read_input
 
     work = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
     spark = start_spark()
 
     def check(path: Path) -> bool:
         """The batch step's input check; says whether SEX needs cleaning before scoring."""
-        return check_input(spark.read.parquet(str(path)), str(path)).sex_needs_cleaning
+        return check_input(read_input(spark, str(path), "parquet"), str(path)).sex_needs_cleaning
 
     def scan(path: Path) -> None:
         spark.read.parquet(str(path)).write.format("noop").mode("overwrite").save()

@@ -1,3 +1,4 @@
+import gzip
 import io
 import os
 import shutil
@@ -75,6 +76,22 @@ BAD_TRAINING = {
     "header only": (_frame_edit(lambda f: f.head(0)), "has a header but no data rows"),
     "empty file": (lambda text: "", "file is empty"),
     "unreadable path": (lambda text: None, "cannot read file"),
+    "negative age": (_set("AGE", 3, "-5"), "column 'AGE': value -5 is outside the valid range"),
+    "huge value": (_set("S1", 4, "1e308"), "column 'S1': value 1e308 is outside the valid range"),
+    "target out of range": (_set("Y", 2, "5000"), "column 'Y': value 5000 is outside"),
+    "infinite value": (_set("BP", 1, "inf"), "column 'BP': non-finite value 'inf'"),
+    "extra field": (
+        lambda t: _line(t, 1, lambda row: row.replace("32.1", "32,1")),
+        "row does not parse",
+    ),
+    "truncated last line": (lambda t: t.rstrip("\n").rsplit(",", 3)[0], "row does not parse"),
+    "duplicated column": (lambda t: t.replace("S6", "AGE", 1), "column 'AGE': appears twice"),
+    "column names differ in case": (
+        lambda t: t.replace("S6,", "age,", 1) if "S6," in t else t.replace(",S6", ",age", 1),
+        "differs only in case",
+    ),
+    "UTF-16 file": (lambda t: t.encode("utf-16"), "UTF-16 text"),
+    "gzip file named .csv": (lambda t: gzip.compress(t.encode()), "gzip-compressed"),
 }
 BAD_SCORING = {
     "missing column": (_frame_edit(lambda f: f.drop(columns=["SEX"])), "column 'SEX' missing"),
@@ -83,7 +100,26 @@ BAD_SCORING = {
     "header only": (_frame_edit(lambda f: f.head(0)), "has a header but no data rows"),
     "empty file": (lambda text: "", "file is empty"),
     "unreadable path": (lambda text: None, "cannot read file"),
+    "huge value": (_set("S1", 4, "1e308"), "column 'S1': value 1e308 is outside the valid range"),
+    "extra field": (
+        lambda t: _line(t, 1, lambda row: row.replace(",Male,", ",Male,1,")),
+        "row does not parse",
+    ),
+    "unknown SEX codes": (
+        _frame_edit(lambda f: f.assign(SEX=f["SEX"].map({"Male": "M", "Female": "F"}))),
+        "have unknown values such as 'F', 'M'",
+    ),
+    "number with a type suffix": (_set("BMI", 2, "21.6d"), "non-numeric value '21.6d'"),
+    "AGE beside age": (lambda t: t.replace("\n", ",age\n", 1), "differs only in case"),
+    "UTF-16 file": (lambda t: t.encode("utf-16"), "UTF-16 text"),
 }
+
+
+def _line(text: str, number: int, edit) -> str:
+    """Edit line `number` (0 is the header) of a CSV text."""
+    lines = text.split("\n")
+    lines[number] = edit(lines[number])
+    return "\n".join(lines)
 
 
 def pytest_generate_tests(metafunc):
@@ -97,6 +133,8 @@ def write_bad_input(case, good: Path, bad: Path) -> Path:
     content = case[0](good.read_text())
     if content is None:
         bad.unlink(missing_ok=True)
+    elif isinstance(content, bytes):
+        bad.write_bytes(content)
     else:
         bad.write_text(content)
     return bad

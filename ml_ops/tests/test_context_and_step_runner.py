@@ -7,6 +7,8 @@ from diabetes_mlops.context import DatabricksJobContext, FilePath, context_for
 from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.local.dbutils import LocalDbutils, LocalJobContext
 from diabetes_mlops.step_runner import bind_parameters, configure_logging, convert, run_step
+from diabetes_mlops.steps import parameter_rules, promote
+from diabetes_mlops.steps import run_step as run_notebook_step
 
 
 class FakeWidgets:
@@ -115,3 +117,44 @@ def test_step_logs_go_to_the_current_stdout(monkeypatch):
     monkeypatch.setattr("sys.stdout", buffer)
     logging.getLogger("diabetes_mlops.test").info("hello")
     assert "hello" in buffer.getvalue()
+
+
+def test_a_pushed_down_job_parameter_another_step_refuses_stops_the_first_task():
+    """The train task sees the job's rmse_tolerance, which only validate takes: refused before
+    train runs, so nothing is registered by a job whose validate task would fail."""
+    ran = []
+
+    def first_step(name: str = "x"):
+        ran.append(name)
+
+    dbutils = FakeDbutils({"name": "ok", "rmse_tolerance": "-5", "seed": "7"})
+    with pytest.raises(ParameterError) as info:
+        run_step(first_step, dbutils, known=parameter_rules())
+    assert str(info.value) == "parameter 'rmse_tolerance': must be >= 0, got '-5'"
+    assert ran == [] and dbutils.task_values == {}
+    assert (
+        run_step(first_step, FakeDbutils({"rmse_tolerance": "0.1"}), known=parameter_rules()) == {}
+    )
+    assert ran == ["x"]
+
+
+def test_the_notebook_run_step_judges_every_step_parameter_it_can_see(model_name):
+    dbutils = FakeDbutils(
+        {"model_name": model_name, "model_version": "1", "registry": "workspace", "seed": "-1"}
+    )
+    with pytest.raises(ParameterError, match="parameter 'seed': must be between 0 and"):
+        run_notebook_step(promote, dbutils)  # promote itself would say: no such model
+
+
+def test_every_problem_the_task_can_see_is_one_line_of_the_error():
+    def first_step(count: int):
+        raise AssertionError("never runs")
+
+    dbutils = FakeDbutils({"count": "x", "seed": "-1", "engine": "dask"})
+    with pytest.raises(ParameterError) as info:
+        run_step(first_step, dbutils, known=parameter_rules())
+    assert str(info.value).splitlines() == [
+        "parameter 'count': expected an integer, got 'x'",
+        "parameter 'seed': must be between 0 and 4294967295, got '-1'",
+        "parameter 'engine': must be one of spark, pandas, got 'dask'",
+    ]

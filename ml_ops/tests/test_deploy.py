@@ -14,6 +14,7 @@ from diabetes_mlops.deploy.jobs import DeployError
 from diabetes_mlops.deploy.workspace import AuthError, connect
 
 JOBS = ("diabetes-batch-scoring", "diabetes-model-training")
+TASK_LEVEL = ("seed", "rmse_tolerance")
 
 
 @pytest.fixture
@@ -65,6 +66,7 @@ def test_first_deploy_creates_everything(fake_workspace, project, capsys):
     defaults = {p["name"]: p["default"] for p in training["parameters"]}
     assert defaults["model_name"] == "main.diabetes_staging.diabetes"
     assert defaults["registry"] == "unity_catalog"
+    assert defaults["data_path"] == "/Volumes/main/diabetes_staging/data/data_raw.csv"
     assert training["schedule"]["pause_status"] == "UNPAUSED"
     assert training["email_notifications"]["on_failure"] == ["ml-team@example.com"]
     assert "/Shared/diabetes-mlops/staging/diabetes" in fake.experiments
@@ -193,6 +195,12 @@ def test_dev_prefixes_job_names_pauses_schedules_and_uses_the_users_folder(fake_
     assert names == [f"[dev alice@example.com] {n}" for n in JOBS]
     for job in fake_workspace.jobs.values():
         assert job["settings"]["schedule"]["pause_status"] == "PAUSED"
+        parameters = job["settings"]["parameters"]
+        paths = [p["default"] for p in parameters if p["name"].endswith("path") and p["default"]]
+        assert paths  # data_path; input_path and output_path (quarantine_path: "" = derived)
+        assert all(
+            p.startswith("/Volumes/main/diabetes_dev/data/alice@example.com/") for p in paths
+        )
         path = job["settings"]["tasks"][0]["notebook_task"]["notebook_path"]
         assert path.startswith("/Workspace/Users/alice@example.com/diabetes-mlops/notebooks/")
     fake_workspace.user = "bob@example.com"
@@ -255,8 +263,8 @@ def test_run_no_wait_and_mistakes(fake_workspace, project, capsys):
     assert deploy(project) == 0
     assert run("diabetes-batch-scoring", "--no-wait") == 0
     assert len(fake_workspace.calls("GET", "/jobs/runs/get")) == 1
-    assert run("diabetes-batch-scoring", "--param", "input_path=x") == 1
-    assert "has no job parameter(s) input_path" in capsys.readouterr().err
+    assert run("diabetes-batch-scoring", "--param", "colour=red") == 1
+    assert "has no job parameter(s) colour" in capsys.readouterr().err
 
 
 def test_the_token_never_appears_in_requests_or_output(fake_workspace, project, capsys, caplog):
@@ -350,11 +358,18 @@ def test_a_notebook_reformatted_by_the_workspace_is_not_imported_again(fake_work
     assert len(fake_workspace.calls("POST", "/workspace/import")) == imports
 
 
-def test_target_parameters_reach_the_tasks_that_declare_them(repo):
+def test_target_parameters_reach_the_tasks_that_declare_them(repo, tmp_path):
     from diabetes_mlops.deploy.config import Target
     from diabetes_mlops.deploy.jobs import resolve_settings
     from diabetes_mlops.job_specs import check_spec
 
+    # A copy of the training spec where seed and rmse_tolerance are task parameters again.
+    spec = json.loads((repo / "job_specs" / "diabetes_model_training.json").read_text())
+    spec["parameters"] = [p for p in spec["parameters"] if p["name"] not in TASK_LEVEL]
+    spec["tasks"][0]["notebook_task"]["base_parameters"] = {"seed": "42"}
+    spec["tasks"][1]["notebook_task"]["base_parameters"]["rmse_tolerance"] = "0.0"
+    (tmp_path / "diabetes_model_training.json").write_text(json.dumps(spec))
+    shutil.copy(repo / "job_specs" / "diabetes_batch_scoring.json", tmp_path)
     overrides = {"model_name": "m", "seed": "7", "rmse_tolerance": "0.05", "input_path": "/x"}
     target = Target("t", "/r", "/w", "c", "s", "a@example.com", parameters=overrides)
     values = {
@@ -364,7 +379,7 @@ def test_target_parameters_reach_the_tasks_that_declare_them(repo):
 
     def resolved(spec: str) -> tuple[dict, dict]:
         settings = resolve_settings(
-            check_spec(repo / "job_specs" / spec, repo / "orchestrator_notebooks"), target, values
+            check_spec(tmp_path / spec, repo / "orchestrator_notebooks"), target, values
         )
         defaults = {p["name"]: p["default"] for p in settings["parameters"]}
         tasks = {t["task_key"]: t["notebook_task"]["base_parameters"] for t in settings["tasks"]}
@@ -378,5 +393,50 @@ def test_target_parameters_reach_the_tasks_that_declare_them(repo):
         tasks["validate"]["rmse_tolerance"] == "0.05" and "rmse_tolerance" not in tasks["promote"]
     )
     assert "input_path" not in {k for base in tasks.values() for k in base}
-    _, tasks = resolved("diabetes_batch_scoring.json")
-    assert tasks["batch_score"]["input_path"] == "/x" and "seed" not in tasks["batch_score"]
+    defaults, tasks = resolved("diabetes_batch_scoring.json")
+    assert defaults["input_path"] == "/x" and tasks["batch_score"] == {}
+    assert "seed" not in defaults
+
+
+def changes(fake):
+    return [r for r in fake.requests if r.method in ("POST", "PUT", "PATCH", "DELETE")]
+
+
+@pytest.mark.parametrize("extra", [(), ("--plan",)])
+def test_a_bad_parameter_value_of_the_target_fails_before_any_change(
+    fake_workspace, project, capsys, extra
+):
+    config = project / "deploy.yml"
+    config.write_text(config.read_text().replace(
+        "      model_name: main.diabetes_staging.diabetes\n",
+        "      model_name: main.diabetes_staging.diabetes\n      seed: '-1'\n"))  # fmt: skip
+    assert deploy(project, *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: target 'staging': job 'diabetes-model-training' task 'train': parameter 'seed':"
+        " must be between 0 and 4294967295, got '-1'"
+    )
+    assert changes(fake_workspace) == [] and fake_workspace.jobs == {}
+
+
+def test_targets_sharing_data_are_not_deployed(fake_workspace, project, capsys):
+    config = project / "deploy.yml"
+    config.write_text(config.read_text().replace(
+        "data_dir: /Volumes/main/diabetes_staging/data", "data_dir: /Volumes/main/diabetes/data"
+    ))  # fmt: skip
+    assert deploy(project) == 2
+    err = capsys.readouterr().err
+    assert "targets 'staging' and 'prod' both use /Volumes/main/diabetes/data/data_raw.csv" in err
+    assert fake_workspace.requests == []  # refused before connecting
+
+
+def test_run_checks_its_parameters_before_starting_the_job(fake_workspace, project, capsys):
+    assert deploy(project) == 0
+    capsys.readouterr()
+    args = ["--repo", str(project), "--config", str(project / "deploy.yml")]
+    assert run("diabetes-model-training", *args, "--param", "rmse_tolerance=-5") == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: job 'diabetes-model-training' task 'validate': parameter 'rmse_tolerance':"
+        " must be >= 0, got '-5'"
+    )
+    assert fake_workspace.calls("POST", "/jobs/run-now") == []

@@ -17,6 +17,15 @@ def training(repo):
     return json.loads((repo / "job_specs" / "diabetes_model_training.json").read_text())
 
 
+def base(spec, index):
+    """Task `index`'s base_parameters (created when the task has none)."""
+    return spec["tasks"][index]["notebook_task"].setdefault("base_parameters", {})
+
+
+def job_parameter(spec, name):
+    return next(p for p in spec["parameters"] if p["name"] == name)
+
+
 def problems(tmp_path, notebooks, spec) -> str:
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec, indent=2))
@@ -31,6 +40,9 @@ def test_shipped_specs_are_valid(repo, notebooks):
     assert [t.key for t in training.tasks] == ["train", "validate", "promote"]
     assert training.tasks[1].parameters["model_version"] == "{{tasks.train.values.model_version}}"
     assert training.tasks[0].parameters["model_name"] == "diabetes"  # from the job parameters
+    # Every job parameter reaches every task, as Databricks pushes them down.
+    assert training.tasks[2].parameters["rmse_tolerance"] == "0.0"
+    assert set(training.job_parameters) <= set(training.tasks[2].parameters)
     scoring = check_spec(repo / "job_specs" / "diabetes_batch_scoring.json", notebooks)
     assert scoring.name == "diabetes-batch-scoring"
     for spec in (training, scoring):
@@ -74,7 +86,7 @@ MUTATIONS = {
         "notebook 'nope' is not in",
     ),
     "undeclared parameter": (
-        lambda s: s["tasks"][0]["notebook_task"]["base_parameters"].update(learning_rate="1"),
+        lambda s: base(s, 0).update(learning_rate="1"),
         "passes parameter 'learning_rate' that diabetes_orchestrator_train.py does not declare",
     ),
     "required parameter omitted": (
@@ -104,15 +116,11 @@ MUTATIONS = {
         "depend on each other",
     ),
     "reference to a task that is not upstream": (
-        lambda s: s["tasks"][0]["notebook_task"]["base_parameters"].update(
-            alphas="{{tasks.promote.values.x}}"
-        ),
+        lambda s: base(s, 1).update(model_version="{{tasks.promote.values.x}}"),
         "reads a value of task 'promote', which is not upstream",
     ),
     "unsupported reference": (
-        lambda s: s["tasks"][0]["notebook_task"]["base_parameters"].update(
-            alphas="{{job.trigger}}"
-        ),
+        lambda s: base(s, 1).update(model_version="{{job.trigger}}"),
         "unsupported reference '{{job.trigger}}'",
     ),
     "job parameter nobody declares": (
@@ -120,15 +128,15 @@ MUTATIONS = {
         "job parameter 'colour' is declared by no task's notebook",
     ),
     "job and task parameter clash": (
-        lambda s: s["tasks"][0]["notebook_task"]["base_parameters"].update(model_name="x"),
+        lambda s: base(s, 0).update(model_name="x"),
         "'model_name' is both a job and a task parameter",
     ),
     "non-string parameter": (
-        lambda s: s["tasks"][0]["notebook_task"]["base_parameters"].update(seed=42),
+        lambda s: base(s, 0).update(seed=42),
         "field 'tasks[0].notebook_task.base_parameters.seed': expected a string, got int 42",
     ),
     "dropdown value outside its choices": (
-        lambda s: s["parameters"][2].update(default="hive"),
+        lambda s: job_parameter(s, "registry").update(default="hive"),
         "parameter 'registry'='hive' is not one of",
     ),
     "not a notebook task": (lambda s: s["tasks"][0].pop("notebook_task"), "only notebook tasks"),

@@ -25,11 +25,19 @@ def test_widgets_take_job_parameters_over_defaults(tmp_path):
     assert dbutils.widgets.getAll() == {"a": "from-job", "b": "default-b", "c": "x", "d": "x"}
     with pytest.raises(InputWidgetNotDefined):
         dbutils.widgets.get("undeclared")
-    dbutils.widgets.remove("a")
+    dbutils.widgets.remove("b")
     with pytest.raises(InputWidgetNotDefined):
-        dbutils.widgets.get("a")
+        dbutils.widgets.get("b")
     dbutils.widgets.removeAll()
     assert dbutils.widgets.getAll() == {}
+
+
+def test_a_passed_parameter_reads_without_a_widget(tmp_path):
+    """As a job parameter pushed down to a Databricks notebook task that declares no widget."""
+    dbutils = make(tmp_path, {"rmse_tolerance": "0.1"})
+    assert dbutils.widgets.get("rmse_tolerance") == "0.1"
+    assert dbutils.job_context.get_param("rmse_tolerance") == "0.1"
+    assert dbutils.job_context.get_param("seed") is None
 
 
 def test_dropdown_rejects_a_value_outside_its_choices(tmp_path):
@@ -82,3 +90,18 @@ def test_databricks_paths_map_into_the_local_folder(tmp_path, path, relative):
 def test_other_paths_stay_where_they_are(tmp_path):
     assert local_path("/tmp/x.csv", tmp_path).as_posix() == "/tmp/x.csv"
     assert local_path("rel/x.csv", tmp_path).is_absolute()
+
+
+@pytest.mark.parametrize(
+    "path", ["/Volumes/../../x", "/Volumes/main/../../etc", "dbfs:/../x", "/dbfs/a/../../x"]
+)
+def test_mapped_paths_cannot_climb_out_of_the_local_folder(tmp_path, path):
+    with pytest.raises(ParameterError, match="climbs out of"):
+        local_path(path, tmp_path)
+    with pytest.raises(ParameterError, match="climbs out of"):
+        make(tmp_path).job_context.resolve_spark_path(path)
+
+
+def test_dots_that_stay_inside_are_resolved(tmp_path):
+    assert local_path("/Volumes/main/../x/./y", tmp_path) == tmp_path / "Volumes/x/y"
+    assert local_path("dbfs:/", tmp_path) == tmp_path / "dbfs"

@@ -22,6 +22,7 @@ def test_shipped_training_notebook(repo):
         "cv_folds",
         "seed",
     }
+    assert notebook.steps == ["train"]  # its `run_step(train, dbutils)` line
     registry = notebook.widgets["registry"]
     assert registry.kind == "dropdown" and registry.choices == ("workspace", "unity_catalog")
     assert not any(w.required for w in notebook.widgets.values())
@@ -42,6 +43,16 @@ def test_cells_keep_their_file_line_numbers(tmp_path):
     assert [c.first_line for c in notebook.cells] == [2, 5]
     assert notebook.widgets["a"].default == "1"
     assert notebook.cells[1].source.splitlines()[1].startswith("dbutils")
+
+
+def test_the_steps_a_notebook_runs_are_read_from_its_run_step_calls(tmp_path):
+    path = write(
+        tmp_path,
+        "# Databricks notebook source\nfrom diabetes_mlops import steps\n"
+        "steps.run_step(steps.train, dbutils)\n# COMMAND ----------\nrun_step(score, dbutils)\n"
+        "print(run_step)\n",
+    )
+    assert parse_notebook(path).steps == ["train", "score"]
 
 
 def test_magic_cells_are_recognised(tmp_path):

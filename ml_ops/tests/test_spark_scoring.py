@@ -1,5 +1,6 @@
 """Batch scoring on Spark: the native expression equals the MLflow model, the fallback works,
-input errors are caught up front, output is atomic, and the pandas path gives the same output."""
+input errors are caught up front, and the pandas path gives the same output (output safety:
+test_output_safety.py)."""
 
 import io
 
@@ -14,16 +15,14 @@ from pyspark.sql import types as T
 from diabetes.linear_form import NotLinear, linear_form
 from diabetes.schema import FEATURES, NUMERIC_FEATURES, DataValidationError
 from diabetes_mlops.errors import ParameterError
+from diabetes_mlops.parameters import read_arguments
+from diabetes_mlops.spark_input import check_input, read_input, typed_features
 from diabetes_mlops.spark_scoring import (
     NATIVE,
     SPARK_UDF,
     UDF_COLUMNAR_INPUT,
-    check_input,
     predict,
-    read_input,
     rows_into_python_udfs,
-    typed_features,
-    write_atomically,
 )
 from diabetes_mlops.steps import batch_score, promote, train, validate
 
@@ -187,12 +186,15 @@ def test_numbers_typed_as_numbers_are_checked_without_parsing(
 
 
 def test_nan_and_blank_text_are_missing_values_and_other_text_is_not(spark, tmp_path):
-    rows = f"{HEADER}\n{ROW}\n59,Male, NaN ,101,157,93.2,38,4,4.8,87\n59,Male,,1,2,3,4,5,6,7\n"
+    rows = (
+        f"{HEADER}\n{ROW}\n59,Male, NaN ,101,157,93.2,38,4,4.8,87\n"
+        "59,Male,,101,157,93.2,38,4,4.8,87\n"
+    )
     path = csv(tmp_path, rows)
     assert check_input(read_input(spark, path, "csv"), path).rows == 3
     path = csv(tmp_path, rows.replace("157,93.2", "157,nan?", 1), "bad.csv")
     with pytest.raises(
-        DataValidationError, match=r"'S2': non-numeric value 'nan\?' \(1 such rows\)"
+        DataValidationError, match=r"'S2': non-numeric value 'nan\?' in row .* \(1 such row\)"
     ):
         check_input(read_input(spark, path, "csv"), path)
 
@@ -219,23 +221,6 @@ def test_python_udfs_take_rows_while_scoring_and_the_setting_is_restored(spark, 
     spark.conf.unset(UDF_COLUMNAR_INPUT)
 
 
-def test_a_failure_mid_write_leaves_the_previous_output(spark, tmp_path):
-    target = tmp_path / "out"
-    good = spark.range(100).withColumn("value", F.col("id") * 2)
-    write_atomically(good, str(target), "parquet")
-    before = {p.name: p.read_bytes() for p in target.iterdir()}
-    failing = spark.range(100, numPartitions=4).withColumn(
-        "value", F.when(F.col("id") > 80, F.raise_error(F.lit("boom"))).otherwise(F.col("id"))
-    )
-    with pytest.raises(Exception, match="boom"):
-        write_atomically(failing, str(target), "parquet")
-    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left
-    write_atomically(spark.range(5), str(target), "parquet")
-    assert spark.read.parquet(str(target)).count() == 5
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
-
-
 def test_spark_and_pandas_paths_give_the_same_output(spark, champion, repo, tmp_path):
     name = champion[0]
     source = str(repo / "ml_data" / "data_batch_input.csv")
@@ -255,12 +240,51 @@ def test_spark_and_pandas_paths_give_the_same_output(spark, champion, repo, tmp_
     assert np.abs(on_spark["prediction"] - on_pandas["prediction"]).max() <= 1e-9
 
 
-def test_bad_engine_or_format_fails_before_any_work(spark, champion, tmp_path):
+def test_bad_engine_or_format_fails_before_any_work(tmp_path):
+    """The rules on batch_score's signature, as run_step and the pre-run checks judge them."""
+    good = {"input_path": "x", "output_path": str(tmp_path / "o"), "model_name": "m",
+            "experiment_name": EXPERIMENT}  # fmt: skip
+    for bad, message in [
+        ({"engine": "dask"}, "parameter 'engine': must be one of spark, pandas, got 'dask'"),
+        ({"output_format": "orc"}, "parameter 'output_format': must be one of"),
+        ({"engine": "pandas", "input_format": "parquet"}, "parameter 'input_format': engine="),
+    ]:
+        _, problems = read_arguments(batch_score, {**good, **bad}.get)
+        assert len(problems) == 1 and problems[0].startswith(message), problems
+
+
+@pytest.mark.parametrize("engine", ["spark", "pandas"])
+def test_quarantine_scores_the_good_rows_and_sets_the_bad_ones_aside(
+    spark, champion, repo, tmp_path, engine
+):
+    """bad_rows=quarantine, end to end: the output holds the rows that meet the contract, the
+    side output the others with their reason, and the run logs the counts."""
+    import mlflow
+
     name = champion[0]
-    with pytest.raises(ParameterError, match="engine"):
-        batch_score(spark, "x", str(tmp_path / "o"), name, EXPERIMENT, engine="dask")
-    with pytest.raises(ParameterError, match="output_format"):
-        batch_score(spark, "x", str(tmp_path / "o"), name, EXPERIMENT, output_format="orc")
-    with pytest.raises(ParameterError, match="input_format"):
-        batch_score(None, "x", str(tmp_path / "o.csv"), name, EXPERIMENT, engine="pandas",
-                    input_format="parquet")  # fmt: skip
+    lines = (repo / "ml_data" / "data_batch_input.csv").read_text().splitlines()
+    lines[3] = "-5" + lines[3][lines[3].index(",") :]  # a negative age
+    lines[5] = lines[5].replace("Female", "F").replace("Male", "M")  # an unknown code
+    lines[7] = lines[7] + ",1"  # an extra field
+    source = tmp_path / "input.csv"
+    source.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "scores"
+    batch_score(
+        spark if engine == "spark" else None,
+        str(source),
+        str(out),
+        name,
+        EXPERIMENT,
+        engine=engine,
+        bad_rows="quarantine",
+    )
+    scored = pd.read_parquet(out)
+    side = pd.read_parquet(tmp_path / "scores_quarantine")
+    assert len(scored) == len(lines) - 1 - 3 and len(side) == 3
+    reasons = sorted(r.split(":")[0] for r in side["quarantine_reason"])
+    assert reasons == ["AGE", "SEX", "row does not parse"]
+    assert scored["AGE"].min() >= 0 and set(scored["SEX"].dropna()) <= {"Female", "Male"}
+    run = mlflow.search_runs(
+        experiment_names=[EXPERIMENT], filter_string="tags.step = 'batch_score'", max_results=1
+    ).iloc[0]
+    assert run["metrics.rows_quarantined"] == 3 and run["metrics.rows_in"] == len(lines) - 1

@@ -72,6 +72,7 @@ def test_unknown_sex_at_scoring_is_encoded_as_neither(trained):
     [
         ({"alphas": ()}, "alphas"),
         ({"alphas": (1.0, -1.0)}, "alphas"),
+        ({"alphas": (1.0, float("inf"))}, "alphas must be positive finite"),
         ({"test_size": 1.5}, "test_size"),
         ({"cv_folds": 1}, "cv_folds"),
     ],

@@ -76,11 +76,20 @@ def test_unknown_sex_at_training_is_an_error(write_csv):
     assert error.column == "SEX" and "'F'" in str(error) and "Female, Male" in str(error)
 
 
-def test_unknown_sex_at_scoring_is_allowed_with_a_warning(write_csv, caplog):
-    path = write_csv(f"{HEADER}\n48,F,21.6,87,183,103.2,70,3,3.8918,69,75\n")
+def test_a_few_unknown_sex_codes_at_scoring_are_allowed_with_a_warning(write_csv, caplog):
+    rows = [ROW2] * 199 + ["48,F,21.6,87,183,103.2,70,3,3.8918,69,75"]  # 0.5 % <= 1 %
+    path = write_csv(HEADER + "\n" + "\n".join(rows) + "\n")
     with caplog.at_level(logging.WARNING, logger="diabetes"):
         frame = read_dataset(path, "scoring")
-    assert frame["SEX"].tolist() == ["F"] and "unknown values" in caplog.text
+    assert frame["SEX"].tolist()[-1] == "F" and "unknown values" in caplog.text
+
+
+def test_unknown_sex_codes_above_the_share_fail_and_are_named(write_csv):
+    rows = [ROW2] * 97 + [ROW.replace("Male", code) for code in ("M", "F", "M")]  # 3 %
+    path = write_csv(HEADER + "\n" + "\n".join(rows) + "\n")
+    error = error_of(lambda: read_dataset(path, "scoring"))
+    assert error.column == "SEX" and "3 of 100 rows" in str(error)
+    assert "'M', 'F'" in str(error) and "max_unknown_share" in str(error)
 
 
 def test_column_entirely_missing(write_csv):
@@ -114,12 +123,12 @@ def test_unreadable_path(tmp_path):
 def test_binary_file_is_not_csv(tmp_path):
     path = tmp_path / "data.csv"
     path.write_bytes(b"\xff\xfe\x00\x81garbage")
-    assert "cannot read file" in str(error_of(lambda: read_table(path)))
+    assert "UTF-16" in str(error_of(lambda: read_table(path)))
 
 
 def test_malformed_csv(write_csv):
     path = write_csv('AGE,SEX\n"59,Male\n')
-    assert "not a valid CSV" in str(error_of(lambda: read_table(path)))
+    assert "row does not parse" in str(error_of(lambda: read_table(path)))
 
 
 def test_reserved_output_column_in_scoring_input(write_csv):

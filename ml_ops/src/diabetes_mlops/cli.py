@@ -8,7 +8,7 @@ from pathlib import Path
 
 from databricks.sdk.errors import DatabricksError
 
-from diabetes_mlops.deploy.config import DEFAULT_CONFIG, LOCAL, ConfigError, load_target
+from diabetes_mlops.deploy.config import DEFAULT_CONFIG, LOCAL, ConfigError, Target, load_target
 from diabetes_mlops.deploy.jobs import DeployError
 from diabetes_mlops.deploy.workspace import AuthError
 from diabetes_mlops.errors import ParameterError
@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     validate.add_argument("specs", nargs="*", type=Path, help="default: job_specs/*.json")
     validate.add_argument("--notebooks-dir", type=Path, default=Path("orchestrator_notebooks"))
+    validate.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="deploy.yml whose targets' parameters are checked too (default: ./deploy.yml if any)",
+    )
 
     run_local = commands.add_parser(
         "run-local", help="run a job spec's notebook tasks on this machine"
@@ -75,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "validate":
-        return _validate(args.specs or sorted(Path("job_specs").glob("*.json")), args.notebooks_dir)
+        config = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+        specs = args.specs or sorted(Path("job_specs").glob("*.json"))
+        return _validate(specs, args.notebooks_dir, config)
     if args.command == "run-local":
         return _run_local(args)
     if args.command == "wheels":
@@ -99,9 +107,10 @@ def _remote(args: argparse.Namespace) -> int:
                 f"target '{LOCAL}' holds the local runner's parameters; deploy to dev, staging"
                 " or prod"
             )
+        parameters = dict(_pair(p) for p in args.param) if args.command == "run" else {}
+        _preflight(args, target, parameters)
         w = connect(target)
         if args.command == "run":
-            parameters = dict(_pair(p) for p in args.param)
             return run_job(w, target, args.job, parameters, not args.no_wait, args.poll_seconds)
         deployer = Deployer(w, target, args.repo)
         if args.command == "databricks-init":
@@ -112,7 +121,7 @@ def _remote(args: argparse.Namespace) -> int:
             deployer.deploy()
         return 0
     except (ConfigError, SpecError, ParameterError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(exc)
         return 2
     except (AuthError, DeployError, DatabricksError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -125,11 +134,17 @@ def _remote(args: argparse.Namespace) -> int:
         return 1
 
 
-def _validate(specs: list[Path], notebooks_dir: Path) -> int:
+def _validate(specs: list[Path], notebooks_dir: Path, config: Path | None) -> int:
+    """Each spec (its fields, notebooks, widgets, and the parameter values its tasks receive),
+    then, with a deploy config, each target's parameters applied to the specs, and that the
+    targets keep their data apart."""
+    from diabetes_mlops.preflight import check_job_parameters, check_targets
+
     if not specs:
         print("no job specs found (looked for job_specs/*.json)", file=sys.stderr)
         return 2
     failed = 0
+    checked = []
     for path in specs:
         try:
             spec = check_spec(path, notebooks_dir)
@@ -137,8 +152,54 @@ def _validate(specs: list[Path], notebooks_dir: Path) -> int:
             failed += 1
             print(exc, file=sys.stderr)
             continue
-        print(f"ok {path}: job '{spec.name}', tasks {' -> '.join(t.key for t in spec.tasks)}")
+        checked.append(spec)
+        problems = check_job_parameters(spec)
+        for problem in problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        failed += bool(problems)
+        if not problems:
+            print(f"ok {path}: job '{spec.name}', tasks {' -> '.join(t.key for t in spec.tasks)}")
+    if config is not None:
+        try:
+            problems = check_targets(config, checked)
+        except ConfigError as exc:
+            problems = [str(exc)]
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        failed += bool(problems)
+        if not problems:
+            print(f"ok {config}: every target's parameters, data locations apart")
     return 1 if failed else 0
+
+
+def _preflight(args: argparse.Namespace, target: Target, parameters: dict[str, str]) -> None:
+    """Before any request to the workspace: deploy checks that the targets keep their data
+    apart; run checks the values the job will run with. Deploy checks the target's parameter
+    values itself (Deployer.plan)."""
+    from diabetes_mlops.preflight import check_job_parameters, data_location_clashes
+
+    if args.command == "databricks-init":
+        return
+    notebooks = args.repo / "orchestrator_notebooks"
+    paths = sorted((args.repo / "job_specs").glob("*.json"))
+    if args.command == "deploy":
+        problems = data_location_clashes(args.config, [check_spec(p, notebooks) for p in paths])
+    else:
+        specs = [check_spec(p, notebooks) for p in paths]
+        problems = [
+            problem
+            for spec in specs
+            if spec.name == args.job
+            for problem in check_job_parameters(spec, {**target.parameters, **parameters})
+        ]
+    if problems:
+        raise ParameterError("\n".join(problems))
+
+
+def _print_error(exc: Exception) -> None:
+    """One `error:` line per problem (a spec or a set of parameters may have several)."""
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        print(f"error: {line}", file=sys.stderr)
 
 
 def _run_local(args: argparse.Namespace) -> int:
@@ -147,12 +208,11 @@ def _run_local(args: argparse.Namespace) -> int:
     try:
         overrides = dict(_pair(p) for p in args.param)
         config = args.config or args.spec.absolute().parent.parent / "deploy.yml"
-        if config.exists():
-            overrides = {**load_target(args.target, config).parameters, **overrides}
+        defaults = load_target(args.target, config).parameters if config.exists() else {}
         runner = LocalRunner(args.local_root)
-        job = runner.run(args.spec, overrides, args.notebooks_dir)
+        job = runner.run(args.spec, overrides, args.notebooks_dir, defaults)
     except (SpecError, ParameterError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(exc)
         return 2
     state = "SUCCEEDED" if job.succeeded else "FAILED"
     tasks = ", ".join(f"{t.key} {t.status.lower()} ({t.seconds:.1f} s)" for t in job.tasks)

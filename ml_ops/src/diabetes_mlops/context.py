@@ -39,6 +39,9 @@ class DatabricksJobContext:
         self.dbutils = dbutils
 
     def get_param(self, name: str) -> str | None:
+        """A job parameter reaches every notebook task of its job ("Job parameter pushdown",
+        https://docs.databricks.com/jobs/job-parameters.html) and `dbutils.widgets.get` reads a
+        passed parameter whether or not the notebook declares a widget for it."""
         try:
             return self.dbutils.widgets.get(name)
         except Exception:  # Databricks raises a Py4J InputWidgetNotDefined error

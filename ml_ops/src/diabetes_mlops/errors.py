@@ -9,6 +9,10 @@ class ModelNotFoundError(LookupError):
     """The registry has no such model, version or alias."""
 
 
+class TrackingStoreError(RuntimeError):
+    """The MLflow tracking store refuses writes (a read-only database or folder)."""
+
+
 def require_choice(parameter: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ParameterError(

@@ -52,12 +52,13 @@ class NotebookTask:
     notebook: Notebook
     base_parameters: dict[str, str]
     depends_on: list[str] = field(default_factory=list)
-    # Job parameters reach every task; those this task's notebook declares become its widgets.
+    # Databricks pushes every job parameter down to every task (and a job parameter wins over a
+    # task parameter of the same name); `dbutils.widgets.get` reads them, declared or not.
     job_parameters: dict[str, str] = field(default_factory=dict)
 
     @property
     def parameters(self) -> dict[str, str]:
-        """What the notebook's widgets receive when the job runs with its defaults."""
+        """What the task receives when the job runs with its defaults."""
         return {**self.base_parameters, **self.job_parameters}
 
 
@@ -71,13 +72,25 @@ class JobSpec:
     def name(self) -> str:
         return self.settings.get("name", self.path.stem)
 
+    @property
+    def job_parameters(self) -> dict[str, str]:
+        return {p["name"]: p.get("default", "") for p in self.settings.get("parameters") or []}
+
     def overrides_by_task(self, overrides: Mapping[str, str]) -> dict[str, dict[str, str]]:
-        """Per task key, the overrides it takes: each one goes to every task whose notebook
-        declares it (the rule of both the local runner and the deployer)."""
+        """Per task key, the overrides it takes (the rule of the local runner, the deployer and
+        the parameter checks): a job parameter's goes to every task, as Databricks pushes job
+        parameters down; any other name to every task whose notebook declares it."""
+        job = self.job_parameters
         return {
-            task.key: {k: v for k, v in overrides.items() if k in task.notebook.widgets}
+            task.key: {k: v for k, v in overrides.items() if k in job or k in task.notebook.widgets}
             for task in self.tasks
         }
+
+    def task_parameters(self, overrides: Mapping[str, str]) -> dict[str, dict[str, str]]:
+        """Per task key, every parameter the task receives when the job runs with `overrides`
+        (names no task takes are ignored here)."""
+        applied = self.overrides_by_task(overrides)
+        return {task.key: task.parameters | applied[task.key] for task in self.tasks}
 
 
 def load_json(path: str | Path) -> dict[str, Any]:
@@ -263,7 +276,7 @@ def _notebook_task(
         notebook=notebook,
         base_parameters=dict(parameters),
         depends_on=[d["task_key"] for d in task.get("depends_on") or []],
-        job_parameters={k: v for k, v in job_parameters.items() if k in notebook.widgets},
+        job_parameters=dict(job_parameters),
     )
 
 
@@ -276,8 +289,8 @@ def _task_problems(task: dict[str, Any], parsed: NotebookTask) -> list[str]:
             problems.append(f"passes parameter '{name}' that {notebook} does not declare")
         if name in parsed.job_parameters:
             problems.append(f"parameter '{name}' is both a job and a task parameter")
-    for widget in widgets.values():
-        if widget.required and not parsed.parameters.get(widget.name):
+    for widget in widgets.values():  # a value passed, even "", is judged by the step's rules
+        if widget.required and widget.name not in parsed.parameters:
             problems.append(
                 f"omits parameter '{widget.name}', which {notebook} declares with no default"
             )

@@ -1,7 +1,9 @@
-"""Reading Databricks source-format notebooks: their cells and the widgets they declare.
+"""Reading Databricks source-format notebooks: their cells, the widgets they declare, the step
+they run.
 
-The widgets are read from the source (not by running it), so job specs can be checked against
-the notebooks they schedule without Spark, MLflow or a workspace.
+All of it is read from the source (not by running it), so job specs, and the parameter values
+they pass, can be checked against the notebooks they schedule without Spark, MLflow or a
+workspace.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Notebook:
     path: Path
     cells: list[Cell]
     widgets: dict[str, Widget] = field(default_factory=dict)
+    # The names in its `run_step(<step>, dbutils)` calls: the steps whose parameters it takes.
+    steps: list[str] = field(default_factory=list)
 
 
 def parse_notebook(path: str | Path) -> Notebook:
@@ -69,8 +73,10 @@ def parse_notebook(path: str | Path) -> Notebook:
     notebook = Notebook(path, cells)
     for cell in cells:
         if cell.magic is None:
-            for widget in _widgets(path, cell):
+            tree = _parse(path, cell)
+            for widget in _widgets(path, cell, tree):
                 notebook.widgets[widget.name] = widget
+            notebook.steps += _steps(tree)
     return notebook
 
 
@@ -83,12 +89,32 @@ def _cell(first_line: int, lines: list[str]) -> Cell:
     return Cell(first_line, "\n".join(lines))
 
 
-def _widgets(path: Path, cell: Cell) -> list[Widget]:
+def _parse(path: Path, cell: Cell) -> ast.AST:
     try:
-        tree = ast.parse(cell.source, filename=str(path))
+        return ast.parse(cell.source, filename=str(path))
     except SyntaxError as exc:
         line = cell.first_line + (exc.lineno or 1) - 1
         raise NotebookError(f"{path}:{line}: syntax error: {exc.msg}") from None
+
+
+def _steps(tree: ast.AST) -> list[str]:
+    """`run_step(train, dbutils)` or `steps.run_step(steps.train, dbutils)` -> ["train"]."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _name(node.func) == "run_step" and node.args:
+            step = _name(node.args[0])
+            if step is not None:
+                found.append(step)
+    return found
+
+
+def _name(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _widgets(path: Path, cell: Cell, tree: ast.AST) -> list[Widget]:
     found = []
     for node in ast.walk(tree):
         kind = _widget_kind(node)

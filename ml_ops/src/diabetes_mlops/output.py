@@ -1,41 +1,354 @@
-"""Writing scoring output atomically: readers see the old file or the new one, never a part."""
+"""Where batch scoring writes: only over what this project wrote, and never half done.
+
+An output is a folder marked by a manifest, `_diabetes_mlops_output.json` (Spark and pyarrow skip
+`_`/`.` files when they read a folder), that records what wrote it: model, rows, input, format,
+engine, time, MLflow run, and the files it holds. A run may write where nothing is, into an empty
+folder, or over an output of this project in the same format that holds only the files its
+manifest lists. Anything else there (a file, a data folder, a table, a user's file added to an
+output) is refused with one ParameterError line before any work, and left untouched.
+
+    target = prepare_output(location, fmt, engine=..., spark=..., others={"input_path": ...})
+    with tracked_run(...) as run:                # orphaned runs of the step are marked first
+        target.begin(run.info.run_id)           # finishes or removes dead runs' leftovers
+        target.write_spark(frame)               # or write_pandas: into a hidden staging folder
+        target.commit({"model_version": ...})   # manifest last, then the atomic swap
+
+Parquet and CSV are swapped in whole (directory_swap). Delta is written in place: its
+transaction log makes the overwrite atomic, and the manifest is written before its first commit.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-import uuid
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-import pandas as pd
+from diabetes_mlops import directory_swap
+from diabetes_mlops.context import fuse_path
+from diabetes_mlops.errors import ParameterError, require_choice
+from diabetes_mlops.tracking import STALE_AFTER_SECONDS, run_status
 
-from diabetes_mlops.errors import ParameterError
+log = logging.getLogger(__name__)
 
-FORMATS = {".parquet": "parquet", ".csv": "csv"}
+MANIFEST = "_diabetes_mlops_output.json"
+WRITTEN_BY = "diabetes-mlops"
+FORMATS = {"spark": ("parquet", "delta"), "pandas": ("parquet", "csv")}  # by engine
+OUTPUT_FORMATS = tuple(dict.fromkeys(fmt for formats in FORMATS.values() for fmt in formats))
+PANDAS_PART = "part-00000"
+DELTA = "delta"
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+# On Databricks only these are the same place for Spark and for the driver's file APIs.
+_DATABRICKS_SHARED = ("/Volumes/", "/dbfs/")
 
 
-def output_format(path: str) -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
-        raise ParameterError(
-            f"parameter 'output_path': {path!r} must end in one of {', '.join(FORMATS)}"
-        )
-    return FORMATS[suffix]
+@dataclass(frozen=True)
+class Location:
+    """One location seen two ways: `path` for Python on the driver, `spark` for Spark."""
+
+    given: str
+    path: Path
+    spark: str
+
+    def sibling(self, name: str) -> Location:
+        return Location(name, self.path.with_name(name), f"{self.spark.rsplit('/', 1)[0]}/{name}")
 
 
-def write_atomically(frame: pd.DataFrame, path: str) -> None:
-    """Write to a hidden temporary file beside `path`, then rename it over `path`.
+def prepare_output(
+    location: str,
+    fmt: str,
+    *,
+    engine: str,
+    spark: Any = None,
+    parameter: str = "output_path",
+    others: Mapping[str, str | None] | None = None,
+) -> OutputTarget:
+    """Check, before any work, that `location` may take a `fmt` output; touches nothing.
 
-    A failure at any point removes the temporary file and leaves a previous `path` untouched.
+    `others` maps parameter names to locations the output must neither be, be inside, nor
+    contain (the input; for a side output, the main output too); None values are skipped (an
+    input that is a table name). Raises ParameterError naming `parameter` and what is there.
     """
-    fmt = output_format(path)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    check_format(engine, fmt)
+    target = locate(location, parameter)
+    for name, other in (others or {}).items():
+        _check_apart(target, parameter, name, other)
+    if fmt == DELTA:
+        _require_delta(spark)
+    existing = inspect_location(target, fmt, parameter)
+    return OutputTarget(target, fmt, engine, parameter, existing)
+
+
+def check_format(engine: str, fmt: str) -> None:
+    """Spark writes parquet or delta; the pandas engine parquet or csv."""
+    require_choice("engine", engine, tuple(FORMATS))
+    if fmt not in FORMATS[engine]:
+        raise ParameterError(
+            f"parameter 'output_format': engine={engine} writes {' or '.join(FORMATS[engine])},"
+            f" got {fmt!r}"
+        )
+
+
+def locate(location: str, parameter: str) -> Location:
+    """The driver's and Spark's view of an output path: dbfs:/x is /dbfs/x on the driver
+    (Databricks' FUSE mount) and /dbfs/x is dbfs:/x for Spark; other URI schemes (s3://, ...)
+    are not supported, and on Databricks only /Volumes/ and DBFS are seen alike by both."""
+    if _SCHEME.match(location) and not location.startswith(("dbfs:/", "file:")):
+        raise ParameterError(
+            f"parameter '{parameter}': {location!r}: {location.split(':', 1)[0]}: locations are"
+            " not supported for output; use a /Volumes/... or dbfs:/ path (or a local one)"
+        )
+    path = driver_path(location)
+    if path == "/" or not location.strip():
+        raise ParameterError(f"parameter '{parameter}': {location!r} is not a folder to write")
+    spark = path
+    if _on_databricks():
+        if not path.startswith(_DATABRICKS_SHARED):
+            raise ParameterError(
+                f"parameter '{parameter}': {location!r}: on Databricks, write under /Volumes/"
+                " or dbfs:/ (elsewhere Spark and the driver see different places)"
+            )
+        if path.startswith("/dbfs/"):
+            spark = "dbfs:/" + path[len("/dbfs/") :]
+    return Location(location, Path(path), spark)
+
+
+def driver_path(location: str) -> str:
+    """Absolute and normalised, as Python on the driver sees it (file: and dbfs:/ resolved)."""
+    text = location.strip()
+    if text.startswith("file:"):
+        text = urlsplit(text).path
+    return os.path.abspath(fuse_path(text))
+
+
+def _on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def _check_apart(target: Location, parameter: str, name: str, other: str | None) -> None:
+    if not other or (_SCHEME.match(other) and not other.startswith(("dbfs:/", "file:"))):
+        return  # a table name or a remote store: not a path on this machine
+    mine = os.path.realpath(target.path)
+    theirs = os.path.realpath(driver_path(other))
+    if mine == theirs:
+        problem = f"is {name} itself"
+    elif mine.startswith(theirs + os.sep):
+        problem = f"is inside {name} {other}"
+    elif theirs.startswith(mine + os.sep):
+        problem = f"contains {name} {other}"
+    else:
+        return
+    raise ParameterError(
+        f"parameter '{parameter}': {target.given} {problem}; an output must be apart from it"
+    )
+
+
+def _require_delta(spark: Any) -> None:
+    """Delta Lake must be in the session (it always is on Databricks)."""
     try:
-        if fmt == "parquet":
-            frame.to_parquet(temporary, index=False)
-        else:
-            frame.to_csv(temporary, index=False, lineterminator="\n")
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+        jvm, conf = spark._jvm, spark._jsparkSession.sessionState().conf()
+    except Exception:  # Spark Connect: no JVM to ask; Databricks ships Delta
+        return
+    try:
+        jvm.org.apache.spark.sql.execution.datasources.DataSource.lookupDataSource(DELTA, conf)
+    except Exception:
+        raise ParameterError(
+            "parameter 'output_format': delta needs Delta Lake, which this Spark session does"
+            " not have (install delta-spark and configure the session, or use parquet)"
+        ) from None
+
+
+def inspect_location(target: Location, fmt: str, parameter: str) -> dict[str, Any] | None:
+    """The manifest of this project's output at `target`, None when nothing (or an empty folder)
+    is there; anything else raises ParameterError saying what is there."""
+    path = target.path
+    for parent in path.parents:
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise ParameterError(
+                    f"parameter '{parameter}': {target.given} is under {parent}, which is a file"
+                )
+            break
+    refused = f"parameter '{parameter}': {target.given}"
+    if path.is_symlink():
+        raise ParameterError(f"{refused} is a symbolic link; give the folder itself")
+    if not path.exists():
+        return None
+    if not path.is_dir():
+        raise ParameterError(
+            f"{refused} is a file, not an output folder of this project; nothing was changed"
+        )
+    entries = sorted(os.listdir(path))
+    if not entries:
+        return None
+    manifest = read_manifest(path)
+    if manifest is None:
+        what = "a Delta table" if "_delta_log" in entries else f"{len(entries)} entries"
+        raise ParameterError(
+            f"{refused} holds {what} this project did not write ({_some(entries)}); nothing was"
+            " changed: choose a new or empty folder"
+        )
+    if manifest.get("format") != fmt:
+        raise ParameterError(
+            f"{refused} holds a {manifest.get('format')} output of this project, not {fmt};"
+            " nothing was changed: choose another folder or remove that one"
+        )
+    if fmt != DELTA:
+        foreign = sorted(set(entries) - set(manifest.get("files", ())) - {MANIFEST})
+        if foreign:
+            raise ParameterError(
+                f"{refused} is an output of this project but also holds files it did not write"
+                f" ({_some(foreign)}); nothing was changed"
+            )
+    return manifest
+
+
+def _some(names: list[str], limit: int = 3) -> str:
+    more = f", ... {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest in `folder` if this project wrote it, else None."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return (
+        manifest
+        if isinstance(manifest, dict) and manifest.get("written_by") == WRITTEN_BY
+        else None
+    )
+
+
+def _write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:
+    """Written beside, then renamed: a manifest is whole or absent."""
+    partial = folder / f".{MANIFEST}.partial"
+    partial.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(partial, folder / MANIFEST)
+
+
+class OutputTarget:
+    """One output being written: checked by prepare_output, then begin, write_*, commit."""
+
+    def __init__(
+        self,
+        location: Location,
+        fmt: str,
+        engine: str,
+        parameter: str,
+        existing: dict[str, Any] | None,
+    ) -> None:
+        self.location = location
+        self.format = fmt
+        self.engine = engine
+        self.parameter = parameter
+        self.existing = existing
+        self.run_id: str | None = None
+        self.rows: int | None = None
+
+    @property
+    def staging(self) -> Location:
+        if self.run_id is None:
+            raise RuntimeError("call begin(run_id) first")
+        kind = directory_swap.STAGING
+        return self.location.sibling(
+            directory_swap.sibling(self.location.path, kind, self.run_id).name
+        )
+
+    def begin(self, run_id: str) -> OutputTarget:
+        """In the step's MLflow run, before writing: finish or undo the swap a dead run left half
+        done, remove dead runs' leftovers, and check the location again."""
+        self.run_id = run_id
+        directory_swap.recover(self.location.path, MANIFEST, self._left_by_a_dead_run)
+        self.existing = inspect_location(self.location, self.format, self.parameter)
+        if self.format == DELTA and self.existing is None:  # claim it before the first commit
+            self.location.path.mkdir(parents=True, exist_ok=True)
+            _write_manifest(self.location.path, self._manifest({"state": "writing"}))
+        return self
+
+    def _left_by_a_dead_run(self, leftover: directory_swap.Leftover) -> bool:
+        if leftover.run_id == self.run_id:
+            return False
+        status = run_status(leftover.run_id)
+        if status is None:  # a run this store does not know: only its age tells
+            return time.time() - leftover.path.stat().st_mtime > STALE_AFTER_SECONDS
+        return status != "RUNNING"
+
+    def write_pandas(self, frame: Any) -> int:
+        """One part file in the staging folder; returns the number of rows."""
+        folder = self.staging.path
+        folder.mkdir(parents=True)
+        try:
+            part = folder / f"{PANDAS_PART}.{self.format}"
+            if self.format == "parquet":
+                frame.to_parquet(part, index=False)
+            else:
+                frame.to_csv(part, index=False, lineterminator="\n")
+        except BaseException:
+            self.discard()
+            raise
+        self.rows = len(frame)
+        return self.rows
+
+    def write_spark(self, frame: Any) -> int:
+        """Parquet into the staging folder, Delta in place (one transaction); returns the number
+        of rows written, read back from what was written."""
+        spark = frame.sparkSession
+        if self.format == DELTA:
+            writer = frame.write.format(DELTA).mode("overwrite").option("overwriteSchema", "true")
+            writer.save(self.location.spark)
+            self.rows = spark.read.format(DELTA).load(self.location.spark).count()
+            return self.rows
+        self.location.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            frame.write.format(self.format).mode("errorifexists").save(self.staging.spark)
+            self.rows = spark.read.format(self.format).load(self.staging.spark).count()
+        except BaseException:
+            self.discard()
+            raise
+        return self.rows
+
+    def commit(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Write the manifest (with `fields`) and publish: the staging folder replaces the
+        previous output in one step. Returns the manifest."""
+        if self.rows is None:
+            raise RuntimeError("nothing written: call write_pandas or write_spark first")
+        manifest = self._manifest({"rows": self.rows, **fields})
+        if self.format == DELTA:
+            _write_manifest(self.location.path, manifest)
+            return manifest
+        staging = self.staging.path
+        try:
+            manifest["files"] = sorted(os.listdir(staging))
+            _write_manifest(staging, manifest)
+            inspect_location(self.location, self.format, self.parameter)  # still ours or empty?
+            aside = directory_swap.sibling(self.location.path, directory_swap.PREVIOUS, self.run_id)
+            directory_swap.publish(staging, self.location.path, aside, MANIFEST)
+        except BaseException:
+            self.discard()
+            raise
+        log.info("wrote %d rows into %s", self.rows, self.location.given)
+        return manifest
+
+    def discard(self) -> None:
+        """Remove this run's staging folder, if any (a failed write leaves nothing behind)."""
+        if self.run_id is not None and os.path.lexists(self.staging.path):
+            directory_swap.remove(self.staging.path, MANIFEST)
+
+    def _manifest(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "written_by": WRITTEN_BY,
+            "format": self.format,
+            "engine": self.engine,
+            "mlflow_run_id": self.run_id,
+            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **fields,
+        }

@@ -2,7 +2,8 @@
 
 Steps are plain functions with annotated parameters; the annotation says how a widget's text
 becomes the argument (int, float, bool, comma-separated floats, or a FilePath resolved by the
-context). A step parameter without a widget takes the function's default.
+context) and, with `typing.Annotated`, which rules the value must meet (see
+`diabetes_mlops.parameters`). A step parameter without a widget takes the function's default.
 """
 
 from __future__ import annotations
@@ -14,20 +15,43 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from diabetes_mlops.context import FilePath, JobContext, SparkPath, context_for
+from diabetes_mlops.context import FilePath, JobContext, context_for
 from diabetes_mlops.errors import ParameterError
+from diabetes_mlops.parameters import (
+    Declared,
+    declaration,
+    declared_parameters,
+    is_spark_session,
+    read_arguments,
+    visible_problems,
+)
 
 log = logging.getLogger(__name__)
 
-_TRUE = {"true", "1", "yes", "y"}
-_FALSE = {"false", "0", "no", "n"}
 
+def run_step(
+    step: Callable[..., Mapping[str, Any] | None],
+    dbutils: Any,
+    known: Mapping[str, Declared] | None = None,
+) -> dict[str, Any]:
+    """Run `step` with arguments from the notebook's widgets; publish its outputs as task values.
 
-def run_step(step: Callable[..., Mapping[str, Any] | None], dbutils: Any) -> dict[str, Any]:
-    """Run `step` with arguments from the notebook's widgets; publish its outputs as task values."""
+    Before the step starts, every value the task can see of a parameter in `known` (the
+    parameters of all steps) is judged too. Databricks pushes job parameters down to every task
+    of the job, so the first task refuses a value that only a later task takes, before anything
+    is written: a bad `rmse_tolerance` stops the job in `train`, not after it registered a model.
+    """
     configure_logging()
     context = context_for(dbutils)
-    arguments = bind_parameters(step, context)
+    own = declared_parameters(step)
+    others = {name: p for name, p in (known or {}).items() if name not in own}
+    problems = visible_problems(others, context.get_param)
+    try:
+        arguments = bind_parameters(step, context)
+    except ParameterError as exc:
+        problems.insert(0, str(exc))
+    if problems:
+        raise ParameterError("\n".join(problems))
     log.info("step %s starts", step.__name__)
     outputs = dict(step(**arguments) or {})
     for key, value in outputs.items():
@@ -37,54 +61,27 @@ def run_step(step: Callable[..., Mapping[str, Any] | None], dbutils: Any) -> dic
 
 
 def bind_parameters(step: Callable[..., Any], context: JobContext) -> dict[str, Any]:
+    """The step's arguments from the context; ParameterError lists every problem, one a line."""
+    arguments, problems = read_arguments(step, context.get_param, _resolver(context))
+    if problems:
+        raise ParameterError("\n".join(problems))
     hints = typing.get_type_hints(step)
-    arguments: dict[str, Any] = {}
-    for name, parameter in inspect.signature(step).parameters.items():
-        if getattr(hints.get(name), "__name__", None) == "SparkSession":
+    for name in inspect.signature(step).parameters:
+        if is_spark_session(hints.get(name)):
             arguments[name] = context.spark_session()
-            continue
-        text = context.get_param(name)
-        if text is None:
-            if parameter.default is inspect.Parameter.empty:
-                raise ParameterError(
-                    f"step '{step.__name__}' needs parameter '{name}': declare a widget for it"
-                )
-            continue
-        arguments[name] = convert(name, text, hints.get(name, str), context)
     return arguments
 
 
 def convert(name: str, text: str, kind: Any, context: JobContext) -> Any:
     """Turn a widget's text into the annotated type, with an error naming the parameter."""
-    value = text.strip()
-    if kind is str:
-        return value
-    if not value:
-        raise ParameterError(f"parameter '{name}' is empty; it needs a value")
-    if kind is FilePath:
-        return context.resolve_path(value)
-    if kind is SparkPath:
-        return context.resolve_spark_path(value)
-    if kind is bool:
-        if value.lower() in _TRUE | _FALSE:
-            return value.lower() in _TRUE
-        raise ParameterError(f"parameter '{name}': expected true or false, got {text!r}")
-    if kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            raise ParameterError(
-                f"parameter '{name}': expected {'an integer' if kind is int else 'a number'},"
-                f" got {text!r}"
-            ) from None
-    if typing.get_origin(kind) is tuple and typing.get_args(kind) == (float, ...):
-        try:
-            return tuple(float(part) for part in value.split(","))
-        except ValueError:
-            raise ParameterError(
-                f"parameter '{name}': expected comma-separated numbers, got {text!r}"
-            ) from None
-    raise TypeError(f"parameter '{name}': unsupported annotation {kind!r}")
+    return declaration(name, kind).parse(text, _resolver(context))
+
+
+def _resolver(context: JobContext) -> Callable[[Any, str], str]:
+    def resolve(kind: Any, path: str) -> str:
+        return context.resolve_path(path) if kind is FilePath else context.resolve_spark_path(path)
+
+    return resolve
 
 
 def configure_logging() -> None:

@@ -1,102 +1,254 @@
-"""The data contract: which columns the model needs, their types, and one validation function.
+"""Reading and checking data with pandas: the data contract (diabetes.contract) on a file or frame.
 
-Every file or frame that enters training or scoring goes through `validate_frame`, so a bad input
-fails early with one line naming the source, the column and the problem, before any model work.
+Every file or frame that enters training or pandas scoring goes through `check_frame` (or its
+fail-fast form `validate_frame`), so a bad input fails early with one line naming the source, the
+column, the value and the row, before any model work. Spark applies the same contract in
+diabetes_mlops.spark_input.
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
 import logging
+from dataclasses import dataclass, field
 from os import PathLike
-from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from diabetes.contract import (  # noqa: F401  (the column names are part of this module's API)
+    BAD_ROW_POLICIES,
+    CATEGORICAL_FEATURE,
+    DEFAULT_MAX_UNKNOWN_SHARE,
+    FAIL,
+    FEATURES,
+    MISSING_TEXTS,
+    MODEL_VERSION,
+    NUMBER_PATTERN,
+    NUMERIC_FEATURES,
+    OUTPUT_COLUMNS,
+    PREDICTION,
+    QUARANTINE,
+    QUARANTINE_REASON,
+    RANGES,
+    RAW_RECORD,
+    SCORED_AT,
+    SEX_VALUES,
+    TARGET,
+    TRIMMED,
+    DataValidationError,
+    Purpose,
+    check_columns,
+    check_header,
+    count_phrase,
+    malformed_problem,
+    sex_problem,
+    sniff_text_file,
+    too_many_unknown,
+    unknown_share_problem,
+    value_problem,
+)
 
 log = logging.getLogger(__name__)
 
-NUMERIC_FEATURES: tuple[str, ...] = (
-    "AGE",
-    "BMI",
-    "BP",
-    "S1",
-    "S2",
-    "S3",
-    "S4",
-    "S5",
-    "S6",
-)
-CATEGORICAL_FEATURE = "SEX"
-SEX_VALUES: tuple[str, ...] = ("Female", "Male")
-FEATURES: tuple[str, ...] = ("AGE", CATEGORICAL_FEATURE) + NUMERIC_FEATURES[1:]
-TARGET = "Y"
-
-PREDICTION = "prediction"
-MODEL_VERSION = "model_version"
-SCORED_AT = "scored_at"
-# Columns the scoring output adds; an input that already has one would be silently overwritten.
-OUTPUT_COLUMNS: tuple[str, ...] = (PREDICTION, MODEL_VERSION, SCORED_AT)
-
-Purpose = Literal["training", "scoring"]
+_HEAD_BYTES = 64 * 1024
 
 
-class DataValidationError(ValueError):
-    """Bad input data; the message names the source, the column (if any) and the problem."""
+@dataclass(frozen=True)
+class Malformed:
+    """A line that does not parse as a row of the header's fields."""
 
-    def __init__(self, source: str, column: str | None, problem: str) -> None:
-        self.source = source
-        self.column = column
-        self.problem = problem
-        where = f"{source}: column '{column}'" if column else str(source)
-        super().__init__(f"{where}: {problem}")
+    row: int  # 1-based data row, as in "data row N" (blank lines are not rows)
+    text: str
+    problem: str
+
+
+@dataclass
+class CheckedFrame:
+    """The outcome of the contract: typed valid rows and (policy quarantine) the rest."""
+
+    valid: pd.DataFrame
+    quarantined: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rows_in: int = 0
 
 
 def read_dataset(path: str | PathLike[str], purpose: Purpose) -> pd.DataFrame:
-    """Read a CSV file and validate it for `purpose`."""
-    return validate_frame(read_table(path), str(path), purpose)
+    """Read a CSV file and validate it for `purpose`; any broken rule is an error."""
+    frame, malformed = read_csv_rows(path)
+    return check_frame(frame, str(path), purpose, malformed=malformed).valid
 
 
 def read_table(path: str | PathLike[str]) -> pd.DataFrame:
-    """Read a CSV file as text, so type problems are reported later with the offending value."""
+    """Read a CSV file strictly, every value as text; a row that does not parse is an error."""
+    frame, malformed = read_csv_rows(path)
+    if malformed:
+        raise _malformed_error(str(path), malformed)
+    return frame
+
+
+def read_csv_rows(path: str | PathLike[str]) -> tuple[pd.DataFrame, list[Malformed]]:
+    """Every row of a CSV file that parses, as text, and the lines that do not.
+
+    Strict where pandas' own reader is lenient: a row with more or fewer fields than the header,
+    or a quoted value that spans lines (Spark reads lines), is reported, never shifted or padded.
+    Nothing is treated as missing here: the contract decides that (contract.MISSING_TEXTS).
+    """
     source = str(path)
+    head = _head(path, source)
+    problem = sniff_text_file(head)
+    if problem:
+        raise DataValidationError(source, None, problem)
+    lines = head.decode("utf-8", errors="replace").removeprefix("\ufeff").splitlines()
+    index = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if index is None:
+        raise DataValidationError(source, None, "file is empty (no header, no rows)")
+    names = [name.strip(TRIMMED) for name in next(csv.reader([lines[index]]))]
+    check_header(names, source)
+    malformed: list[Malformed] = []
+
+    def invalid(row) -> str:
+        number = (row.number or 0) - 1
+        problem = malformed_problem(row.expected_columns, row.actual_columns)
+        malformed.append(Malformed(number, row.text, problem))
+        return "skip"
+
     try:
-        raw = pd.read_csv(path, dtype=str, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise DataValidationError(source, None, "file is empty (no header, no rows)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=index + 1, use_threads=False
+            ),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in names},
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        reason = str(exc).splitlines()[0]
+        if "UTF8" in reason:
+            raise DataValidationError(source, None, f"is not UTF-8 text: {reason}") from None
+        raise DataValidationError(source, None, f"not a valid CSV file: {reason}") from None
+    spans = _spanning_lines(table)
+    if spans.any():
+        rows = np.flatnonzero(spans)
+        malformed += [
+            Malformed(int(r) + 1, "", "a quoted value spans lines (one row per line)") for r in rows
+        ]
+        table = table.filter(pa.array(~spans))
+    malformed.sort(key=lambda m: m.row)
+    return table.to_pandas(), malformed
+
+
+def _head(path: str | PathLike[str], source: str) -> bytes:
+    try:
+        if source.endswith(".gz"):
+            with gzip.open(path, "rb") as stream:
+                return stream.read(_HEAD_BYTES)
+        with open(path, "rb") as stream:
+            return stream.read(_HEAD_BYTES)
+    except gzip.BadGzipFile:
+        raise DataValidationError(source, None, "is named .gz but is not gzip-compressed") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         raise DataValidationError(source, None, f"cannot read file: {reason}") from None
-    except pd.errors.ParserError as exc:
-        raise DataValidationError(source, None, f"not a valid CSV file: {exc}") from None
-    return raw
+
+
+def _spanning_lines(table: pa.Table) -> np.ndarray:
+    spans = np.zeros(table.num_rows, dtype=bool)
+    for column in table.columns:
+        found = pc.match_substring_regex(column, r"[\r\n]")
+        spans |= np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+    return spans
+
+
+def _malformed_error(source: str, malformed: list[Malformed]) -> DataValidationError:
+    first = malformed[0]
+    text = f": {first.text[:120]!r}" if first.text else ""
+    return DataValidationError(
+        source,
+        None,
+        f"data row {first.row}: {first.problem} ({count_phrase(len(malformed))}){text}",
+    )
 
 
 def validate_frame(frame: pd.DataFrame, source: str, purpose: Purpose) -> pd.DataFrame:
-    """Check `frame` against the schema and return a typed copy.
+    """Check `frame` against the contract and return a typed copy; any broken rule is an error.
 
     Extra columns are allowed: the model ignores them and scoring passes them through to its output
     (an ID column, say). Missing values in feature columns are allowed (the model imputes them) as
     long as a column is not empty throughout.
     """
+    return check_frame(frame, source, purpose).valid
+
+
+def check_frame(
+    frame: pd.DataFrame,
+    source: str,
+    purpose: Purpose,
+    bad_rows: str = FAIL,
+    max_unknown_share: float = DEFAULT_MAX_UNKNOWN_SHARE,
+    malformed: list[Malformed] | None = None,
+) -> CheckedFrame:
+    """Apply the data contract to a frame (text as read, or typed values).
+
+    Policy `fail` raises at the first broken rule, in the order malformed rows, numeric columns in
+    order, SEX, empty columns, missing target (Spark checks in the same order). Policy
+    `quarantine` (scoring only) returns the rows that break a row rule separately, each with its
+    reason; batch-level problems (missing columns, an empty column, no valid row) still fail.
+    """
     if purpose not in ("training", "scoring"):
         raise ValueError(f"purpose must be 'training' or 'scoring', not {purpose!r}")
-    if len(frame.columns) == 0:
-        raise DataValidationError(source, None, "file is empty (no header, no rows)")
-    if len(frame) == 0:
+    if bad_rows not in BAD_ROW_POLICIES or (purpose == "training" and bad_rows != FAIL):
+        raise ValueError(f"bad_rows must be one of {BAD_ROW_POLICIES} (fail for training)")
+    malformed = malformed or []
+    check_columns([str(c) for c in frame.columns], source, purpose)
+    rows_in = len(frame) + len(malformed)
+    if rows_in == 0:
         raise DataValidationError(source, None, "has a header but no data rows")
-
-    required = check_columns(list(frame.columns), source, purpose)
+    quarantine = bad_rows == QUARANTINE
+    if malformed and not quarantine:
+        raise _malformed_error(source, malformed)
 
     out = frame.copy()
+    reasons = pd.Series(None, index=frame.index, dtype=object)
     numeric = NUMERIC_FEATURES + ((TARGET,) if purpose == "training" else ())
     for column in numeric:
-        out[column] = _to_float(frame[column], source, column)
-    out[CATEGORICAL_FEATURE] = _to_category(frame[CATEGORICAL_FEATURE], source, purpose)
+        numbers, problems = _numbers(frame[column], source, column)
+        if problems.notna().any():
+            if not quarantine:
+                raise _first_problem(source, column, problems)
+            reasons = reasons.fillna(f"{column}: " + problems)
+        out[column] = numbers
+    sex, unknown = _sex(frame[CATEGORICAL_FEATURE])
+    out[CATEGORICAL_FEATURE] = sex
+    if unknown.any():
+        problems = pd.Series(None, index=frame.index, dtype=object)
+        problems[unknown] = sex[unknown].map(sex_problem)
+        if purpose == "training":
+            raise _first_problem(source, CATEGORICAL_FEATURE, problems)
+        if quarantine:
+            reasons = reasons.fillna(f"{CATEGORICAL_FEATURE}: " + problems)
+        else:
+            _check_unknown_share(sex[unknown], rows_in, max_unknown_share, source)
 
+    bad = reasons.notna()
+    valid = out.loc[~bad]
+    if valid.empty:
+        first = reasons[bad].iloc[0] if bad.any() else malformed[0].problem
+        raise DataValidationError(
+            source, None, f"all {rows_in} rows break the data contract (first: {first})"
+        )
     for column in FEATURES:
-        if out[column].isna().all():
+        if valid[column].isna().all():
             raise DataValidationError(
-                source, column, f"has no values: all {len(out)} rows are missing"
+                source, column, f"has no values: all {len(valid)} rows are missing"
             )
     if purpose == "training":
         absent = out[TARGET].isna()
@@ -107,83 +259,97 @@ def validate_frame(frame: pd.DataFrame, source: str, purpose: Purpose) -> pd.Dat
                 f"target missing in {int(absent.sum())} rows (first: data row "
                 f"{_first_row(absent)})",
             )
-    extra = [c for c in frame.columns if c not in required]
+    extra = [c for c in frame.columns if c not in FEATURES and c != TARGET]
     if extra:
         log.info("%s: extra columns %s are not model features", source, extra)
-    return out
+    quarantined = _quarantined(frame, reasons, malformed) if quarantine else pd.DataFrame()
+    if len(quarantined):
+        log.warning("%s: %d of %d rows quarantined", source, len(quarantined), rows_in)
+    return CheckedFrame(valid.reset_index(drop=True), quarantined, rows_in)
 
 
-def check_columns(columns: list[str], source: str, purpose: Purpose) -> tuple[str, ...]:
-    """Required columns present, output names not taken; returns the required columns.
-
-    Shared by every engine that checks input (pandas here, Spark in diabetes_mlops)."""
-    required = FEATURES + ((TARGET,) if purpose == "training" else ())
-    missing = [c for c in required if c not in columns]
-    if missing:
-        names = ", ".join(f"'{c}'" for c in missing)
-        noun = "column" if len(missing) == 1 else "columns"
-        problem = f"required {noun} {names} missing"
-        if missing == [TARGET]:
-            problem = f"target column '{TARGET}' missing (training data needs it)"
-        raise DataValidationError(source, None, problem)
-    if purpose == "scoring":
-        taken = [c for c in OUTPUT_COLUMNS if c in columns]
-        if taken:
-            raise DataValidationError(
-                source, taken[0], "name is reserved for the scoring output; rename it"
-            )
-    return required
-
-
-def _to_float(values: pd.Series, source: str, column: str) -> pd.Series:
+def _numbers(values: pd.Series, source: str, column: str) -> tuple[pd.Series, pd.Series]:
+    """(values as float64 with NaN for missing, per-row problem text or None)."""
     if pd.api.types.is_bool_dtype(values):
         raise DataValidationError(source, column, "expected numbers, found booleans")
+    problems = pd.Series(None, index=values.index, dtype=object)
     if pd.api.types.is_numeric_dtype(values):
         numbers = values.astype("float64")
+        shown = numbers
     else:
-        text = values.astype("object").where(values.notna(), None)
-        text = text.map(lambda v: v.strip() if isinstance(v, str) else v).replace("", None)
-        numbers = pd.to_numeric(text, errors="coerce").astype("float64")
-        bad = text.notna() & numbers.isna()
-        if bad.any():
-            raise DataValidationError(
-                source,
-                column,
-                f"non-numeric value {text[bad].iloc[0]!r} in data row {_first_row(bad)}"
-                f" ({int(bad.sum())} such rows)",
-            )
-    infinite = np.isinf(numbers)
-    if infinite.any():
-        raise DataValidationError(
-            source, column, f"non-finite value in data row {_first_row(infinite)}"
-        )
-    return numbers
+        text = values.astype("object")
+        present = text.notna()
+        shown = text.where(present, None)
+        trimmed = shown[present].astype(str).str.strip(TRIMMED)
+        given = ~trimmed.str.lower().isin(MISSING_TEXTS)
+        trimmed = trimmed[given]
+        is_number = trimmed.str.fullmatch(NUMBER_PATTERN)
+        numbers = pd.Series(np.nan, index=values.index, dtype="float64")
+        numbers[trimmed.index[is_number]] = trimmed[is_number].astype("float64")
+        not_numbers = trimmed.index[~is_number]
+        problems[not_numbers] = shown[not_numbers].map(lambda v: value_problem(column, v))
+    limits = RANGES[column]
+    outside = numbers.notna() & ~numbers.between(limits.low, limits.high)
+    if outside.any():
+        problems[outside] = shown[outside].map(lambda v: value_problem(column, v))
+    return numbers, problems
 
 
-def _to_category(values: pd.Series, source: str, purpose: Purpose) -> pd.Series:
+def _sex(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(SEX trimmed, missing texts as NaN; mask of values that are not a known category)."""
     text = values.astype("object").where(values.notna(), np.nan)
-    text = text.map(lambda v: v.strip() if isinstance(v, str) else v).replace("", np.nan)
-    unknown = text.notna() & ~text.isin(SEX_VALUES)
-    if unknown.any():
-        example = text[unknown].iloc[0]
-        allowed = ", ".join(SEX_VALUES)
-        if purpose == "training":
-            raise DataValidationError(
-                source,
-                CATEGORICAL_FEATURE,
-                f"unknown value {example!r} in data row {_first_row(unknown)}"
-                f" (allowed: {allowed})",
-            )
-        log.warning(
-            "%s: column '%s' has %d rows with unknown values such as %r; the model encodes"
-            " them as none of %s",
+    text = text.map(lambda v: v.strip(TRIMMED) if isinstance(v, str) else v)
+    missing = text.isna() | text.map(lambda v: isinstance(v, str) and v.lower() in MISSING_TEXTS)
+    text = text.where(~missing, np.nan)
+    return text, text.notna() & ~text.isin(SEX_VALUES)
+
+
+def _check_unknown_share(unknown: pd.Series, rows: int, limit: float, source: str) -> None:
+    if too_many_unknown(len(unknown), rows, limit):
+        examples = unknown.astype(str).value_counts().index[:5].tolist()
+        raise DataValidationError(
             source,
             CATEGORICAL_FEATURE,
-            int(unknown.sum()),
-            example,
-            allowed,
+            unknown_share_problem(len(unknown), rows, examples, limit),
         )
-    return text
+    log.warning(
+        "%s: column '%s' has %d rows with unknown values such as %r; scored as none of %s",
+        source,
+        CATEGORICAL_FEATURE,
+        len(unknown),
+        unknown.iloc[0],
+        ", ".join(SEX_VALUES),
+    )
+
+
+def _first_problem(source: str, column: str, problems: pd.Series) -> DataValidationError:
+    flagged = problems.notna()
+    first = problems[flagged].iloc[0]
+    where = f"data row {_first_row(flagged)}"
+    return DataValidationError(
+        source, column, f"{first} in {where} ({count_phrase(int(flagged.sum()))})"
+    )
+
+
+def _quarantined(
+    frame: pd.DataFrame, reasons: pd.Series, malformed: list[Malformed]
+) -> pd.DataFrame:
+    """Bad rows as read (text) with their reason; lines that did not parse keep their raw text."""
+    text = frame.astype("object").where(frame.notna(), None).astype(str).where(frame.notna(), None)
+    rows = text.loc[reasons.notna()].assign(
+        **{QUARANTINE_REASON: reasons[reasons.notna()], RAW_RECORD: None}
+    )
+    lines = pd.DataFrame(
+        {
+            **{c: [None] * len(malformed) for c in frame.columns},
+            QUARANTINE_REASON: [m.problem for m in malformed],
+            RAW_RECORD: [m.text or None for m in malformed],
+        }
+    )
+    parts = [part for part in (rows, lines) if len(part)]
+    if not parts:
+        return rows.reset_index(drop=True)
+    return pd.concat(parts, ignore_index=True).astype("object")
 
 
 def _first_row(mask: pd.Series) -> int:

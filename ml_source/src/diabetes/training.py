@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,8 +25,8 @@ class TrainingConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if not self.alphas or any(not a > 0 for a in self.alphas):
-            raise ValueError(f"alphas must be positive numbers, got {list(self.alphas)}")
+        if not self.alphas or any(not 0 < a < math.inf for a in self.alphas):
+            raise ValueError(f"alphas must be positive finite numbers, got {list(self.alphas)}")
         if not 0 < self.test_size < 1:
             raise ValueError(f"test_size must be between 0 and 1, got {self.test_size}")
         if self.cv_folds < 2:

@@ -31,6 +31,9 @@ class Target:
     profile: str | None = None
     host: str | None = None
     retry_timeout_seconds: int = 300  # how long the SDK retries 429/503 and network errors
+    # The target's own data folder; parameter values name it {data_dir}, so each target reads and
+    # writes its own data, as it has its own model name.
+    data_dir: str = ""
 
     @property
     def notebooks_dir(self) -> str:
@@ -47,14 +50,25 @@ class Target:
         return Target(**filled)
 
 
-def load_target(name: str, path: str | Path = DEFAULT_CONFIG) -> Target:
-    path = Path(path)
+def target_names(path: str | Path = DEFAULT_CONFIG) -> list[str]:
+    return list(_read(Path(path)).get("targets") or {})
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read deploy config: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("targets") or {}, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'defaults' and 'targets'")
+    return config
+
+
+def load_target(name: str, path: str | Path = DEFAULT_CONFIG) -> Target:
+    path = Path(path)
+    config = _read(path)
     targets = config.get("targets") or {}
     if name not in targets:
         raise ConfigError(
@@ -75,6 +89,14 @@ def load_target(name: str, path: str | Path = DEFAULT_CONFIG) -> Target:
         raise ConfigError(f"{path}: target '{name}' does not set {', '.join(missing)}")
     merged = {k: _fill(v, target=name) for k, v in merged.items()}
     merged["parameters"] = {str(k): str(v) for k, v in merged["parameters"].items()}
+    uses = sorted(k for k, v in merged["parameters"].items() if "{data_dir}" in v)
+    if uses and not merged.get("data_dir"):
+        raise ConfigError(
+            f"{path}: target '{name}': parameter(s) {', '.join(uses)} use {{data_dir}},"
+            " which the target does not set"
+        )
+    data_dir = str(merged.get("data_dir", "")).rstrip("/")
+    merged["parameters"] = _fill(merged["parameters"], data_dir=data_dir)
     for text_field in REQUIRED:
         merged.setdefault(text_field, "")
     return Target(name=name, **merged)

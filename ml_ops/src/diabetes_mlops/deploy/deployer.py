@@ -25,7 +25,9 @@ from diabetes_mlops.deploy.config import Target
 from diabetes_mlops.deploy.jobs import DeployError, find_job, resolve_settings, same_settings
 from diabetes_mlops.deploy.wheels import build_wheels
 from diabetes_mlops.deploy.workspace import for_current_user
+from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.job_specs import JobSpec, check_spec
+from diabetes_mlops.preflight import check_job_parameters
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 
@@ -161,8 +163,18 @@ class Deployer:
 
     # --- helpers -----------------------------------------------------------------------------
     def _specs(self) -> list[JobSpec]:
+        """The checked specs; a parameter value the target gives that a step would refuse is a
+        ParameterError here, before anything in the workspace changes."""
         notebooks = self.repo / "orchestrator_notebooks"
-        return [check_spec(p, notebooks) for p in sorted((self.repo / "job_specs").glob("*.json"))]
+        specs = [check_spec(p, notebooks) for p in sorted((self.repo / "job_specs").glob("*.json"))]
+        problems = [
+            f"target '{self.target.name}': {problem}"
+            for spec in specs
+            for problem in check_job_parameters(spec, self.target.parameters)
+        ]
+        if problems:
+            raise ParameterError("\n".join(problems))
+        return specs
 
     def _cluster_id(self) -> str:
         name = self.target.cluster_name

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -53,9 +54,16 @@ class Widgets:
         self._defaults[name] = defaultValue
 
     def get(self, name: str) -> str:
+        """A passed value, declared or not, else the widget's default. In a Databricks job every
+        job parameter is pushed down to every notebook task and `dbutils.widgets.get` reads it
+        even where no widget declares it ("Job parameter pushdown",
+        https://docs.databricks.com/jobs/job-parameters.html; notebook parameters "Retrieve
+        these parameters in a notebook using dbutils.widgets.get", Jobs API NotebookTask)."""
+        if name in self._parameters:
+            return self._parameters[name]
         if name not in self._defaults:
             raise InputWidgetNotDefined(f"No input widget named {name} is defined")
-        return self._parameters.get(name, self._defaults[name])
+        return self._defaults[name]
 
     def getAll(self) -> dict[str, str]:
         return {name: self.get(name) for name in self._defaults}
@@ -140,10 +148,17 @@ class LocalJobContext(DatabricksJobContext):
 
 
 def local_path(path: str, root: Path) -> Path:
-    """dbfs:/x and /dbfs/x -> ROOT/dbfs/x; /Volumes/x -> ROOT/Volumes/x; others unchanged."""
+    """dbfs:/x and /dbfs/x -> ROOT/dbfs/x; /Volumes/x -> ROOT/Volumes/x; others unchanged.
+
+    A mapped path stays inside its folder: `/Volumes/../../x` would land outside ROOT (and on
+    Databricks means something else entirely), so it is refused.
+    """
     for prefix, folder in (("dbfs:/", "dbfs"), ("/dbfs/", "dbfs"), ("/Volumes/", "Volumes")):
         if path.startswith(prefix):
-            return root / folder / path[len(prefix) :].lstrip("/")
+            inside = posixpath.normpath(path[len(prefix) :].lstrip("/") or ".")
+            if inside == ".." or inside.startswith("../"):
+                raise ParameterError(f"path {path!r} climbs out of {prefix} with '..'")
+            return root / folder / inside
     return Path(path).absolute()
 
 

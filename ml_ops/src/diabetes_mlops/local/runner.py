@@ -21,7 +21,7 @@ from typing import Any
 import mlflow
 
 from diabetes.schema import DataValidationError
-from diabetes_mlops.errors import ModelNotFoundError, ParameterError
+from diabetes_mlops.errors import ModelNotFoundError, ParameterError, TrackingStoreError
 from diabetes_mlops.job_specs import (
     REFERENCE,
     TASK_VALUE,
@@ -33,10 +33,18 @@ from diabetes_mlops.job_specs import (
 from diabetes_mlops.local.dbutils import LocalDbutils, NotebookExit
 from diabetes_mlops.local.spark import LazySpark, local_spark_session
 from diabetes_mlops.notebooks import NotebookError
+from diabetes_mlops.preflight import check_job_parameters
 from diabetes_mlops.tracking import ARTIFACT_ROOT_ENV
 
 # Errors whose message says it all: printed as one line, no traceback.
-USER_ERRORS = (DataValidationError, ParameterError, ModelNotFoundError, NotebookError, SpecError)
+USER_ERRORS = (
+    DataValidationError,
+    ParameterError,
+    ModelNotFoundError,
+    NotebookError,
+    SpecError,
+    TrackingStoreError,
+)
 
 SUCCESS, FAILED, SKIPPED = "SUCCESS", "FAILED", "SKIPPED"
 
@@ -93,13 +101,24 @@ class LocalRunner:
         spec_path: str | Path,
         overrides: Mapping[str, str] | None = None,
         notebooks_dir: str | Path | None = None,
+        defaults: Mapping[str, str] | None = None,
     ) -> JobRun:
+        """Run the spec's tasks with `overrides` (each must reach some task) on top of
+        `defaults` (a deploy target's parameters: applied where a task takes them).
+
+        Every value any task would receive is judged against its step's rules first: a bad one
+        is a ParameterError before the first task starts, so nothing is written.
+        """
         spec_path = Path(spec_path)
         notebooks = Path(
             notebooks_dir or spec_path.absolute().parent.parent / "orchestrator_notebooks"
         )
         spec = check_spec(spec_path, notebooks)
-        parameters = task_parameters(spec, overrides or {})
+        overrides = {**_taken(spec, defaults or {}), **(overrides or {})}
+        parameters = task_parameters(spec, overrides)
+        problems = check_job_parameters(spec, overrides)
+        if problems:
+            raise ParameterError("\n".join(problems))
         run_id = uuid.uuid4().hex[:12]
         task_values: dict[str, dict[str, Any]] = {}
         runs: list[TaskRun] = []
@@ -169,13 +188,18 @@ class LocalRunner:
 
 def task_parameters(spec: JobSpec, overrides: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """Parameters per task, with the overrides applied; one that no task declares is an error."""
-    applied = spec.overrides_by_task(overrides)
-    unused = set(overrides).difference(*applied.values())
+    unused = set(overrides) - set(_taken(spec, overrides))
     if unused:
         raise ParameterError(
             f"no task of job '{spec.name}' declares parameter(s) {', '.join(sorted(unused))}"
         )
-    return {task.key: task.parameters | applied[task.key] for task in spec.tasks}
+    return spec.task_parameters(overrides)
+
+
+def _taken(spec: JobSpec, parameters: Mapping[str, str]) -> dict[str, str]:
+    """The parameters some task of the job takes."""
+    applied = spec.overrides_by_task(parameters)
+    return {k: v for k, v in parameters.items() if any(k in taken for taken in applied.values())}
 
 
 def resolve_references(

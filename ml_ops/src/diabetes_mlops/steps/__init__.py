@@ -1,9 +1,33 @@
 """The steps a job runs. Each is a plain function; notebooks call them through `run_step`."""
 
-from diabetes_mlops.step_runner import run_step
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Any
+
+from diabetes_mlops import step_runner
+from diabetes_mlops.parameters import Declared, parameter_registry
 from diabetes_mlops.steps.batch_score import batch_score
 from diabetes_mlops.steps.promote import promote
 from diabetes_mlops.steps.train import train
 from diabetes_mlops.steps.validate import validate
 
-__all__ = ["batch_score", "promote", "run_step", "train", "validate"]
+# Every step a notebook may run, by the name its `run_step(<step>, dbutils)` line uses.
+STEPS: dict[str, Callable[..., Any]] = {
+    step.__name__: step for step in (train, validate, promote, batch_score)
+}
+
+
+@cache
+def parameter_rules() -> Mapping[str, Declared]:
+    """Every parameter any step declares, with its type and rules (one meaning per name)."""
+    return parameter_registry(STEPS.values())
+
+
+def run_step(step: Callable[..., Mapping[str, Any] | None], dbutils: Any) -> dict[str, Any]:
+    """Run `step` in a notebook; first judge every parameter of any step the task can see."""
+    return step_runner.run_step(step, dbutils, known=parameter_rules())
+
+
+__all__ = ["STEPS", "batch_score", "parameter_rules", "promote", "run_step", "train", "validate"]

@@ -8,7 +8,9 @@ Parquet or Delta. engine=pandas scores a small CSV file in this process, without
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 
 import mlflow
 import pandas as pd
@@ -16,13 +18,23 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from diabetes.schema import MODEL_VERSION, SCORED_AT, read_table
-from diabetes.scoring import score_frame
-from diabetes_mlops import output, spark_scoring
+from diabetes.contract import (
+    BAD_ROW_POLICIES,
+    DEFAULT_MAX_UNKNOWN_SHARE,
+    FAIL,
+    MODEL_VERSION,
+    QUARANTINE,
+    SCORED_AT,
+)
+from diabetes.schema import check_frame, read_csv_rows
+from diabetes.scoring import add_predictions
+from diabetes_mlops import output, spark_input, spark_scoring
 from diabetes_mlops.context import SparkPath, fuse_path
-from diabetes_mlops.errors import require_choice
+from diabetes_mlops.errors import ParameterError
+from diabetes_mlops.parameters import Between, OneOf, cross_check
 from diabetes_mlops.registry import CHAMPION, get_version, load_version
-from diabetes_mlops.tracking import use_experiment, use_registry
+from diabetes_mlops.steps.common import ExperimentName, ModelName, ModelRef, Registry
+from diabetes_mlops.tracking import tracked_run, use_experiment, use_registry
 
 log = logging.getLogger(__name__)
 
@@ -33,74 +45,143 @@ def batch_score(
     spark: SparkSession,
     input_path: SparkPath,
     output_path: SparkPath,
-    model_name: str,
-    experiment_name: str,
-    registry: str = "workspace",
-    model_version: str = CHAMPION,
-    input_format: str = "csv",
-    output_format: str = "parquet",
-    engine: str = "spark",
+    model_name: ModelName,
+    experiment_name: ExperimentName,
+    registry: Registry = "workspace",
+    model_version: ModelRef = CHAMPION,
+    input_format: Annotated[str, OneOf(*spark_input.INPUT_FORMATS)] = "csv",
+    output_format: Annotated[str, OneOf(*output.OUTPUT_FORMATS)] = "parquet",
+    engine: Annotated[str, OneOf(*ENGINES)] = "spark",
+    bad_rows: Annotated[str, OneOf(*BAD_ROW_POLICIES)] = FAIL,
+    max_unknown_share: Annotated[float, Between(0, 1)] = DEFAULT_MAX_UNKNOWN_SHARE,
+    quarantine_path: SparkPath | None = None,
 ) -> dict[str, str]:
     """Score `input_path` into `output_path`: the input columns plus prediction, model_version and
-    scored_at. `model_version` is a number or an alias."""
-    _check_choices(engine, input_format, output_format, output_path)
+    scored_at. `model_version` is a number or an alias.
+
+    Rows that break the data contract (diabetes.contract) fail the run (`bad_rows=fail`), or go
+    to `quarantine_path` (default `<output_path>_quarantine`) with their reason while the rest
+    are scored (`bad_rows=quarantine`). SEX codes the model does not know are scored as no SEX
+    term while they are at most `max_unknown_share` of the rows (policy fail)."""
+    _check_choices(engine, input_format, output_format)
+    source = None if input_format == "table" else input_path
+    quarantine = None
+    if bad_rows == QUARANTINE:
+        quarantine_path = quarantine_path or default_quarantine_path(output_path)
+        quarantine = output.prepare_output(
+            quarantine_path,
+            output_format,
+            engine=engine,
+            spark=spark,
+            parameter="quarantine_path",
+            others={"input_path": source, "output_path": output_path},
+        )
+    target = output.prepare_output(
+        output_path, output_format, engine=engine, spark=spark, others={"input_path": source}
+    )
     use_registry(registry, model_name)
     use_experiment(experiment_name)
-    with mlflow.start_run(run_name="batch_score"):
+    with tracked_run("batch_score") as run:
+        target.begin(run.info.run_id)
+        if quarantine is not None:
+            quarantine.begin(run.info.run_id)
         mlflow.set_tags({"step": "batch_score", "input_path": input_path, "engine": engine})
-        mlflow.log_params({"model_name": model_name, "model_ref": model_version})
+        mlflow.log_params(
+            {"model_name": model_name, "model_ref": model_version, "bad_rows": bad_rows}
+        )
+        policy = Policy(bad_rows, max_unknown_share, quarantine)
         score = _score_pandas if engine == "pandas" else _score_spark
         rows_in, rows_out, version, path = score(
-            spark, input_path, output_path, model_name, model_version, input_format, output_format
+            spark, input_path, target, model_name, model_version, input_format, policy
         )
         mlflow.log_params(
             {"model_version": version, "output_path": output_path, "scoring_path": path}
         )
-        mlflow.log_metrics({"rows_in": rows_in, "rows_out": rows_out})
+        quarantined = rows_in - rows_out
+        mlflow.log_metrics(
+            {"rows_in": rows_in, "rows_out": rows_out, "rows_quarantined": quarantined}
+        )
         log.info(
-            "scored %d rows with %s version %s (%s) into %s",
+            "scored %d rows with %s version %s (%s) into %s%s",
             rows_out,
             model_name,
             version,
             path,
             output_path,
+            f"; {quarantined} rows quarantined into {quarantine_path}" if quarantine else "",
         )
     return {"output_path": output_path, "rows": str(rows_out), "model_version": version}
 
 
-def _check_choices(engine: str, input_format: str, output_format: str, output_path: str) -> None:
-    """Bad parameters fail before any work."""
-    require_choice("engine", engine, ENGINES)
-    if engine == "pandas":
-        require_choice("input_format", input_format, ("csv",))
-        output.output_format(output_path)
-    else:
-        require_choice("input_format", input_format, spark_scoring.INPUT_FORMATS)
-        require_choice("output_format", output_format, spark_scoring.OUTPUT_FORMATS)
+def default_quarantine_path(output_path: str) -> str:
+    """Beside the output: `<output_path>_quarantine`."""
+    return f"{output_path.rstrip('/')}_quarantine"
 
 
-def _score_spark(spark, input_path, output_path, model_name, model_ref, input_format, fmt):
-    frame = spark_scoring.read_input(spark, input_path, input_format)
-    check = spark_scoring.check_input(frame, input_path)
+@dataclass(frozen=True)
+class Policy:
+    """What to do with rows that break the data contract."""
+
+    bad_rows: str
+    max_unknown_share: float
+    quarantine: output.OutputTarget | None  # where bad rows go under bad_rows=quarantine
+
+
+@cross_check
+def _check_choices(engine: str, input_format: str, output_format: str) -> None:
+    """The rule between parameters (each one's own rule is on the signature), judged before the
+    job starts as well: the pandas engine reads a CSV file and writes parquet or csv."""
+    if engine == "pandas" and input_format != "csv":
+        raise ParameterError(
+            f"parameter 'input_format': engine=pandas reads csv only, got {input_format!r}"
+        )
+    output.check_format(engine, output_format)
+
+
+def _score_spark(spark, input_path, target, model_name, model_ref, input_format, policy):
+    frame = spark_input.read_input(spark, input_path, input_format)
+    check = spark_input.check_input(frame, input_path, policy.bad_rows, policy.max_unknown_share)
     version = get_version(MlflowClient(), model_name, model_ref)
     uri = f"models:/{version.name}/{version.version}"
-    typed = spark_scoring.typed_features(frame, clean_text=check.sex_needs_cleaning)
+    typed = spark_input.typed_features(check.valid, clean_text=check.sex_needs_cleaning)
     scored, path = spark_scoring.predict(typed, load_version(version), uri)
     scored = scored.withColumn(MODEL_VERSION, F.lit(int(version.version))).withColumn(
         SCORED_AT, F.lit(datetime.now(UTC))
     )
     with spark_scoring.rows_into_python_udfs(spark):
-        spark_scoring.write_atomically(scored, output_path, fmt)
-    rows_out = spark.read.format(fmt).load(output_path).count()
+        rows_out = target.write_spark(scored)
+    fields = _manifest_fields(input_path, version, path)
+    if policy.quarantine is not None:
+        policy.quarantine.write_spark(check.quarantined)
+        policy.quarantine.commit({**fields, "kind": "quarantine"})
+    target.commit(fields)
     return check.rows, rows_out, str(version.version), path
 
 
-def _score_pandas(spark, input_path, output_path, model_name, model_ref, input_format, fmt):
+def _score_pandas(spark, input_path, target, model_name, model_ref, input_format, policy):
     source = fuse_path(input_path)
-    raw = read_table(source)
+    frame, malformed = read_csv_rows(source)
+    checked = check_frame(
+        frame, source, "scoring", policy.bad_rows, policy.max_unknown_share, malformed
+    )
     version = get_version(MlflowClient(), model_name, model_ref)
-    scored = score_frame(load_version(version), raw, source=source)
+    scored = add_predictions(load_version(version), checked.valid)
     scored[MODEL_VERSION] = int(version.version)
     scored[SCORED_AT] = pd.Timestamp.now(tz="UTC")
-    output.write_atomically(scored, fuse_path(output_path))
-    return len(raw), len(scored), str(version.version), "pandas"
+    target.write_pandas(scored)
+    fields = _manifest_fields(input_path, version, "pandas")
+    if policy.quarantine is not None:
+        policy.quarantine.write_pandas(checked.quarantined)
+        policy.quarantine.commit({**fields, "kind": "quarantine"})
+    target.commit(fields)
+    return checked.rows_in, len(scored), str(version.version), "pandas"
+
+
+def _manifest_fields(input_path, version, scoring_path) -> dict[str, str]:
+    """What the output's manifest records besides rows, format, engine, run and time."""
+    return {
+        "model_name": version.name,
+        "model_version": str(version.version),
+        "input_path": input_path,
+        "scoring_path": scoring_path,
+    }

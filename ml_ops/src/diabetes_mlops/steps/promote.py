@@ -19,12 +19,15 @@ from diabetes_mlops.registry import (
     set_alias,
     set_version_tags,
 )
+from diabetes_mlops.steps.common import ModelName, ModelRef, Registry
 from diabetes_mlops.tracking import use_registry
 
 log = logging.getLogger(__name__)
 
 
-def promote(model_name: str, model_version: str, registry: str = "workspace") -> dict[str, str]:
+def promote(
+    model_name: ModelName, model_version: ModelRef, registry: Registry = "workspace"
+) -> dict[str, str]:
     """The verdict is read from the registry (the version's tags), not passed in, so a version
     that was never validated, failed, or was validated against an older champion never becomes
     champion."""

@@ -7,6 +7,7 @@ import tempfile
 import warnings
 from importlib.metadata import version as installed_version
 from pathlib import Path
+from typing import Annotated
 
 import mlflow
 import mlflow.sklearn
@@ -29,9 +30,10 @@ from diabetes.training import (
     train_model,
 )
 from diabetes_mlops.context import FilePath
-from diabetes_mlops.errors import ParameterError
+from diabetes_mlops.parameters import Above, AtLeast, Below, Between, Each
 from diabetes_mlops.registry import CHALLENGER, set_alias, set_version_tags
-from diabetes_mlops.tracking import use_experiment, use_registry
+from diabetes_mlops.steps.common import ExperimentName, ModelName, Registry
+from diabetes_mlops.tracking import tracked_run, use_experiment, use_registry
 
 log = logging.getLogger(__name__)
 
@@ -49,25 +51,22 @@ SERIALIZATION = "cloudpickle"
 
 def train(
     data_path: FilePath,
-    model_name: str,
-    experiment_name: str,
-    registry: str = "workspace",
-    alphas: tuple[float, ...] = DEFAULT_ALPHAS,
-    test_size: float = 0.2,
-    cv_folds: int = 5,
-    seed: int = 42,
+    model_name: ModelName,
+    experiment_name: ExperimentName,
+    registry: Registry = "workspace",
+    alphas: Annotated[tuple[float, ...], Each(Above(0))] = DEFAULT_ALPHAS,
+    test_size: Annotated[float, Above(0), Below(1)] = 0.2,
+    cv_folds: Annotated[int, AtLeast(2)] = 5,
+    seed: Annotated[int, Between(0, 2**32 - 1)] = 42,  # what numpy's random_state accepts
 ) -> dict[str, str]:
     """Fit on `data_path`, register a new version of `model_name` with alias `challenger`.
 
     Nothing is registered unless every earlier part succeeded; any error marks the run FAILED.
     """
-    try:
-        config = TrainingConfig(alphas=alphas, test_size=test_size, cv_folds=cv_folds, seed=seed)
-    except ValueError as exc:
-        raise ParameterError(str(exc)) from None
+    config = TrainingConfig(alphas=alphas, test_size=test_size, cv_folds=cv_folds, seed=seed)
     use_registry(registry, model_name)
     use_experiment(experiment_name)
-    with mlflow.start_run(run_name="train") as run:
+    with tracked_run("train") as run:
         mlflow.set_tags({"step": "train", "data_path": data_path})
         mlflow.log_params(
             {

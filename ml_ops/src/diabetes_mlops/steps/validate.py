@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
+from typing import Annotated
 
 import mlflow
 import numpy as np
@@ -21,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from diabetes.evaluation import evaluate, mean_baseline
 from diabetes.schema import validate_frame
 from diabetes.training import row_fingerprints
-from diabetes_mlops.errors import ParameterError
+from diabetes_mlops.parameters import AtLeast
 from diabetes_mlops.registry import (
     FAILED,
     NO_CHAMPION,
@@ -33,8 +34,9 @@ from diabetes_mlops.registry import (
     load_version,
     set_version_tags,
 )
+from diabetes_mlops.steps.common import ExperimentName, ModelName, ModelRef, Registry
 from diabetes_mlops.steps.train import HOLDOUT_ARTIFACT, TRAIN_ROWS_ARTIFACT
-from diabetes_mlops.tracking import use_experiment, use_registry
+from diabetes_mlops.tracking import tracked_run, use_experiment, use_registry
 
 log = logging.getLogger(__name__)
 
@@ -73,23 +75,21 @@ def decide(
 
 
 def validate(
-    model_name: str,
-    model_version: str,
-    experiment_name: str,
-    registry: str = "workspace",
-    rmse_tolerance: float = 0.0,
-    min_comparison_rows: int = 20,
+    model_name: ModelName,
+    model_version: ModelRef,
+    experiment_name: ExperimentName,
+    registry: Registry = "workspace",
+    rmse_tolerance: Annotated[float, AtLeast(0)] = 0.0,
+    min_comparison_rows: Annotated[int, AtLeast(2)] = 20,  # r2 needs two rows
 ) -> dict[str, str]:
     """Compare version `model_version` (the challenger) with the champion; tag the verdict."""
-    if rmse_tolerance < 0:
-        raise ParameterError(f"parameter 'rmse_tolerance' must be >= 0, got {rmse_tolerance}")
     use_registry(registry, model_name)
     use_experiment(experiment_name)
     client = MlflowClient()
     challenger = get_version(client, model_name, model_version)
     current = champion(client, model_name)
     rival = current if current and str(current.version) != str(challenger.version) else None
-    with mlflow.start_run(run_name="validate"):
+    with tracked_run("validate"):
         mlflow.set_tags({"step": "validate", "model_version": challenger.version})
         holdout = _holdout(challenger.run_id)
         rows = holdout if rival is None else _unseen_by(rival, holdout)
