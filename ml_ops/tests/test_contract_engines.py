@@ -159,6 +159,25 @@ CORPUS = {
         (None, "UTF-8"),
     ),
     "a Parquet file under a .csv name": ("parquet", (None, "Parquet")),
+    "a line of spaces between rows": (csv_text(rows()).replace("\n48,", "\n   \n48,", 1), None),
+    "Ctrl-Z at the end": (csv_text(rows()) + "\x1a", None),
+    "a form feed before the header": ("\f\n" + csv_text(rows()), None),
+    "a tab-only line before the header": ("\t\n" + csv_text(rows()), None),
+    "U+FFFD in a pass-through column": (
+        csv_text([r + ",Jos\ufffd" for r in rows()], header=HEADER + ",NAME"),
+        (None, "not valid UTF-8"),
+    ),
+    "a row of 30000 fields": (
+        csv_text(rows((3, ",".join(["1"] * 30000)))),
+        (None, ""),
+    ),
+    "a 2 MB value in a pass-through column": (
+        csv_text(
+            [r + ("," + "y" * 2_000_000 if i == 2 else ",x") for i, r in enumerate(rows())],
+            header=HEADER + ",NOTE",
+        ),
+        None,
+    ),
 }
 
 
@@ -311,3 +330,19 @@ def test_numbers_are_typed_alike(spark, tmp_path):
     for column in NUMERIC_FEATURES:
         assert by_pandas.valid[column].tolist() == spark_rows[column].tolist()
     assert by_pandas.valid.loc[0, ["AGE", "BMI", "BP"]].tolist() == [59.0, 50.0, 100.0]
+
+
+def test_quarantine_keeps_rows_with_missing_numbers_in_typed_input(spark, tmp_path):
+    """A gap in a typed column is a missing value, not a broken rule: no row is lost between
+    the valid and the quarantined side (a null condition would drop it from both)."""
+    frame = pd.read_csv(io.StringIO(csv_text(rows())))
+    frame.loc[[1, 5], "BMI"] = np.nan
+    frame.loc[7, "S5"] = None
+    frame.loc[9, "AGE"] = -1.0  # the one broken row
+    path = tmp_path / "input.parquet"
+    frame.to_parquet(path)
+    check = check_input(read_input(spark, str(path), "parquet"), str(path), bad_rows=QUARANTINE)
+    assert check.quarantined_rows == 1 and check.quarantined.count() == 1
+    assert check.valid.count() == 99
+    checked = check_frame(frame, str(path), "scoring", QUARANTINE)
+    assert len(checked.valid) == 99 and len(checked.quarantined) == 1

@@ -288,3 +288,40 @@ def test_quarantine_scores_the_good_rows_and_sets_the_bad_ones_aside(
         experiment_names=[EXPERIMENT], filter_string="tags.step = 'batch_score'", max_results=1
     ).iloc[0]
     assert run["metrics.rows_quarantined"] == 3 and run["metrics.rows_in"] == len(lines) - 1
+
+
+def test_a_failed_run_changes_neither_the_output_nor_its_quarantine(
+    champion, repo, tmp_path, monkeypatch
+):
+    """Both outputs are staged completely before either is swapped in: a failure while staging
+    the scores leaves the previous quarantine as it was, too."""
+    from diabetes_mlops import output
+
+    name = champion[0]
+    lines = (repo / "ml_data" / "data_batch_input.csv").read_text().splitlines()
+    lines[3] = "-5" + lines[3][lines[3].index(",") :]
+    source = tmp_path / "input.csv"
+    source.write_text("\n".join(lines) + "\n")
+    out, side = tmp_path / "scores", tmp_path / "scores_quarantine"
+
+    def score():
+        batch_score(None, str(source), str(out), name, EXPERIMENT, engine="pandas",
+                    bad_rows="quarantine")  # fmt: skip
+
+    score()
+    before = {p.name: p.read_bytes() for p in (*out.iterdir(), *side.iterdir())}
+    staged = []
+    real_stage = output.OutputTarget.stage
+
+    def stage_then_fail_on_the_scores(self, fields):
+        staged.append(self.parameter)
+        if self.parameter == "output_path":
+            raise OSError("disk full")
+        return real_stage(self, fields)
+
+    monkeypatch.setattr(output.OutputTarget, "stage", stage_then_fail_on_the_scores)
+    with pytest.raises(OSError, match="disk full"):
+        score()
+    assert staged == ["quarantine_path", "output_path"]
+    assert {p.name: p.read_bytes() for p in (*out.iterdir(), *side.iterdir())} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left

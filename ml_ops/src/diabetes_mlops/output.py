@@ -253,6 +253,7 @@ class OutputTarget:
         self.existing = existing
         self.run_id: str | None = None
         self.rows: int | None = None
+        self.manifest: dict[str, Any] | None = None
 
     @property
     def staging(self) -> Location:
@@ -319,24 +320,42 @@ class OutputTarget:
     def commit(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Write the manifest (with `fields`) and publish: the staging folder replaces the
         previous output in one step. Returns the manifest."""
+        manifest = self.stage(fields)
+        self.publish()
+        return manifest
+
+    def stage(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Complete the staging folder with its manifest (with `fields`), ready to publish: a
+        step with two outputs stages both, then publishes them back to back, so a failure in
+        either write or manifest changes neither. Returns the manifest."""
         if self.rows is None:
             raise RuntimeError("nothing written: call write_pandas or write_spark first")
-        manifest = self._manifest({"rows": self.rows, **fields})
+        self.manifest = self._manifest({"rows": self.rows, **fields})
         if self.format == DELTA:
-            _write_manifest(self.location.path, manifest)
-            return manifest
-        staging = self.staging.path
+            return self.manifest
         try:
-            manifest["files"] = sorted(os.listdir(staging))
-            _write_manifest(staging, manifest)
+            self.manifest["files"] = sorted(os.listdir(self.staging.path))
+            _write_manifest(self.staging.path, self.manifest)
+        except BaseException:
+            self.discard()
+            raise
+        return self.manifest
+
+    def publish(self) -> None:
+        """Swap the staged folder in (Delta: record the manifest of the committed table)."""
+        if self.manifest is None:
+            raise RuntimeError("nothing staged: call stage first")
+        if self.format == DELTA:
+            _write_manifest(self.location.path, self.manifest)
+            return
+        try:
             inspect_location(self.location, self.format, self.parameter)  # still ours or empty?
             aside = directory_swap.sibling(self.location.path, directory_swap.PREVIOUS, self.run_id)
-            directory_swap.publish(staging, self.location.path, aside, MANIFEST)
+            directory_swap.publish(self.staging.path, self.location.path, aside, MANIFEST)
         except BaseException:
             self.discard()
             raise
         log.info("wrote %d rows into %s", self.rows, self.location.given)
-        return manifest
 
     def discard(self) -> None:
         """Remove this run's staging folder, if any (a failed write leaves nothing behind)."""

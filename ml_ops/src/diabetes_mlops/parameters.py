@@ -329,7 +329,10 @@ def _convert(
             return None
         raise ParameterError(f"parameter '{name}' is empty; it needs a value")
     if kind in PATH_KINDS:
-        return resolve(kind, value) if resolve else value
+        try:
+            return resolve(kind, value) if resolve else value
+        except ParameterError as exc:  # the context's own check: say which parameter
+            raise ParameterError(f"parameter '{name}': {exc}") from None
     if kind is bool:
         if value.lower() in _TRUE | _FALSE:
             return value.lower() in _TRUE

@@ -17,7 +17,7 @@ import gzip
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import reduce
 
 from pyspark.errors import PySparkException
@@ -41,6 +41,7 @@ from diabetes.contract import (
     check_columns,
     check_header,
     count_phrase,
+    garbled_problem,
     malformed_problem,
     sex_problem,
     sniff_text_file,
@@ -89,7 +90,9 @@ def read_input(spark: SparkSession, location: str, fmt: str) -> DataFrame:
 
 
 def _read_csv(spark: SparkSession, location: str) -> DataFrame:
-    lines = spark.read.text(location).where(F.trim("value") != "").limit(1).collect()
+    # The first line that is not blank by Java's trim() (what Spark's CSV reader skips).
+    lines = spark.read.text(location).where(F.col("value").rlike("[^\\x00-\\x20]"))
+    lines = lines.limit(1).collect()
     if not lines:
         raise DataValidationError(location, None, "file is empty (no header, no rows)")
     header = lines[0]["value"]
@@ -123,6 +126,8 @@ def read_error(location: str, fmt: str, exc: Exception) -> DataValidationError:
         problem = "cannot read file: no such file or directory"
     elif "does not conform to the schema" in text:
         problem = "its CSV files do not all have the same header"
+    elif "maxColumns" in text or "MaxColumns" in text:
+        problem = "a row has more fields than Spark's CSV reader takes (maxColumns): not valid CSV"
     elif "is not a Parquet file" in text:
         problem = "is not a Parquet file (set input_format to what it is)"
     else:
@@ -230,6 +235,7 @@ def check_input(
     known = sex.isin(*SEX_VALUES)
     sex_missing = F.col(CATEGORICAL_FEATURE).isNull() | (~known & _missing_text(sex))
     unknown = ~sex_missing & ~known
+    status = _sex_status(F.col(CATEGORICAL_FEATURE), sex)
     quarantine = bad_rows == QUARANTINE
     if quarantine:
         rules.append(  # unknown codes: out
@@ -237,17 +243,18 @@ def check_input(
         )
     # Counts only: an aggregate of text (first()) would turn Spark's code-generated hash
     # aggregation into a sort aggregation, 2-3x slower; examples are fetched when a count says so.
+    if quarantine:  # never null: a null condition would drop a row from both sides of the split
+        rules = [replace(r, broken=F.coalesce(r.broken, F.lit(False))) for r in rules]
     broken_row = reduce(lambda a, b: a | b, [r.broken for r in rules], malformed)
     kept = ~broken_row if quarantine else None  # None: every row is kept
     aggregates = [
         F.count(F.lit(1)).alias("rows"),
         count_if(malformed).alias("malformed"),
-        count_if(sex_missing != F.col(CATEGORICAL_FEATURE).isNull()).alias("sex:missing_text"),
-        count_if(sex != F.col(CATEGORICAL_FEATURE)).alias("sex:untrimmed"),
-        count_if(unknown).alias("sex:unknown"),
-        count_if(~sex_missing if kept is None else ~sex_missing & kept).alias(
-            f"{CATEGORICAL_FEATURE}:n"
-        ),
+        count_if((status == _TRIM) | (status == _MISSING_TEXT)).alias("sex:cleaning"),
+        count_if(status == _UNKNOWN).alias("sex:unknown"),
+        count_if(
+            (status != _NULL) & (status != _MISSING_TEXT) if kept is None else ~sex_missing & kept
+        ).alias(f"{CATEGORICAL_FEATURE}:n"),
     ]
     if quarantine:
         aggregates.append(count_if(~kept).alias("quarantined"))
@@ -269,9 +276,7 @@ def check_input(
     if rows == 0:
         raise DataValidationError(source, None, "has a header but no data rows")
     if stats.get("garbled"):
-        raise DataValidationError(
-            source, None, f"is not valid UTF-8 text ({count_phrase(stats['garbled'])})"
-        )
+        raise DataValidationError(source, None, garbled_problem(stats["garbled"]))
     if not quarantine:
         _fail_on_first_broken_rule(frame, source, stats, rules, unknown, sex, max_unknown_share)
     else:
@@ -287,7 +292,7 @@ def check_input(
     for column in FEATURES:
         if not stats[f"{column}:n"]:
             raise DataValidationError(source, column, f"has no values: all {rows} rows are missing")
-    needs_cleaning = bool(stats["sex:untrimmed"] or stats["sex:missing_text"])
+    needs_cleaning = bool(stats["sex:cleaning"])
     valid = frame.where(kept) if quarantine else frame
     valid = valid.drop(MALFORMED) if MALFORMED in frame.columns else valid
     if not quarantine:
@@ -373,11 +378,7 @@ def _missing_text(trimmed: Column) -> Column:
 
 def _count_given(frame: DataFrame, column: str, kept: Column | None) -> Column:
     """How many rows hold a value in `column` (among the kept ones)."""
-    if kept is not None:
-        return count_if(_given(frame, column) & kept)
-    if _is_text(frame, column):
-        return count_if(_given(frame, column))
-    return F.count(F.nanvl(F.col(column).cast("double"), F.lit(None)))  # NaN and null: none
+    return count_if(_given(frame, column) if kept is None else _given(frame, column) & kept)
 
 
 def _given(frame: DataFrame, column: str) -> Column:
@@ -421,6 +422,21 @@ def _numeric_rule(frame: DataFrame, column: str) -> _Rule:
         )
 
     return _Rule(column, _given(frame, column) & ~(is_number & in_range), reason, F.col(column))
+
+
+_KNOWN, _NULL, _TRIM, _MISSING_TEXT, _UNKNOWN = range(5)
+
+
+def _sex_status(raw: Column, trimmed: Column) -> Column:
+    """One code per SEX value for the counts: a known code as written first, so the common case
+    costs one comparison (no trim, no lower) in the pass over every row."""
+    return (
+        F.when(raw.isin(*SEX_VALUES), _KNOWN)
+        .when(raw.isNull(), _NULL)
+        .when(trimmed.isin(*SEX_VALUES), _TRIM)
+        .when(_missing_text(trimmed), _MISSING_TEXT)
+        .otherwise(_UNKNOWN)
+    )
 
 
 def _sex_reason(sex: Column) -> Column:

@@ -104,6 +104,23 @@ RAW_RECORD = "raw_record"  # the raw line of a row that does not parse, in the q
 QUARANTINE_COLUMNS: tuple[str, ...] = (QUARANTINE_REASON, RAW_RECORD)
 
 
+# A line of nothing but control characters and spaces (Java's trim(), which Spark's CSV reader uses
+# to skip empty lines) holds no row; every engine skips it.
+_BLANK = "".join(chr(c) for c in range(0x21))
+# Lines end at \n, \r\n or \r only (str.splitlines also breaks at a form feed, U+2028, ...).
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def is_blank_line(text: str) -> bool:
+    return not text.strip(_BLANK)
+
+
+def garbled_problem(rows: int) -> str:
+    """Text that was not UTF-8: bytes that do not decode, or U+FFFD, the character a decoder puts
+    where they were (Spark reads the file so; a U+FFFD in data means a wrong decoding upstream)."""
+    return f"is not valid UTF-8 text ({count_phrase(rows)} with bytes that do not decode or U+FFFD)"
+
+
 def is_missing_text(text: str) -> bool:
     return text.strip(TRIMMED).lower() in MISSING_TEXTS
 

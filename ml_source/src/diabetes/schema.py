@@ -26,6 +26,7 @@ from diabetes.contract import (  # noqa: F401  (the column names are part of thi
     DEFAULT_MAX_UNKNOWN_SHARE,
     FAIL,
     FEATURES,
+    LINE_BREAK,
     MISSING_TEXTS,
     MODEL_VERSION,
     NUMBER_PATTERN,
@@ -45,6 +46,8 @@ from diabetes.contract import (  # noqa: F401  (the column names are part of thi
     check_columns,
     check_header,
     count_phrase,
+    garbled_problem,
+    is_blank_line,
     malformed_problem,
     sex_problem,
     sniff_text_file,
@@ -56,6 +59,7 @@ from diabetes.contract import (  # noqa: F401  (the column names are part of thi
 log = logging.getLogger(__name__)
 
 _HEAD_BYTES = 64 * 1024
+_BLOCK = 64 << 20  # pyarrow parses in blocks; a row must fit in one
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,8 @@ def read_csv_rows(path: str | PathLike[str]) -> tuple[pd.DataFrame, list[Malform
     problem = sniff_text_file(head)
     if problem:
         raise DataValidationError(source, None, problem)
-    lines = head.decode("utf-8", errors="replace").removeprefix("\ufeff").splitlines()
-    index = next((i for i, line in enumerate(lines) if line.strip()), None)
+    lines = LINE_BREAK.split(head.decode("utf-8", errors="replace").removeprefix("\ufeff"))
+    index = next((i for i, line in enumerate(lines) if not is_blank_line(line)), None)
     if index is None:
         raise DataValidationError(source, None, "file is empty (no header, no rows)")
     names = [name.strip(TRIMMED) for name in next(csv.reader([lines[index]]))]
@@ -111,6 +115,8 @@ def read_csv_rows(path: str | PathLike[str]) -> tuple[pd.DataFrame, list[Malform
     malformed: list[Malformed] = []
 
     def invalid(row) -> str:
+        if is_blank_line(row.text):  # spaces, a tab, a form feed or Ctrl-Z alone: no row
+            return "skip"
         number = (row.number or 0) - 1
         problem = malformed_problem(row.expected_columns, row.actual_columns)
         malformed.append(Malformed(number, row.text, problem))
@@ -120,7 +126,7 @@ def read_csv_rows(path: str | PathLike[str]) -> tuple[pd.DataFrame, list[Malform
         table = pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(
-                column_names=names, skip_rows=index + 1, use_threads=False
+                column_names=names, skip_rows=index + 1, use_threads=False, block_size=_BLOCK
             ),
             parse_options=pacsv.ParseOptions(invalid_row_handler=invalid),
             convert_options=pacsv.ConvertOptions(
@@ -133,9 +139,15 @@ def read_csv_rows(path: str | PathLike[str]) -> tuple[pd.DataFrame, list[Malform
     except pa.ArrowInvalid as exc:
         reason = str(exc).splitlines()[0]
         if "UTF8" in reason:
-            raise DataValidationError(source, None, f"is not UTF-8 text: {reason}") from None
+            raise DataValidationError(source, None, garbled_problem(1)) from None
+        if "straddl" in reason:
+            problem = f"a row is longer than {_BLOCK >> 20} MB: not a valid CSV file"
+            raise DataValidationError(source, None, problem) from None
         raise DataValidationError(source, None, f"not a valid CSV file: {reason}") from None
-    spans = _spanning_lines(table)
+    garbled = _rows_holding(table, "\ufffd")
+    if garbled.any():
+        raise DataValidationError(source, None, garbled_problem(int(garbled.sum())))
+    spans = _rows_holding(table, r"[\r\n]")
     if spans.any():
         rows = np.flatnonzero(spans)
         malformed += [
@@ -160,12 +172,12 @@ def _head(path: str | PathLike[str], source: str) -> bytes:
         raise DataValidationError(source, None, f"cannot read file: {reason}") from None
 
 
-def _spanning_lines(table: pa.Table) -> np.ndarray:
-    spans = np.zeros(table.num_rows, dtype=bool)
+def _rows_holding(table: pa.Table, pattern: str) -> np.ndarray:
+    found = np.zeros(table.num_rows, dtype=bool)
     for column in table.columns:
-        found = pc.match_substring_regex(column, r"[\r\n]")
-        spans |= np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
-    return spans
+        match = pc.match_substring_regex(column, pattern)
+        found |= np.asarray(match.to_numpy(zero_copy_only=False), dtype=bool)
+    return found
 
 
 def _malformed_error(source: str, malformed: list[Malformed]) -> DataValidationError:

@@ -91,13 +91,18 @@ def batch_score(
         )
         policy = Policy(bad_rows, max_unknown_share, quarantine)
         score = _score_pandas if engine == "pandas" else _score_spark
-        rows_in, rows_out, version, path = score(
-            spark, input_path, target, model_name, model_version, input_format, policy
-        )
+        try:
+            rows_in, rows_out, quarantined, version, path = score(
+                spark, input_path, target, model_name, model_version, input_format, policy
+            )
+        except BaseException:  # a failed run leaves no staging folder of either output
+            for one in (target, quarantine):
+                if one is not None:
+                    one.discard()
+            raise
         mlflow.log_params(
             {"model_version": version, "output_path": output_path, "scoring_path": path}
         )
-        quarantined = rows_in - rows_out
         mlflow.log_metrics(
             {"rows_in": rows_in, "rows_out": rows_out, "rows_quarantined": quarantined}
         )
@@ -150,12 +155,10 @@ def _score_spark(spark, input_path, target, model_name, model_ref, input_format,
     )
     with spark_scoring.rows_into_python_udfs(spark):
         rows_out = target.write_spark(scored)
-    fields = _manifest_fields(input_path, version, path)
     if policy.quarantine is not None:
         policy.quarantine.write_spark(check.quarantined)
-        policy.quarantine.commit({**fields, "kind": "quarantine"})
-    target.commit(fields)
-    return check.rows, rows_out, str(version.version), path
+    _publish(target, policy, _manifest_fields(input_path, version, path))
+    return check.rows, rows_out, check.quarantined_rows, str(version.version), path
 
 
 def _score_pandas(spark, input_path, target, model_name, model_ref, input_format, policy):
@@ -169,12 +172,26 @@ def _score_pandas(spark, input_path, target, model_name, model_ref, input_format
     scored[MODEL_VERSION] = int(version.version)
     scored[SCORED_AT] = pd.Timestamp.now(tz="UTC")
     target.write_pandas(scored)
-    fields = _manifest_fields(input_path, version, "pandas")
     if policy.quarantine is not None:
         policy.quarantine.write_pandas(checked.quarantined)
-        policy.quarantine.commit({**fields, "kind": "quarantine"})
-    target.commit(fields)
-    return checked.rows_in, len(scored), str(version.version), "pandas"
+    _publish(target, policy, _manifest_fields(input_path, version, "pandas"))
+    return checked.rows_in, len(scored), len(checked.quarantined), str(version.version), "pandas"
+
+
+def _publish(target: output.OutputTarget, policy: Policy, fields: dict[str, str]) -> None:
+    """Stage every output completely, then swap them in back to back: a failure while writing
+    or staging either one leaves both previous outputs as they were. Both manifests name this
+    MLflow run, which is how a reader tells an output and its quarantine belong together."""
+    outputs = [target] if policy.quarantine is None else [policy.quarantine, target]
+    try:
+        for one in outputs:
+            one.stage({**fields, "kind": "quarantine" if one is policy.quarantine else "scores"})
+    except BaseException:
+        for one in outputs:
+            one.discard()
+        raise
+    for one in outputs:
+        one.publish()
 
 
 def _manifest_fields(input_path, version, scoring_path) -> dict[str, str]:
