@@ -247,7 +247,7 @@ def test_refused_locations(tmp_path):
     refusal(tmp_path, data / "data_raw.csv" / "out", f"is under {data / 'data_raw.csv'}, which is")
     (tmp_path / "link").symlink_to(data)
     refusal(tmp_path, tmp_path / "link", "is a symbolic link")
-    refusal(tmp_path, "s3://bucket/out", "s3: locations are not supported for output")
+    refusal(tmp_path, "s3://bucket/out", "uses s3:, which is not supported for output")
     refusal(tmp_path, "/", "is not a folder to write")
 
 

@@ -101,7 +101,7 @@ def test_delta_without_delta_lake_is_one_line_before_any_work(tmp_path, data, sp
 
 def test_other_stores_are_not_supported_for_output(tmp_path, data, spark):
     source = str(data / "data_batch_input.csv")
-    refused(tmp_path, "abfss: locations are not supported for output", spark, source,
+    refused(tmp_path, "uses abfss:, which is not supported for output", spark, source,
             "abfss://c@account.dfs.core.windows.net/out")  # fmt: skip
 
 

@@ -316,3 +316,30 @@ def test_targets_sharing_data_are_refused(repo, tmp_path, specs):
         " /Volumes/main/diabetes/data/predictions/diabetes (job 'diabetes-batch-scoring'"
         " parameter 'output_path' in 'prod')" in "\n".join(clashes)
     )
+
+
+@pytest.mark.parametrize(
+    "name, value, words",
+    [
+        ("output_path", "/", "is not a folder to write"),
+        ("output_path", ".", "is not a folder to write"),
+        ("output_path", "/Volumes/", "is not a folder to write"),
+        ("output_path", "s3://bucket/scores", "uses s3:, which is not supported for output"),
+        ("quarantine_path", "..", "is not a folder to write"),
+    ],
+)
+def test_output_locations_that_cannot_be_an_output_are_refused_before_the_job(name, value, words):
+    """Judged from the text by the pre-run checks (exit 2), before any task starts."""
+    from diabetes_mlops.parameters import read_arguments
+    from diabetes_mlops.steps import batch_score
+
+    texts = {
+        "input_path": "/Volumes/main/diabetes/data/in.csv",
+        "output_path": "/Volumes/main/diabetes/data/scores",
+        "model_name": "diabetes",
+        "experiment_name": "/Shared/diabetes",
+        name: value,
+    }
+    _, problems = read_arguments(batch_score, texts.get)
+    assert len(problems) == 1 and problems[0].startswith(f"parameter '{name}': ")
+    assert words in problems[0] and "\n" not in problems[0]

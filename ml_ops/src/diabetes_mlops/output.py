@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from diabetes_mlops import directory_swap
 from diabetes_mlops.context import fuse_path
 from diabetes_mlops.errors import ParameterError, require_choice
+from diabetes_mlops.parameters import Rule
 from diabetes_mlops.tracking import STALE_AFTER_SECONDS, run_status
 
 log = logging.getLogger(__name__)
@@ -100,14 +101,10 @@ def locate(location: str, parameter: str) -> Location:
     """The driver's and Spark's view of an output path: dbfs:/x is /dbfs/x on the driver
     (Databricks' FUSE mount) and /dbfs/x is dbfs:/x for Spark; other URI schemes (s3://, ...)
     are not supported, and on Databricks only /Volumes/ and DBFS are seen alike by both."""
-    if _SCHEME.match(location) and not location.startswith(("dbfs:/", "file:")):
-        raise ParameterError(
-            f"parameter '{parameter}': {location!r}: {location.split(':', 1)[0]}: locations are"
-            " not supported for output; use a /Volumes/... or dbfs:/ path (or a local one)"
-        )
+    problem = location_problem(location)
+    if problem:
+        raise ParameterError(f"parameter '{parameter}': {location!r} {problem}")
     path = driver_path(location)
-    if path == "/" or not location.strip():
-        raise ParameterError(f"parameter '{parameter}': {location!r} is not a folder to write")
     spark = path
     if _on_databricks():
         if not path.startswith(_DATABRICKS_SHARED):
@@ -118,6 +115,30 @@ def locate(location: str, parameter: str) -> Location:
         if path.startswith("/dbfs/"):
             spark = "dbfs:/" + path[len("/dbfs/") :]
     return Location(location, Path(path), spark)
+
+
+def location_problem(location: str) -> str | None:
+    """What is wrong with an output location from its text alone, or None: judged before a job
+    starts (the OutputFolder rule on the step's parameters) and again when the step runs."""
+    if _SCHEME.match(location) and not location.startswith(("dbfs:/", "file:")):
+        return (
+            f"uses {location.split(':', 1)[0]}:, which is not supported for output; use a"
+            " /Volumes/... or dbfs:/ path (or a local one)"
+        )
+    text = location.strip()
+    if text.startswith("file:"):
+        text = urlsplit(text).path
+    if not text or os.path.normpath(fuse_path(text)) in ("/", ".", "..", "/Volumes", "/dbfs"):
+        return "is not a folder to write: name the output's own folder"
+    return None
+
+
+@dataclass(frozen=True)
+class OutputFolder(Rule):
+    """A step parameter naming an output folder (see location_problem)."""
+
+    def problem(self, value: Any) -> str | None:
+        return location_problem(str(value))
 
 
 def driver_path(location: str) -> str:

@@ -44,7 +44,7 @@ ENGINES = ("spark", "pandas")
 def batch_score(
     spark: SparkSession,
     input_path: SparkPath,
-    output_path: SparkPath,
+    output_path: Annotated[SparkPath, output.OutputFolder()],
     model_name: ModelName,
     experiment_name: ExperimentName,
     registry: Registry = "workspace",
@@ -54,7 +54,7 @@ def batch_score(
     engine: Annotated[str, OneOf(*ENGINES)] = "spark",
     bad_rows: Annotated[str, OneOf(*BAD_ROW_POLICIES)] = FAIL,
     max_unknown_share: Annotated[float, Between(0, 1)] = DEFAULT_MAX_UNKNOWN_SHARE,
-    quarantine_path: SparkPath | None = None,
+    quarantine_path: Annotated[SparkPath | None, output.OutputFolder()] = None,
 ) -> dict[str, str]:
     """Score `input_path` into `output_path`: the input columns plus prediction, model_version and
     scored_at. `model_version` is a number or an alias.
