@@ -13,7 +13,6 @@ of fields land in a `_malformed_row` column that the check counts.
 from __future__ import annotations
 
 import csv
-import gzip
 import logging
 import os
 from collections.abc import Callable
@@ -49,7 +48,9 @@ from diabetes.contract import (
     unknown_share_problem,
     value_problem,
 )
+from diabetes.schema import read_head
 from diabetes_mlops.errors import require_choice
+from diabetes_mlops.output import driver_path
 
 try:  # classic PySpark reports some JVM errors (a file's bad header) as Py4J errors
     from py4j.protocol import Py4JJavaError
@@ -67,7 +68,6 @@ _NUMBER_REGEX = f"^(?:{NUMBER_PATTERN})\\z"
 _REPLACEMENT = "\ufffd"  # what Spark decodes bytes that are not UTF-8 into
 _NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType,
                   T.DecimalType)  # fmt: skip
-_HEAD_BYTES = 64 * 1024
 
 
 def read_input(spark: SparkSession, location: str, fmt: str) -> DataFrame:
@@ -150,10 +150,8 @@ def _sniff(location: str, fmt: str) -> None:
     if first is None:
         return
     try:
-        opener = gzip.open if first.endswith(".gz") else open
-        with opener(first, "rb") as stream:
-            head = stream.read(_HEAD_BYTES)
-    except (OSError, EOFError):
+        head = read_head(first, first)
+    except DataValidationError:
         return  # Spark reports what it cannot read
     if fmt == "parquet":
         if not head.startswith(b"PAR1"):
@@ -170,13 +168,10 @@ def _sniff(location: str, fmt: str) -> None:
 
 def _driver_path(location: str) -> str | None:
     """The location as a path this process can open, or None (a table, a cloud URI)."""
-    if location.startswith("dbfs:/"):
-        location = "/dbfs/" + location[len("dbfs:/") :].lstrip("/")
-    elif location.startswith("file:"):
-        location = "/" + location[len("file:") :].lstrip("/")
-    if "://" in location or not os.path.exists(location):
+    if "://" in location and not location.startswith("file:"):
         return None
-    return location
+    path = driver_path(location)
+    return path if os.path.exists(path) else None
 
 
 def _first_data_file(path: str) -> str | None:

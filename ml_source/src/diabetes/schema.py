@@ -102,7 +102,7 @@ def read_csv_rows(path: str | PathLike[str]) -> tuple[pd.DataFrame, list[Malform
     Nothing is treated as missing here: the contract decides that (contract.MISSING_TEXTS).
     """
     source = str(path)
-    head = _head(path, source)
+    head = read_head(path, source)
     problem = sniff_text_file(head)
     if problem:
         raise DataValidationError(source, None, problem)
@@ -158,7 +158,9 @@ def read_csv_rows(path: str | PathLike[str]) -> tuple[pd.DataFrame, list[Malform
     return table.to_pandas(), malformed
 
 
-def _head(path: str | PathLike[str], source: str) -> bytes:
+def read_head(path: str | PathLike[str], source: str) -> bytes:
+    """The first bytes of a file (decompressed when it is named .gz), enough to sniff what it
+    is; DataValidationError when it cannot be read."""
     try:
         if source.endswith(".gz"):
             with gzip.open(path, "rb") as stream:
