@@ -13,6 +13,7 @@ LOCAL_DATA := $(LOCAL_ROOT)/Volumes/main/diabetes/data
 PARAMS ?=
 TARGET ?= dev
 RUN_FLAGS ?=
+SERVE_PORT ?= 5001
 DEPLOY = $(BIN)/diabetes-mlops
 RUN_LOCAL = $(BIN)/diabetes-mlops run-local --local-root $(LOCAL_ROOT) $(foreach p,$(PARAMS),--param $(p))
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -20,7 +21,7 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP := 127.0.0.1
 
 .PHONY: help install test lint fmt dist validate data local-data run-local-training \
-	run-local-batch-scoring demo mlflow-ui bench-local deploy deploy-plan databricks-init \
+	run-local-batch-scoring demo mlflow-ui serve serve-check bench-local bench-serving deploy deploy-plan databricks-init \
 	run-diabetes-model-training run-diabetes-batch-scoring integration-test bench-deploy \
 	bench-scoring bench clean
 
@@ -79,6 +80,12 @@ demo: run-local-training run-local-batch-scoring ## train, validate, promote, th
 
 mlflow-ui: $(INSTALLED) ## serve the local MLflow store on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(LOCAL_ROOT))/mlflow.db --host 127.0.0.1 --port 5000
+
+serve: $(INSTALLED) ## serve the local champion with MLflow's scoring server on http://127.0.0.1:$(SERVE_PORT)
+	$(DEPLOY) serve --local-root $(LOCAL_ROOT) --port $(SERVE_PORT)
+
+serve-check: $(INSTALLED) ## query `make serve` in both JSON formats: equal to batch scoring, bad requests 4xx
+	$(DEPLOY) serve-check --local-root $(LOCAL_ROOT) --batch-output $(LOCAL_DATA)/predictions/diabetes
 
 bench-local: $(INSTALLED) ## median wall time of 5 runs of each local job (warm store)
 	$(PY) ml_ops/benchmarks/local_jobs.py --runs 5

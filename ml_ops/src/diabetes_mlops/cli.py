@@ -60,6 +60,23 @@ def main(argv: list[str] | None = None) -> int:
     wheels.add_argument("--repo", type=Path, default=Path("."))
     wheels.add_argument("--out", type=Path, default=Path("dist"))
 
+    serve = commands.add_parser(
+        "serve", help="serve the local champion with MLflow's scoring server (foreground)"
+    )
+    serve_check = commands.add_parser(
+        "serve-check", help="check the local server against the batch-scoring output"
+    )
+    for sub in (serve, serve_check):
+        sub.add_argument("--local-root", type=Path, default=Path(".local"))
+    serve.add_argument("--model-name", default=None, help="default: the local target's model_name")
+    serve.add_argument("--port", type=int, default=5001)
+    serve.add_argument("--workers", type=int, default=1)
+    serve_check.add_argument(
+        "--batch-output",
+        type=Path,
+        default=Path(".local/Volumes/main/diabetes/data/predictions/diabetes"),
+    )
+
     for command, text in (
         ("deploy", "build, upload and create/reset the jobs in a target workspace"),
         ("databricks-init", "create the folders, experiment and secret scope a target needs"),
@@ -86,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return _validate(specs, args.notebooks_dir, config)
     if args.command == "run-local":
         return _run_local(args)
+    if args.command in ("serve", "serve-check"):
+        return _serve(args)
     if args.command == "wheels":
         from diabetes_mlops.deploy.wheels import build_wheels
 
@@ -222,6 +241,22 @@ def _run_local(args: argparse.Namespace) -> int:
             print(f"task {task.key} ({task.notebook}): {task.error_line}", file=sys.stderr)
     print(f"MLflow: {runner.tracking_uri}")
     return 0 if job.succeeded else 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from diabetes_mlops.local import serving
+
+    try:
+        if args.command == "serve-check":
+            served = serving.read_served(args.local_root)
+            serving.serve_check(served, args.batch_output)
+            print("serve-check passed")
+            return 0
+        model_name = args.model_name or load_target(LOCAL).parameters["model_name"]
+        return serving.serve(args.local_root, model_name, args.port, args.workers)
+    except (serving.ServingError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _pair(text: str) -> tuple[str, str]:

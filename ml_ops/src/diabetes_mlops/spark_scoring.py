@@ -16,7 +16,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from diabetes.contract import CATEGORICAL_FEATURE, FEATURES, PREDICTION
+from diabetes.contract import CATEGORICAL_FEATURE, FEATURES, PREDICTION, SEX_VALUES
 from diabetes.linear_form import LinearForm, NotLinear, linear_form
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,15 @@ def predict(frame: DataFrame, model, model_uri: str) -> tuple[DataFrame, str]:
 
         log.info("scoring path: %s (the model does not translate: %s)", SPARK_UDF, reason)
         udf = mlflow.pyfunc.spark_udf(frame.sparkSession, model_uri, result_type="double")
+        # The model's pyfunc flavor refuses unknown SEX codes (diabetes_mlops.served_model);
+        # the batch tolerated them, and the model scores an unknown code as a missing one.
+        sex = F.col(CATEGORICAL_FEATURE)
         inputs = [
-            F.col(c) if c == CATEGORICAL_FEATURE else F.col(c).cast("double").alias(c)
+            (
+                F.when(sex.isin(*SEX_VALUES), sex).alias(c)
+                if c == CATEGORICAL_FEATURE
+                else F.col(c).cast("double").alias(c)
+            )
             for c in FEATURES
         ]
         return frame.withColumn(PREDICTION, udf(F.struct(*inputs))), SPARK_UDF

@@ -138,6 +138,8 @@ def value_problem(column: str, value: object) -> str | None:
     `value` is the text as read, or a number from a typed source; missing values are fine."""
     if value is None:
         return None
+    if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy's bool is no bool
+        return f"expected a number, found boolean {value!r}"
     if isinstance(value, str):
         if is_missing_text(value):
             return None

@@ -64,10 +64,18 @@ class LinearForm:
         """The folded form in numpy: what the Spark expression computes, checkable without Spark."""
         total = np.full(len(frame), self.offset, dtype="float64")
         for t in self.numeric:
-            x = pd.to_numeric(frame[t.column], errors="coerce").to_numpy("float64")
+            values = frame[t.column]
+            if values.dtype.kind != "f":  # typed frames (validated) skip the parse
+                values = pd.to_numeric(values, errors="coerce")
+            x = values.to_numpy("float64")
             total += np.where(np.isnan(x), t.fill, x) * t.weight
         for t in self.categorical:
-            total += frame[t.column].map(t.coefs).fillna(0.0).to_numpy("float64")
+            coefs = t.coefs
+            total += np.fromiter(
+                (coefs.get(v, 0.0) if isinstance(v, str) else 0.0 for v in frame[t.column]),
+                dtype="float64",
+                count=len(frame),
+            )
         return total
 
 

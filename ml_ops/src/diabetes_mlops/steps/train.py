@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import mlflow
-import mlflow.sklearn
 import numpy as np
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
@@ -29,6 +28,7 @@ from diabetes.training import (
     row_fingerprints,
     train_model,
 )
+from diabetes_mlops import served_model
 from diabetes_mlops.context import FilePath
 from diabetes_mlops.parameters import Above, AtLeast, Below, Between, Each
 from diabetes_mlops.registry import CHALLENGER, set_alias, set_version_tags
@@ -81,7 +81,7 @@ def train(
         frame = read_dataset(data_path, "training")
         result = train_model(frame, config, source=data_path)
         _log_result(result, frame, data_path)
-        info = mlflow.sklearn.log_model(
+        info = served_model.log_model(
             result.model,
             name=MODEL_ARTIFACT,
             signature=model_signature(),

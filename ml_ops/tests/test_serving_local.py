@@ -1,0 +1,215 @@
+"""The model behind MLflow's own scoring server: the contract travels in the logged model, `serve`
+serves the champion, `serve-check` holds it to batch scoring. Real server processes on free
+loopback ports, stopped by their own process group."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow.exceptions import MlflowException
+
+from diabetes.contract import FEATURES, NUMERIC_FEATURES
+from diabetes_mlops.cli import main
+from diabetes_mlops.local import serving
+from diabetes_mlops.steps import batch_score, promote, train, validate
+
+EXPERIMENT = "/Shared/diabetes-serving-tests"
+ROW = {
+    "AGE": 50.0, "SEX": "Male", "BMI": 25.0, "BP": 90.0, "S1": 150.0,
+    "S2": 100.0, "S3": 50.0, "S4": 3.0, "S5": 4.5, "S6": None,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def champion(repo, mlflow_store):
+    """(name, version, sklearn pipeline) of a trained, validated, promoted model."""
+    name = "diabetes_serving_tests"
+    out = train(str(repo / "ml_data" / "data_raw.csv"), name, EXPERIMENT)
+    validate(name, out["model_version"], EXPERIMENT)
+    promote(name, out["model_version"])
+    uri = f"models:/{name}/{out['model_version']}"
+    return name, out["model_version"], mlflow.sklearn.load_model(uri)
+
+
+@pytest.fixture(scope="module")
+def local_root(mlflow_store) -> Path:
+    """The folder holding the session's sqlite store: what `serve --local-root` expects."""
+    return Path(mlflow_store.removeprefix("sqlite:///")).parent
+
+
+@pytest.fixture(scope="module")
+def batch_output(champion, repo, tmp_path_factory) -> Path:
+    name, version, _ = champion
+    out = tmp_path_factory.mktemp("scored") / "predictions"
+    batch_score(
+        None, str(repo / "ml_data" / "data_batch_input.csv"), str(out), name, EXPERIMENT,
+        engine="pandas", output_format="parquet",
+    )  # fmt: skip
+    return out
+
+
+def body(records: list[dict]) -> bytes:
+    return json.dumps({"dataframe_records": records}).encode()
+
+
+# --- the logged model --------------------------------------------------------------------------
+
+
+def test_the_logged_model_has_a_plain_sklearn_flavor_and_a_guarded_pyfunc(champion):
+    name, version, _ = champion
+    folder = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
+    flavors = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]
+    assert flavors["python_function"]["loader_module"] == "diabetes_mlops.served_model"
+    assert flavors["python_function"]["code"] == "code"
+    assert flavors["sklearn"]["code"] is None  # batch loads never touch sys.path
+    shipped = {p.relative_to(folder / "code").as_posix() for p in (folder / "code").rglob("*")}
+    assert {"diabetes/contract.py", "diabetes/schema.py", "diabetes_mlops/served_model.py"} <= (
+        shipped
+    )
+    assert not any("__pycache__" in p or p.endswith(".pyc") for p in shipped)
+
+
+@pytest.mark.parametrize(
+    "record, words",
+    [
+        ({**ROW, "SEX": "M"}, "column 'SEX': unknown value 'M'"),
+        ({**ROW, "AGE": -5.0}, "column 'AGE': value -5 is outside the valid range"),
+        ({k: v for k, v in ROW.items() if k != "S5"}, "required column 'S5' missing"),
+        ({**ROW, "BMI": "heavy"}, "BMI"),
+    ],
+)
+def test_the_model_itself_refuses_a_request_breaking_the_contract(champion, record, words):
+    """What Databricks Model Serving runs too: the check is in the model, not in our server."""
+    name, version, _ = champion
+    served = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    with pytest.raises(MlflowException) as error:  # what the server's /invocations calls
+        served.predict(pd.DataFrame([record]))
+    assert words in error.value.message
+    assert error.value.get_http_status_code() == 400
+
+
+def test_the_served_model_predicts_what_the_pipeline_predicts(champion, repo):
+    name, version, pipeline = champion
+    batch = pd.read_csv(repo / "ml_data" / "data_batch_input.csv")
+    batch = batch.astype({c: "float64" for c in NUMERIC_FEATURES})  # as a server's parser types
+    served = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    expected = pipeline.predict(batch[list(FEATURES)])
+    assert np.abs(np.asarray(served.predict(batch)) - expected).max() <= 1e-9
+    assert served.get_raw_model() is not None
+
+
+# --- serve, serve-check, a real server ----------------------------------------------------------
+
+
+def start_serve(local_root: Path, name: str, port: int) -> subprocess.Popen:
+    """`diabetes-mlops serve` as `make serve` runs it, in its own process group."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "diabetes_mlops.cli", "serve", "--local-root", str(local_root),
+         "--model-name", name, "--port", str(port)],
+        env=serving.server_environment(local_root),
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def nothing_listens(port: int) -> bool:
+    try:
+        socket.create_connection((serving.HOST, port), timeout=1).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_serve_serves_the_champion_agrees_with_batch_scoring_and_refuses_bad_requests(
+    champion, local_root, batch_output, capsys
+):
+    name, version, _ = champion
+    port = serving.free_port()
+    process = start_serve(local_root, name, port)
+    url = f"http://{serving.HOST}:{port}"
+    try:
+        serving.wait_ready(url, process)
+        served = serving.read_served(local_root)
+        assert (served.url, served.model_name, served.version) == (url, name, version)
+
+        serving.serve_check(served, batch_output)  # both formats, 6 bad requests, still serving
+        report = capsys.readouterr().out
+        assert "dataframe_split: 442 predictions" in report
+        assert "dataframe_records: 442 predictions" in report
+        assert "an unknown SEX code: HTTP 400: request: column 'SEX'" in report
+        assert "an empty body: HTTP 400" in report and "malformed JSON: HTTP 400" in report
+
+        status, answer = serving.post(url, body([{**ROW, "S3": 0}]))
+        assert status == 400 and "column 'S3'" in serving.error_message(answer)
+        status, answer = serving.post(url, body([ROW]))
+        assert status == 200 and len(answer["predictions"]) == 1
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)  # its own group: the CLI, mlflow and uvicorn
+        output = process.communicate(timeout=30)[0].decode()
+    assert f"serving {name} version {version} (the champion) on {url}" in output
+    assert not (local_root / serving.STATE_FILE).exists()
+    deadline = time.monotonic() + 10
+    while not nothing_listens(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert nothing_listens(port)
+    serving.check_port_free(port)  # `make serve` may start again at once
+
+
+def test_serve_check_fails_when_the_server_disagrees_with_batch_scoring(
+    champion, local_root, batch_output, tmp_path
+):
+    name, version, _ = champion
+    scored = pd.read_parquet(batch_output)
+    scored["prediction"] += 1e-6
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    scored.to_parquet(wrong / "part-0.parquet")
+    with serving.running_server(local_root, f"models:/{name}/{version}") as url:
+        served = serving.Served(url, name, version, pid=0)
+        with pytest.raises(serving.ServingError, match=r"dataframe_split: row \d+ served"):
+            serving.serve_check(served, wrong, report=lambda line: None)
+        with pytest.raises(serving.ServingError, match="scored by version"):
+            serving.serve_check(
+                serving.Served(url, name, str(int(version) + 1), 0), batch_output, print
+            )
+
+
+def test_serve_and_serve_check_fail_in_one_line_before_starting_anything(
+    champion, local_root, tmp_path, capsys
+):
+    assert main(["serve", "--local-root", str(tmp_path), "--model-name", "x"]) == 1
+    assert "no local MLflow store" in capsys.readouterr().err
+    assert main(["serve", "--local-root", str(local_root), "--model-name", "nobody_here"]) == 1
+    assert "has no version with alias 'champion'" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind((serving.HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["serve", "--local-root", str(local_root), "--model-name", champion[0]]
+        assert main([*args, "--port", str(port)]) == 1
+    assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
+    assert main(["serve-check", "--local-root", str(tmp_path)]) == 1
+    assert "start one with `make serve`" in capsys.readouterr().err
+
+
+def test_request_bodies_carry_missing_values_as_null():
+    frame = pd.DataFrame([{**ROW, "BMI": np.nan}])
+    split = json.loads(serving.request_body(frame, "dataframe_split"))["dataframe_split"]
+    records = json.loads(serving.request_body(frame, "dataframe_records"))["dataframe_records"]
+    assert split["data"][0][split["columns"].index("BMI")] is None
+    assert records[0]["BMI"] is None and records[0]["S6"] is None
+    with pytest.raises(ValueError, match="request format"):
+        serving.request_body(frame, "instances")
