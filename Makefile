@@ -96,7 +96,10 @@ bench-deploy: $(INSTALLED) ## deploy twice to a fake workspace: wall times and b
 bench-scoring: $(INSTALLED) ## Spark scoring: native vs spark_udf vs pandas_udf vs pandas, 1M and 10M rows
 	$(PY) ml_ops/benchmarks/scoring.py --rows 1000000 10000000 --repeats 5
 
-bench: bench-scoring bench-local bench-deploy ## every benchmark; scoring results go to ml_ops/benchmarks/results/
+bench-serving: $(INSTALLED) ## MLflow's scoring server on loopback: p50/p99, requests/s, 1-100 rows, 1-32 clients
+	$(PY) ml_ops/benchmarks/serving.py --clients 1 8 32 --rows 1 100 --workers 1 2
+
+bench: bench-scoring bench-local bench-deploy bench-serving ## every benchmark; scoring results go to ml_ops/benchmarks/results/
 
 # --- Databricks (TARGET=dev|staging|prod, see deploy.yml; auth: DATABRICKS_HOST/TOKEN or a profile)
 deploy: $(INSTALLED) ## validate, build, upload, import notebooks, create/reset jobs in TARGET

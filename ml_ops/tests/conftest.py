@@ -48,6 +48,18 @@ def model_name() -> str:
 
 
 @pytest.fixture
+def project(repo, tmp_path) -> Path:
+    """A copy of the project's deployable parts, so a test may change a source file."""
+    copy = tmp_path / "project"
+    for part in ("ml_source", "ml_ops", "orchestrator_notebooks", "job_specs"):
+        shutil.copytree(
+            repo / part, copy / part, ignore=shutil.ignore_patterns("build", "*.egg-info", "tests")
+        )
+    shutil.copy(repo / "deploy.yml", copy / "deploy.yml")
+    return copy
+
+
+@pytest.fixture
 def data_dir(tmp_path) -> Path:
     """A copy of ml_data that tests may spoil."""
     target = tmp_path / "data"

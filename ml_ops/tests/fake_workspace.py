@@ -3,6 +3,12 @@
 The real databricks-sdk client talks to it over HTTP. It implements the endpoints this project
 uses, checks the bearer token, records every request, and can inject faults (HTTP errors on
 matching requests) and failed job runs.
+
+Serving endpoints follow Databricks' states: an update is IN_PROGRESS for `serving_update_polls`
+GETs while the previous config keeps serving, then the new config is active (NOT_UPDATING) or,
+for a version in `failing_versions`, dropped (UPDATE_FAILED); an active config serving a version
+in `unready_versions` is NOT_READY. Queries go to the entities by their traffic shares (a fixed
+rotation, so tests are repeatable) and answer what `predict` returns.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -81,6 +88,12 @@ class FakeWorkspace:
         self.directories: set[str] = set()
         self.scopes: set[str] = set()
         self.experiments: dict[str, str] = {}
+        self.endpoints: dict[str, dict[str, Any]] = {}
+        self.serving_update_polls = 2
+        self.failing_versions: set[str] = set()
+        self.unready_versions: set[str] = set()
+        # (endpoint, served entity, dataframe_split) -> predictions; None answers an error.
+        self.predict: Callable[[str, dict[str, Any], dict[str, Any]], list[Any]] | None = None
         self._ids = itertools.count(1001)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -177,6 +190,8 @@ class FakeWorkspace:
             return self._files(r, unquote(path[len("/api/2.0/fs/files") :]))
         if path.startswith("/api/2.0/fs/directories/"):
             return self._directories(r, unquote(path[len("/api/2.0/fs/directories") :]))
+        if path.startswith(("/api/2.0/serving-endpoints", "/serving-endpoints/")):
+            return self._serving(r)
         routes = {
             ("GET", "/api/2.0/preview/scim/v2/Me"): lambda: {"id": "1", "userName": self.user},
             ("GET", "/api/2.1/clusters/list"): lambda: {"clusters": self.clusters},
@@ -371,3 +386,110 @@ class FakeWorkspace:
                         {"error": error, "error_trace": f"Traceback ...\n{error}"} if error else {}
                     )
         raise _not_found(f"run {task_run}")
+
+    # --- serving endpoints -----------------------------------------------------------------
+    def served(self, name: str) -> dict[str, int]:
+        """version -> traffic percentage of what the endpoint serves now."""
+        config = self.endpoints[name]["config"] or {"served_entities": [], "traffic_config": {}}
+        versions = {e["name"]: e["entity_version"] for e in config["served_entities"]}
+        routes = config["traffic_config"].get("routes") or []
+        return {versions[r["served_model_name"]]: r["traffic_percentage"] for r in routes}
+
+    def _serving(self, r: Recorded) -> tuple[int, Any, dict[str, str]]:
+        body = json.loads(r.body) if r.body else {}
+        if r.path.startswith("/serving-endpoints/"):  # the data plane: /<name>/invocations
+            name, _, action = r.path[len("/serving-endpoints/") :].partition("/")
+            if r.method == "POST" and action == "invocations":
+                return self._invoke(name, body)
+            raise ApiError(404, "ENDPOINT_NOT_FOUND", f"fake has no {r.method} {r.path}")
+        rest = r.path[len("/api/2.0/serving-endpoints") :].strip("/")
+        name, _, action = rest.partition("/")
+        if r.method == "POST" and not rest:
+            return 200, self._create_endpoint(body), {}
+        if name not in self.endpoints:
+            raise _not_found(f"serving endpoint {name}")
+        if r.method == "GET" and not action:
+            return 200, self._endpoint(name, poll=True), {}
+        if r.method == "PUT" and action == "config":
+            return 200, self._update_config(name, body), {}
+        if r.method == "PUT" and action == "ai-gateway":
+            self.endpoints[name]["ai_gateway"] = body
+            return 200, body, {}
+        if r.method == "DELETE" and not action:
+            del self.endpoints[name]
+            return 200, {}, {}
+        raise ApiError(404, "ENDPOINT_NOT_FOUND", f"fake has no {r.method} {r.path}")
+
+    def _create_endpoint(self, body: dict) -> dict:
+        name = body["name"]
+        if name in self.endpoints:
+            raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"endpoint {name} exists")
+        self.endpoints[name] = {
+            "name": name,
+            "config": None,
+            "pending": None,
+            "update": "NOT_UPDATING",
+            "ai_gateway": body.get("ai_gateway"),
+            "queries": 0,
+        }
+        self._start_update(name, body.get("config") or {})
+        return self._endpoint(name)
+
+    def _update_config(self, name: str, body: dict) -> dict:
+        if self.endpoints[name]["pending"] is not None:  # as Databricks: one update at a time
+            raise ApiError(409, "RESOURCE_CONFLICT", f"endpoint {name} has an update in progress")
+        self._start_update(name, body)
+        return self._endpoint(name)
+
+    def _start_update(self, name: str, config: dict) -> None:
+        entities = config.get("served_entities") or []
+        routes = (config.get("traffic_config") or {}).get("routes")
+        if not routes and len(entities) == 1:
+            routes = [{"served_model_name": entities[0]["name"], "traffic_percentage": 100}]
+        endpoint = self.endpoints[name]
+        endpoint["pending"] = {"served_entities": entities, "traffic_config": {"routes": routes}}
+        endpoint["polls_left"] = self.serving_update_polls
+        endpoint["update"] = "IN_PROGRESS"
+
+    def _endpoint(self, name: str, poll: bool = False) -> dict:
+        endpoint = self.endpoints[name]
+        if poll and endpoint["pending"] is not None:
+            endpoint["polls_left"] -= 1
+            if endpoint["polls_left"] < 0:
+                pending, endpoint["pending"] = endpoint["pending"], None
+                versions = {e["entity_version"] for e in pending["served_entities"]}
+                if versions & self.failing_versions:
+                    endpoint["update"] = "UPDATE_FAILED"
+                else:
+                    endpoint["config"], endpoint["update"] = pending, "NOT_UPDATING"
+        config = endpoint["config"]
+        versions = {e["entity_version"] for e in (config or {}).get("served_entities", [])}
+        ready = "READY" if config and not versions & self.unready_versions else "NOT_READY"
+        answer = {"name": name, "state": {"ready": ready, "config_update": endpoint["update"]}}
+        if config is not None:
+            answer["config"] = config
+        if endpoint["pending"] is not None:
+            answer["pending_config"] = endpoint["pending"]
+        if endpoint["ai_gateway"]:
+            answer["ai_gateway"] = endpoint["ai_gateway"]
+        return answer
+
+    def _invoke(self, name: str, body: dict) -> tuple[int, Any, dict[str, str]]:
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            raise _not_found(f"serving endpoint {name}")
+        if endpoint["config"] is None:
+            raise ApiError(400, "BAD_REQUEST", f"endpoint {name} is not ready")
+        slot = endpoint["queries"] * 37 % 100  # 37 is prime to 100: every slot, evenly
+        endpoint["queries"] += 1
+        config = endpoint["config"]
+        for route in config["traffic_config"]["routes"]:
+            if slot < route["traffic_percentage"]:
+                break
+            slot -= route["traffic_percentage"]
+        served = route["served_model_name"]
+        entity = next(e for e in config["served_entities"] if e["name"] == served)
+        if self.predict is None:
+            raise ApiError(400, "BAD_REQUEST", "the fake has no predictions (set fake.predict)")
+        predictions = self.predict(name, entity, body["dataframe_split"])
+        return 200, {"predictions": predictions}, {"served-model-name": served}

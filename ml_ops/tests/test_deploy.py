@@ -17,18 +17,6 @@ JOBS = ("diabetes-batch-scoring", "diabetes-model-training")
 TASK_LEVEL = ("seed", "rmse_tolerance")
 
 
-@pytest.fixture
-def project(repo, tmp_path):
-    """A copy of the project's deployable parts, so a test may change a source file."""
-    copy = tmp_path / "project"
-    for part in ("ml_source", "ml_ops", "orchestrator_notebooks", "job_specs"):
-        shutil.copytree(
-            repo / part, copy / part, ignore=shutil.ignore_patterns("build", "*.egg-info", "tests")
-        )
-    shutil.copy(repo / "deploy.yml", copy / "deploy.yml")
-    return copy
-
-
 def deploy(project, *extra, target="staging"):
     return main(["deploy", "--target", target, "--repo", str(project),
                  "--config", str(project / "deploy.yml"), *extra])  # fmt: skip
@@ -51,7 +39,7 @@ def test_first_deploy_creates_everything(fake_workspace, project, capsys):
     )
     assert all("+" in w and w.endswith("-py3-none-any.whl") for w in wheels)
     notebooks = [p for p, o in fake.objects.items() if o["object_type"] == "NOTEBOOK"]
-    assert len(notebooks) == 4
+    assert len(notebooks) == 5
     assert all(
         p.startswith("/Workspace/Shared/diabetes-mlops/staging/notebooks/") for p in notebooks
     )

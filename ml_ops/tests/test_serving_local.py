@@ -21,6 +21,7 @@ import yaml
 from mlflow.exceptions import MlflowException
 
 from diabetes.contract import FEATURES, NUMERIC_FEATURES
+from diabetes_mlops import served_model
 from diabetes_mlops.cli import main
 from diabetes_mlops.local import serving
 from diabetes_mlops.steps import batch_score, promote, train, validate
@@ -151,6 +152,7 @@ def test_serve_serves_the_champion_agrees_with_batch_scoring_and_refuses_bad_req
         assert "dataframe_records: 442 predictions" in report
         assert "an unknown SEX code: HTTP 400: request: column 'SEX'" in report
         assert "an empty body: HTTP 400" in report and "malformed JSON: HTTP 400" in report
+        assert "missing SEX and BMI (imputed, as in batch scoring): HTTP 200" in report
 
         status, answer = serving.post(url, body([{**ROW, "S3": 0}]))
         assert status == 400 and "column 'S3'" in serving.error_message(answer)
@@ -203,6 +205,9 @@ def test_serve_and_serve_check_fail_in_one_line_before_starting_anything(
     assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
     assert main(["serve-check", "--local-root", str(tmp_path)]) == 1
     assert "start one with `make serve`" in capsys.readouterr().err
+    gone = serving.Served(f"http://{serving.HOST}:{serving.free_port()}", "x", "1", pid=0)
+    with pytest.raises(serving.ServingError, match="nothing answers .*is `make serve` running"):
+        serving.predictions(gone.url, pd.DataFrame([ROW]), "dataframe_split")
 
 
 def test_request_bodies_carry_missing_values_as_null():
@@ -213,3 +218,13 @@ def test_request_bodies_carry_missing_values_as_null():
     assert records[0]["BMI"] is None and records[0]["S6"] is None
     with pytest.raises(ValueError, match="request format"):
         serving.request_body(frame, "instances")
+
+
+def test_a_model_logged_before_the_contract_travelled_with_it_is_told_apart(champion):
+    name, version, pipeline = champion
+    assert served_model.checks_requests(f"models:/{name}/{version}")
+    mlflow.set_experiment(EXPERIMENT)
+    with mlflow.start_run():
+        plain = mlflow.sklearn.log_model(pipeline, name="plain", pip_requirements=["scikit-learn"],
+                                         serialization_format="cloudpickle")  # fmt: skip
+    assert not served_model.checks_requests(plain.model_uri)

@@ -69,13 +69,19 @@ def test_a_missing_feature_column_an_empty_request_and_no_columns_are_errors():
         validate_request(request(without))
     with pytest.raises(DataValidationError, match="request: has no rows"):
         validate_request(pd.DataFrame(columns=list(FEATURES)))
-    with pytest.raises(DataValidationError, match="request: has no rows"):
+    with pytest.raises(DataValidationError, match="request: required columns 'AGE', 'SEX', 'BMI'"):
         validate_request(pd.DataFrame())
 
 
 def test_the_first_broken_column_in_feature_order_is_reported():
     with pytest.raises(DataValidationError, match="column 'BMI'"):
         validate_request(request({**ROW, "S6": -1.0}, {**ROW, "BMI": 1000.0}))
+
+
+@pytest.mark.parametrize("flag", [True, np.True_, np.bool_(False)])
+def test_a_boolean_among_numbers_is_refused_not_imputed(flag):
+    with pytest.raises(DataValidationError, match="column 'AGE': expected a number, found boolean"):
+        validate_request(request(ROW, {**ROW, "AGE": flag}))
 
 
 def test_a_column_of_booleans_is_refused():

@@ -30,6 +30,7 @@ KNOWN_PLACEHOLDERS = (
     "wheel.diabetes",
     "wheel.diabetes_mlops",
     "alert_email",
+    "model_name",  # the job's model_name parameter, for a trigger on the model (securable_name)
 )
 REQUIRED_WHEELS = ("${wheel.diabetes}", "${wheel.diabetes_mlops}")
 # Databricks dynamic value references, e.g. {{tasks.train.values.model_version}}.

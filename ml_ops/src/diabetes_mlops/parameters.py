@@ -26,6 +26,7 @@ from typing import Any
 
 from diabetes_mlops.context import FilePath, SparkPath
 from diabetes_mlops.errors import ParameterError
+from diabetes_mlops.serving_names import endpoint_name_problem
 
 _TRUE = {"true", "1", "yes", "y"}
 _FALSE = {"false", "0", "no", "n"}
@@ -140,6 +141,26 @@ class VersionOrAlias(Rule):
         if re.fullmatch(r"[1-9][0-9]*|[A-Za-z_][A-Za-z0-9_-]*", value):
             return None
         return "must be a version number or an alias (letters, digits, '_' and '-')"
+
+
+@dataclass(frozen=True)
+class ServingEndpointName(Rule):
+    """Empty (the target serves no endpoint) or a name Model Serving accepts; see
+    `diabetes_mlops.serving_names`."""
+
+    def problem(self, value: Any) -> str | None:
+        return endpoint_name_problem(value)
+
+
+@dataclass(frozen=True)
+class TableLocation(Rule):
+    """Empty (none) or `catalog.schema.name` of plain Unity Catalog identifiers (letters, digits,
+    '_'), which need no quoting anywhere they are written."""
+
+    def problem(self, value: Any) -> str | None:
+        if not value or re.fullmatch(r"[A-Za-z0-9_]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+", value):
+            return None
+        return "must be empty or catalog.schema.name (letters, digits and '_' in each part)"
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,7 @@ def value_problem(column: str, value: object) -> str | None:
     `value` is the text as read, or a number from a typed source; missing values are fine."""
     if value is None:
         return None
-    if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy's bool is no bool
+    if type(value).__name__ in ("bool", "bool_"):  # Python's, and numpy's (no subclass of it)
         return f"expected a number, found boolean {value!r}"
     if isinstance(value, str):
         if is_missing_text(value):

@@ -293,8 +293,11 @@ def validate_request(frame: pd.DataFrame, source: str = "request") -> pd.DataFra
     small and latency counts, so numbers already typed (what a server's JSON parser gives) are
     checked in one vectorised pass.
     """
-    if len(frame.columns) == 0:
-        raise DataValidationError(source, None, "has no rows")
+    if len(frame.columns) == 0:  # what a server leaves when no name matched its signature
+        names = ", ".join(f"'{c}'" for c in FEATURES)
+        raise DataValidationError(
+            source, None, f"required columns {names} missing (names are case-sensitive)"
+        )
     check_columns([str(c) for c in frame.columns], source, "scoring")
     if frame.empty:
         raise DataValidationError(source, None, "has no rows")

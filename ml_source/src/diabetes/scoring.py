@@ -7,6 +7,15 @@ import pandas as pd
 from diabetes.contract import FEATURES, PREDICTION
 from diabetes.schema import validate_frame
 
+# Two engines computing one model (scikit-learn, the linear form in numpy or Spark, a scoring
+# server) agree to this absolute difference: float64 sums in another order differ by ~1e-13.
+PREDICTION_TOLERANCE = 1e-9
+
+
+def same_prediction(got: float, expected: float) -> bool:
+    """Whether `got` is the prediction `expected` (a NaN is never the same)."""
+    return abs(got - expected) <= PREDICTION_TOLERANCE
+
 
 def score_frame(model, frame: pd.DataFrame, source: str = "input frame") -> pd.DataFrame:
     """Validate `frame` for scoring; return it typed, every column kept, plus `prediction`."""

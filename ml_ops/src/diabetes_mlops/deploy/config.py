@@ -8,9 +8,14 @@ from typing import Any
 
 import yaml
 
+from diabetes_mlops.serving_names import user_slug
+
 DEFAULT_CONFIG = Path("deploy.yml")
 LOCAL = "local"
 REQUIRED = ("root_dir", "wheel_dir", "cluster_name", "secret_scope", "alert_email")
+# Who runs the deploy_serving step: the training job's task, or a job the model's champion alias
+# starts (a Jobs model trigger).
+SERVING_TRIGGERS = ("task", "model")
 
 
 class ConfigError(ValueError):
@@ -34,6 +39,7 @@ class Target:
     # The target's own data folder; parameter values name it {data_dir}, so each target reads and
     # writes its own data, as it has its own model name.
     data_dir: str = ""
+    serving_trigger: str = "task"
 
     @property
     def notebooks_dir(self) -> str:
@@ -44,9 +50,9 @@ class Target:
         return self.parameters.get("experiment_name")
 
     def for_user(self, user: str) -> Target:
-        """Fill {user} (the deploying user, known only once connected)."""
+        """Fill {user} and {user_slug} (the deploying user, known only once connected)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        filled = {k: _fill(v, user=user) for k, v in values.items()}
+        filled = {k: _fill(v, user=user, user_slug=user_slug(user)) for k, v in values.items()}
         return Target(**filled)
 
 
@@ -84,6 +90,12 @@ def load_target(name: str, path: str | Path = DEFAULT_CONFIG) -> Target:
     unknown = sorted(set(merged) - known)
     if unknown:
         raise ConfigError(f"{path}: target '{name}': unknown field(s) {', '.join(unknown)}")
+    trigger = merged.get("serving_trigger", "task")
+    if trigger not in SERVING_TRIGGERS:
+        raise ConfigError(
+            f"{path}: target '{name}': serving_trigger must be one of"
+            f" {', '.join(SERVING_TRIGGERS)}, got {trigger!r}"
+        )
     missing = [f for f in REQUIRED if not merged.get(f)]
     if missing and name != LOCAL:  # the local runner needs only the parameters
         raise ConfigError(f"{path}: target '{name}' does not set {', '.join(missing)}")

@@ -22,12 +22,21 @@ from databricks.sdk.service.jobs import JobSettings
 from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Language
 
 from diabetes_mlops.deploy.config import Target
-from diabetes_mlops.deploy.jobs import DeployError, find_job, resolve_settings, same_settings
+from diabetes_mlops.deploy.jobs import (
+    DeployError,
+    find_job,
+    for_serving_trigger,
+    model_triggered,
+    resolve_settings,
+    same_settings,
+)
+from diabetes_mlops.deploy.serving_plan import ServingPlan, serving_plans
 from diabetes_mlops.deploy.wheels import build_wheels
 from diabetes_mlops.deploy.workspace import for_current_user
 from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.job_specs import JobSpec, check_spec
 from diabetes_mlops.preflight import check_job_parameters
+from diabetes_mlops.tracking import UNITY_CATALOG
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
 
@@ -59,6 +68,7 @@ class Plan:
     experiment_exists: bool
     uploads: list[Upload] = field(default_factory=list)
     jobs: list[JobPlan] = field(default_factory=list)
+    serving: list[ServingPlan] = field(default_factory=list)
 
     @property
     def upload_bytes(self) -> int:
@@ -80,9 +90,10 @@ class Deployer:
 
     # --- read-only ---------------------------------------------------------------------------
     def plan(self) -> Plan:
-        specs = self._specs()
-        wheels = build_wheels(self.repo, self.repo / "dist")
         t = self.target
+        specs = for_serving_trigger(self._specs(), t.serving_trigger)
+        self._check_model_trigger(specs)
+        wheels = build_wheels(self.repo, self.repo / "dist")
         wheel_paths = {w.package: f"{t.wheel_dir.rstrip('/')}/{w.name}" for w in wheels}
         uploads = [Upload("wheel", w.path, wheel_paths[w.package], False) for w in wheels]
         uploads += [
@@ -108,6 +119,7 @@ class Deployer:
                 action = UNCHANGED if same_settings(settings, current) else UPDATED
             job_id = existing.job_id if existing else None
             plan.jobs.append(JobPlan(settings["name"], settings, job_id, action))
+        plan.serving = serving_plans(self.w, specs, t.parameters, t.job_name_prefix)
         return plan
 
     def describe(self, plan: Plan) -> None:
@@ -122,6 +134,9 @@ class Deployer:
             action = {CREATED: "create", UPDATED: "reset", UNCHANGED: "reset (no change)"}
             self.report(f"job '{job.name}': {action[job.action]}")
             self.report(json.dumps(job.settings, indent=2))
+        for serving in plan.serving:
+            for line in serving.lines():
+                self.report(line)
 
     # --- changes -----------------------------------------------------------------------------
     def deploy(self) -> Plan:
@@ -175,6 +190,18 @@ class Deployer:
         if problems:
             raise ParameterError("\n".join(problems))
         return specs
+
+    def _check_model_trigger(self, specs: list[JobSpec]) -> None:
+        """A model trigger watches a Unity Catalog model; refused before anything changes."""
+        for spec in specs:
+            registry = spec.job_parameters.get("registry", "")
+            registry = self.target.parameters.get("registry", registry)
+            if model_triggered(spec) and registry != UNITY_CATALOG:
+                raise DeployError(
+                    f"target '{self.target.name}': serving_trigger: model needs registry"
+                    f" unity_catalog (a job model trigger watches a Unity Catalog model), got"
+                    f" {registry!r}"
+                )
 
     def _cluster_id(self) -> str:
         name = self.target.cluster_name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 from databricks.sdk import WorkspaceClient
@@ -11,20 +12,25 @@ from databricks.sdk.service.jobs import BaseJob, JobSettings
 from diabetes_mlops.deploy.config import Target
 from diabetes_mlops.job_specs import PLACEHOLDER, JobSpec
 
+SERVING_STEP = "deploy_serving"
+
 
 class DeployError(RuntimeError):
     """Deploying cannot go on; nothing after the failing step was changed."""
 
 
 def resolve_settings(spec: JobSpec, target: Target, values: dict[str, str]) -> dict[str, Any]:
-    """The spec with the target's name prefix, schedule pause and parameters, and every
-    ${placeholder} replaced by `values`."""
+    """The spec with the target's name prefix, schedule (or trigger) pause and parameters, and
+    every ${placeholder} replaced by `values`; ${model_name} is the job's own model_name."""
     settings = copy.deepcopy(spec.settings)
     settings["name"] = target.job_name_prefix + spec.name
-    if target.paused and "schedule" in settings:
-        settings["schedule"]["pause_status"] = "PAUSED"
+    for when in ("schedule", "trigger"):
+        if target.paused and when in settings:
+            settings[when]["pause_status"] = "PAUSED"
     for parameter in settings.get("parameters") or []:
         parameter["default"] = target.parameters.get(parameter["name"], parameter["default"])
+        if parameter["name"] == "model_name":
+            values = {**values, "model_name": parameter["default"]}
     job_parameters = {p["name"] for p in settings.get("parameters") or []}
     task_parameters = {k: v for k, v in target.parameters.items() if k not in job_parameters}
     applied = spec.overrides_by_task(task_parameters)
@@ -78,3 +84,38 @@ def _contains(have: Any, want: Any) -> bool:
             and all(_contains(h, w) for h, w in zip(have, want, strict=True))
         )
     return have == want
+
+
+def model_triggered(spec: JobSpec) -> bool:
+    """A job Unity Catalog starts when the model changes (JobSettings.trigger.model)."""
+    return "model" in (spec.settings.get("trigger") or {})
+
+
+def for_serving_trigger(specs: list[JobSpec], trigger: str) -> list[JobSpec]:
+    """The jobs a target gets. `task`: the training job serves the champion in its
+    deploy_serving task, and the model-triggered job is not deployed. `model`: the
+    model-triggered job serves it, and the other jobs lose their deploy_serving tasks (and the
+    job parameters only those took), so the champion is not rolled out twice."""
+    if trigger == "task":
+        return [spec for spec in specs if not model_triggered(spec)]
+    return [spec if model_triggered(spec) else _without_serving(spec) for spec in specs]
+
+
+def _without_serving(spec: JobSpec) -> JobSpec:
+    drop = {task.key for task in spec.tasks if SERVING_STEP in task.notebook.steps}
+    if not drop:
+        return spec
+    tasks = [task for task in spec.tasks if task.key not in drop]
+    needing = sorted(task.key for task in tasks if set(task.depends_on) & drop)
+    if needing:
+        raise DeployError(
+            f"{spec.path.name}: task(s) {', '.join(needing)} depend on {SERVING_STEP}, which"
+            " serving_trigger: model removes from this job"
+        )
+    taken = {name for task in tasks for name in task.notebook.widgets}
+    settings = copy.deepcopy(spec.settings)
+    settings["tasks"] = [t for t in settings["tasks"] if t["task_key"] not in drop]
+    settings["parameters"] = [p for p in settings.get("parameters") or [] if p["name"] in taken]
+    job_parameters = {p["name"]: p.get("default", "") for p in settings["parameters"]}
+    tasks = [dataclasses.replace(task, job_parameters=dict(job_parameters)) for task in tasks]
+    return JobSpec(spec.path, settings, tasks)

@@ -21,6 +21,7 @@ from typing import Any
 import mlflow
 
 from diabetes.schema import DataValidationError
+from diabetes_mlops.deploy.serving import RolloutError
 from diabetes_mlops.errors import ModelNotFoundError, ParameterError, TrackingStoreError
 from diabetes_mlops.job_specs import (
     REFERENCE,
@@ -42,6 +43,7 @@ USER_ERRORS = (
     ParameterError,
     ModelNotFoundError,
     NotebookError,
+    RolloutError,
     SpecError,
     TrackingStoreError,
 )

@@ -9,13 +9,14 @@ from typing import Any
 from diabetes_mlops import step_runner
 from diabetes_mlops.parameters import Declared, parameter_registry
 from diabetes_mlops.steps.batch_score import batch_score
+from diabetes_mlops.steps.deploy_serving import deploy_serving
 from diabetes_mlops.steps.promote import promote
 from diabetes_mlops.steps.train import train
 from diabetes_mlops.steps.validate import validate
 
 # Every step a notebook may run, by the name its `run_step(<step>, dbutils)` line uses.
 STEPS: dict[str, Callable[..., Any]] = {
-    step.__name__: step for step in (train, validate, promote, batch_score)
+    step.__name__: step for step in (train, validate, promote, batch_score, deploy_serving)
 }
 
 
@@ -30,4 +31,13 @@ def run_step(step: Callable[..., Mapping[str, Any] | None], dbutils: Any) -> dic
     return step_runner.run_step(step, dbutils, known=parameter_rules())
 
 
-__all__ = ["STEPS", "batch_score", "parameter_rules", "promote", "run_step", "train", "validate"]
+__all__ = [
+    "STEPS",
+    "batch_score",
+    "deploy_serving",
+    "parameter_rules",
+    "promote",
+    "run_step",
+    "train",
+    "validate",
+]

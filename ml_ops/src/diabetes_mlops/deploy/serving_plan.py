@@ -1,0 +1,62 @@
+"""What `make deploy-plan` shows of the serving endpoint a target's jobs will manage: the
+settings the deploy_serving task will run with (the target's parameters applied to the spec,
+read by the step's own rules) and what the endpoint serves in the workspace now."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from databricks.sdk import WorkspaceClient
+
+from diabetes_mlops.deploy.jobs import SERVING_STEP
+from diabetes_mlops.deploy.serving import EndpointSettings, endpoint_state
+from diabetes_mlops.job_specs import REFERENCE, JobSpec
+from diabetes_mlops.parameters import read_arguments
+from diabetes_mlops.preflight import task_texts
+from diabetes_mlops.steps.deploy_serving import deploy_serving, endpoint_settings
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    job: str  # the job name as the target deploys it
+    task: str
+    settings: EndpointSettings | None  # None: the target serves no endpoint
+    state: str = ""  # what the endpoint serves now
+
+    def lines(self) -> list[str]:
+        where = f"job '{self.job}' task {self.task}"
+        if self.settings is None:
+            return [f"serving: none for this target (serving_endpoint is empty; {where})"]
+        return [
+            f"serving endpoint '{self.settings.name}' ({where}): {self.state}",
+            f"  {self.settings.describe()}",
+        ]
+
+
+def serving_plans(
+    w: WorkspaceClient,
+    specs: list[JobSpec],
+    parameters: Mapping[str, str],
+    job_name_prefix: str = "",
+) -> list[ServingPlan]:
+    """One plan per task of the specs that runs deploy_serving, with `parameters` (a target's)
+    applied. The values were judged before (Deployer._specs), so they parse here."""
+    plans = []
+    wanted = inspect.signature(endpoint_settings).parameters
+    for spec in specs:
+        received = spec.task_parameters(parameters)
+        for task in spec.tasks:
+            if SERVING_STEP not in task.notebook.steps:
+                continue
+            texts = task_texts(task, received[task.key])
+            dynamic = {name for name, text in texts.items() if REFERENCE.search(text)}
+            arguments, _ = read_arguments(deploy_serving, texts.get, unknown=dynamic)
+            job = job_name_prefix + spec.name
+            if not arguments.get("serving_endpoint"):
+                plans.append(ServingPlan(job, task.key, None))
+                continue
+            settings = endpoint_settings(**{k: v for k, v in arguments.items() if k in wanted})
+            plans.append(ServingPlan(job, task.key, settings, endpoint_state(w, settings.name)))
+    return plans
