@@ -81,7 +81,7 @@ demo: run-local-training run-local-batch-scoring ## train, validate, promote, th
 mlflow-ui: $(INSTALLED) ## serve the local MLflow store on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(LOCAL_ROOT))/mlflow.db --host 127.0.0.1 --port 5000
 
-serve: $(INSTALLED) ## serve the local champion with MLflow's scoring server on http://127.0.0.1:$(SERVE_PORT)
+serve: $(INSTALLED) ## serve the local champion with MLflow's scoring server on 127.0.0.1:5001 (SERVE_PORT=...)
 	$(DEPLOY) serve --local-root $(LOCAL_ROOT) --port $(SERVE_PORT)
 
 serve-check: $(INSTALLED) ## query `make serve` in both JSON formats: equal to batch scoring, bad requests 4xx

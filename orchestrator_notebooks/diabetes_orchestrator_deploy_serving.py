@@ -17,7 +17,7 @@ dbutils.widgets.text("canary_percent", "10", "Canary share of traffic, %")
 dbutils.widgets.dropdown("workload_size", "Small", ["Small", "Medium", "Large"], "Workload size")
 dbutils.widgets.text("scale_to_zero", "true", "Scale to zero when idle (true/false)")
 dbutils.widgets.text("inference_table", "", "Inference tables catalog.schema.prefix (empty: none)")
-dbutils.widgets.text("serving_timeout_seconds", "1200", "Wait for READY at most, s")
+dbutils.widgets.text("serving_timeout_seconds", "1200", "Rollout deadline (60-2400), s")
 
 # COMMAND ----------
 

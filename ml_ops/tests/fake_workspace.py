@@ -6,9 +6,14 @@ matching requests) and failed job runs.
 
 Serving endpoints follow Databricks' states: an update is IN_PROGRESS for `serving_update_polls`
 GETs while the previous config keeps serving, then the new config is active (NOT_UPDATING) or,
-for a version in `failing_versions`, dropped (UPDATE_FAILED); an active config serving a version
-in `unready_versions` is NOT_READY. Queries go to the entities by their traffic shares (a fixed
-rotation, so tests are repeatable) and answer what `predict` returns.
+for a version in `failing_versions`, dropped (UPDATE_FAILED). A version in `unready_versions`
+does not get ready: an update serving it stays IN_PROGRESS (the previous config serving) for as
+many more GETs as the value says (math.inf: until the test deletes the entry), as on Databricks,
+where no other update is accepted meanwhile and none can be cancelled. Configs are checked as
+the API does (unique entity names, one route per entity, shares adding up to 100: otherwise 400
+INVALID_PARAMETER_VALUE), and inference-table names are stored lower-case, as Unity Catalog
+does. Queries go to the entities by their traffic shares (a fixed rotation, so tests are
+repeatable) and answer what `predict` returns.
 """
 
 from __future__ import annotations
@@ -91,7 +96,8 @@ class FakeWorkspace:
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.serving_update_polls = 2
         self.failing_versions: set[str] = set()
-        self.unready_versions: set[str] = set()
+        # version -> further GETs an update serving it stays IN_PROGRESS (math.inf: until deleted)
+        self.unready_versions: dict[str, float] = {}
         # (endpoint, served entity, dataframe_split) -> predictions; None answers an error.
         self.predict: Callable[[str, dict[str, Any], dict[str, Any]], list[Any]] | None = None
         self._ids = itertools.count(1001)
@@ -199,6 +205,7 @@ class FakeWorkspace:
             ("GET", "/api/2.2/jobs/get"): lambda: self._job(int(r.query["job_id"])),
             ("POST", "/api/2.2/jobs/create"): lambda: {"job_id": self.add_job(body)},
             ("POST", "/api/2.2/jobs/reset"): lambda: self._jobs_reset(body),
+            ("POST", "/api/2.2/jobs/delete"): lambda: self._jobs_delete(body),
             ("POST", "/api/2.2/jobs/run-now"): lambda: self._run_now(body),
             ("GET", "/api/2.2/jobs/runs/get"): lambda: self._run_get(int(r.query["run_id"])),
             ("GET", "/api/2.2/jobs/runs/get-output"): lambda: self._run_output(r.query),
@@ -330,6 +337,11 @@ class FakeWorkspace:
         self._job(int(body["job_id"]))["settings"] = body["new_settings"]
         return {}
 
+    def _jobs_delete(self, body: dict) -> dict:
+        self._job(int(body["job_id"]))
+        del self.jobs[int(body["job_id"])]
+        return {}
+
     def _run_now(self, body: dict) -> dict:
         job = self._job(int(body["job_id"]))
         run_id = next(self._ids)
@@ -413,7 +425,7 @@ class FakeWorkspace:
         if r.method == "PUT" and action == "config":
             return 200, self._update_config(name, body), {}
         if r.method == "PUT" and action == "ai-gateway":
-            self.endpoints[name]["ai_gateway"] = body
+            self.endpoints[name]["ai_gateway"] = _lower_table_names(body)
             return 200, body, {}
         if r.method == "DELETE" and not action:
             del self.endpoints[name]
@@ -429,10 +441,14 @@ class FakeWorkspace:
             "config": None,
             "pending": None,
             "update": "NOT_UPDATING",
-            "ai_gateway": body.get("ai_gateway"),
+            "ai_gateway": _lower_table_names(body.get("ai_gateway")),
             "queries": 0,
         }
-        self._start_update(name, body.get("config") or {})
+        try:
+            self._start_update(name, body.get("config") or {})
+        except ApiError:
+            del self.endpoints[name]  # a refused config creates no endpoint
+            raise
         return self._endpoint(name)
 
     def _update_config(self, name: str, body: dict) -> dict:
@@ -446,6 +462,7 @@ class FakeWorkspace:
         routes = (config.get("traffic_config") or {}).get("routes")
         if not routes and len(entities) == 1:
             routes = [{"served_model_name": entities[0]["name"], "traffic_percentage": 100}]
+        _check_config(entities, routes or [])
         endpoint = self.endpoints[name]
         endpoint["pending"] = {"served_entities": entities, "traffic_config": {"routes": routes}}
         endpoint["polls_left"] = self.serving_update_polls
@@ -455,16 +472,19 @@ class FakeWorkspace:
         endpoint = self.endpoints[name]
         if poll and endpoint["pending"] is not None:
             endpoint["polls_left"] -= 1
-            if endpoint["polls_left"] < 0:
+            versions = {e["entity_version"] for e in endpoint["pending"]["served_entities"]}
+            unready = [v for v in versions if self.unready_versions.get(v, 0) > 0]
+            if endpoint["polls_left"] < 0 and unready:  # still deploying: stays IN_PROGRESS
+                for version in unready:
+                    self.unready_versions[version] -= 1
+            elif endpoint["polls_left"] < 0:
                 pending, endpoint["pending"] = endpoint["pending"], None
-                versions = {e["entity_version"] for e in pending["served_entities"]}
                 if versions & self.failing_versions:
                     endpoint["update"] = "UPDATE_FAILED"
                 else:
                     endpoint["config"], endpoint["update"] = pending, "NOT_UPDATING"
         config = endpoint["config"]
-        versions = {e["entity_version"] for e in (config or {}).get("served_entities", [])}
-        ready = "READY" if config and not versions & self.unready_versions else "NOT_READY"
+        ready = "READY" if config else "NOT_READY"  # an active config is one that got ready
         answer = {"name": name, "state": {"ready": ready, "config_update": endpoint["update"]}}
         if config is not None:
             answer["config"] = config
@@ -493,3 +513,35 @@ class FakeWorkspace:
             raise ApiError(400, "BAD_REQUEST", "the fake has no predictions (set fake.predict)")
         predictions = self.predict(name, entity, body["dataframe_split"])
         return 200, {"predictions": predictions}, {"served-model-name": served}
+
+
+def _check_config(entities: list[dict], routes: list[dict]) -> None:
+    """What the serving API refuses (400 INVALID_PARAMETER_VALUE): entity names that repeat,
+    routes that do not name the served entities one each, shares that are not integers from 0 to
+    100 adding up to 100. (Route: databricks-sdk's docstring; the rest assumed from the
+    documented examples.)"""
+    names = [e.get("name") for e in entities]
+    routed = [r.get("served_model_name") or r.get("served_entity_name") for r in routes]
+    shares = [r.get("traffic_percentage") for r in routes]
+    problem = None
+    if not entities:
+        problem = "a config serves at least one entity"
+    elif None in names or len(set(names)) != len(names):
+        problem = f"served entity names must be set and unique, got {names}"
+    elif sorted(map(str, routed)) != sorted(map(str, names)):
+        problem = f"routes {routed} do not name the served entities {names} one each"
+    elif not all(isinstance(p, int) and 0 <= p <= 100 for p in shares) or sum(shares) != 100:
+        problem = f"traffic percentages {shares} must be integers from 0 to 100 adding up to 100"
+    if problem:
+        raise ApiError(400, "INVALID_PARAMETER_VALUE", problem)
+
+
+def _lower_table_names(gateway: dict | None) -> dict | None:
+    """Unity Catalog stores names lower-case: so does the fake's inference table config."""
+    if not gateway or not gateway.get("inference_table_config"):
+        return gateway
+    table = dict(gateway["inference_table_config"])
+    for key in ("catalog_name", "schema_name", "table_name_prefix"):
+        if isinstance(table.get(key), str):
+            table[key] = table[key].lower()
+    return {**gateway, "inference_table_config": table}

@@ -179,7 +179,8 @@ def test_serve_check_fails_when_the_server_disagrees_with_batch_scoring(
     wrong = tmp_path / "wrong"
     wrong.mkdir()
     scored.to_parquet(wrong / "part-0.parquet")
-    with serving.running_server(local_root, f"models:/{name}/{version}") as url:
+    with serving.running_server(local_root, f"models:/{name}/{version}") as server:
+        url = server.url
         served = serving.Served(url, name, version, pid=0)
         with pytest.raises(serving.ServingError, match=r"dataframe_split: row \d+ served"):
             serving.serve_check(served, wrong, report=lambda line: None)

@@ -90,9 +90,10 @@ PID_TAG = "diabetes_mlops.pid"
 PROCESS_START_TAG = "diabetes_mlops.process_start"  # tells a reused pid from the original process
 KILLED_REASON_TAG = "diabetes_mlops.killed_reason"
 # A RUNNING run older than this is orphaned whatever its process: longer than any job or task
-# timeout in job_specs/ (the longest is 2 h), and covers a notebook cancelled on Databricks while
-# its Python process lives on.
-STALE_AFTER_SECONDS = 3 * 3600
+# timeout in job_specs/ (the longest is the training job's 4 h, which holds its tasks' timeouts
+# and retries, deploy_serving's rollout and rollback included), and covers a notebook cancelled on
+# Databricks while its Python process lives on.
+STALE_AFTER_SECONDS = 5 * 3600
 
 
 @contextmanager

@@ -9,6 +9,7 @@ as a clean deploy.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from diabetes_mlops.job_specs import JobSpec, check_spec
 from diabetes_mlops.preflight import check_job_parameters
 from diabetes_mlops.tracking import UNITY_CATALOG
 
-CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
+CREATED, UPDATED, UNCHANGED, DELETED = "created", "updated", "unchanged", "deleted"
 
 
 @dataclass
@@ -69,6 +70,9 @@ class Plan:
     uploads: list[Upload] = field(default_factory=list)
     jobs: list[JobPlan] = field(default_factory=list)
     serving: list[ServingPlan] = field(default_factory=list)
+    # Jobs of this project the target no longer deploys that exist in the workspace under their
+    # exact (prefixed) name: deleted, so that they do not run beside the jobs that replaced them.
+    stale: list[JobPlan] = field(default_factory=list)
 
     @property
     def upload_bytes(self) -> int:
@@ -91,7 +95,8 @@ class Deployer:
     # --- read-only ---------------------------------------------------------------------------
     def plan(self) -> Plan:
         t = self.target
-        specs = for_serving_trigger(self._specs(), t.serving_trigger)
+        checked = self._specs()
+        specs = for_serving_trigger(checked, t.serving_trigger)
         self._check_model_trigger(specs)
         wheels = build_wheels(self.repo, self.repo / "dist")
         wheel_paths = {w.package: f"{t.wheel_dir.rstrip('/')}/{w.name}" for w in wheels}
@@ -119,6 +124,7 @@ class Deployer:
                 action = UNCHANGED if same_settings(settings, current) else UPDATED
             job_id = existing.job_id if existing else None
             plan.jobs.append(JobPlan(settings["name"], settings, job_id, action))
+        plan.stale = self._stale_jobs(checked, specs)
         plan.serving = serving_plans(self.w, specs, t.parameters, t.job_name_prefix)
         return plan
 
@@ -130,6 +136,8 @@ class Deployer:
             self.report(f"  {upload.kind:8} {upload.remote}: {state}")
         experiment = "exists" if plan.experiment_exists else "will be created"
         self.report(f"  experiment {plan.target.experiment_name}: {experiment}")
+        for job in plan.stale:
+            self.report(f"job '{job.name}': delete (job id {job.job_id}; {self._why_stale()})")
         for job in plan.jobs:
             action = {CREATED: "create", UPDATED: "reset", UNCHANGED: "reset (no change)"}
             self.report(f"job '{job.name}': {action[job.action]}")
@@ -146,6 +154,11 @@ class Deployer:
             if upload.needed:
                 self._upload(upload)
         self._ensure_experiment()
+        # Stale jobs go first: a job that serves the champion must never run beside the one that
+        # replaces it (two deployers racing on one endpoint), even if a later step fails.
+        for job in plan.stale:
+            with contextlib.suppress(NotFound):  # deleted meanwhile: what we wanted
+                self.w.jobs.delete(job.job_id)
         for job in plan.jobs:
             if job.job_id is None:
                 job.job_id = self.w.jobs.create(**_create_args(job.settings)).job_id
@@ -154,6 +167,8 @@ class Deployer:
         sent = plan.upload_bytes
         count = sum(u.needed for u in plan.uploads)
         self.report(f"uploaded {count} file(s), {sent} bytes, to target {plan.target.name}")
+        for job in plan.stale:
+            self.report(f"job '{job.name}' deleted (job id {job.job_id}): {self._why_stale()}")
         for job in plan.jobs:
             url = f"{self.w.config.host.rstrip('/')}/jobs/{job.job_id}"
             self.report(f"job '{job.name}' {job.action}: {url}")
@@ -190,6 +205,30 @@ class Deployer:
         if problems:
             raise ParameterError("\n".join(problems))
         return specs
+
+    def _stale_jobs(self, checked: list[JobSpec], deployed: list[JobSpec]) -> list[JobPlan]:
+        """The project's jobs this target does not deploy (the model-triggered deployment job
+        under serving_trigger: task) that exist under their exact name, prefix included. Such a
+        job is ours by that name; a job of any other name is never touched. Deleting a job
+        terminates its active runs asynchronously (Jobs API `jobs/delete`); a rollout such a run
+        leaves half-way is finished by the next run of the deploy_serving task, and a rollback
+        never overwrites a config its own run did not send."""
+        names = {spec.name for spec in deployed}
+        stale = []
+        for spec in checked:
+            if spec.name in names:
+                continue
+            name = self.target.job_name_prefix + spec.name
+            existing = find_job(self.w, name)
+            if existing is not None:
+                stale.append(JobPlan(name, {}, existing.job_id, DELETED))
+        return stale
+
+    def _why_stale(self) -> str:
+        return (
+            f"target '{self.target.name}' has serving_trigger: {self.target.serving_trigger},"
+            " so it does not deploy this job"
+        )
 
     def _check_model_trigger(self, specs: list[JobSpec]) -> None:
         """A model trigger watches a Unity Catalog model; refused before anything changes."""

@@ -11,19 +11,42 @@ Databricks facts it relies on:
   entity that served it (`QueryEndpointResponse.served_model_name`, the `served-model-name`
   header): https://docs.databricks.com/machine-learning/model-serving/serve-multiple-models-to-serving-endpoint.html
   and databricks/sdk/service/serving.py;
-- `state.config_update` is IN_PROGRESS while a new config is deployed (no other update is
-  accepted meanwhile), then NOT_UPDATING, or UPDATE_FAILED / UPDATE_CANCELED, and the endpoint
-  keeps serving its previous `config` until the new one is ready; `state.ready` is READY when
-  every entity of the active config can be queried:
+- `state.config_update` is IN_PROGRESS while a new config (`pending_config`) is deployed, then
+  NOT_UPDATING, or UPDATE_FAILED / UPDATE_CANCELED, and the endpoint keeps serving its previous
+  `config` until the new one is ready; `state.ready` is READY when every entity of the active
+  config can be queried:
   https://docs.databricks.com/machine-learning/model-serving/manage-serving-endpoints.html
   and https://docs.databricks.com/api/azure/workspace/servingendpoints/create;
+- while an update is IN_PROGRESS "another update can not be made until the update completes or
+  fails" (`EndpointState.config_update` docstring, databricks/sdk/service/serving.py), and
+  `ServingEndpointsAPI` has no call that cancels one: a canary whose entity never gets ready keeps
+  the endpoint IN_PROGRESS, serving the previous config, until Databricks ends the update. A
+  rollback can only wait for that (within its own budget) and then send the previous config;
+- a route's `traffic_percentage` is an integer from 0 to 100 (`Route` docstring); that the routes
+  of a config add up to 100 and name its served entities is assumed from the documented examples
+  (serve-multiple-models-to-serving-endpoint.html above): this module always sends such configs;
 - inference tables go through the AI gateway (`put_ai_gateway`); changing their catalog, schema or
   prefix needs them disabled first (`AiGatewayInferenceTableConfig` docstrings in the SDK):
-  https://docs.databricks.com/ai-gateway/inference-tables.html.
+  https://docs.databricks.com/ai-gateway/inference-tables.html. "Unity Catalog stores all object
+  names as lowercase" (https://docs.databricks.com/sql/language-manual/sql-ref-names.html), so the
+  table location is lower-cased here and compared without regard to case.
+
+Time: the rollout (waiting for an earlier update, the canary, the full traffic) has one deadline,
+`timeout_seconds` from its start; a rollback gets a budget of its own of the same length. So a
+run waits at most 2 x `timeout_seconds`, plus the smoke test's queries (bounded in number): the
+task's timeout must leave room for that (MAX_TIMEOUT_SECONDS, TASK_MARGIN_SECONDS).
+
+The inference table is a setting of the target, not of a model version, so it is not part of a
+rollback: it is applied (only when it differs) after any earlier update ended and before the
+served entities change; if applying it fails, nothing else was changed. A rollback of the served
+entities leaves it as the target asks, because it is right for whatever version serves, and
+putting the old one back would only make the next run move it again (moving a table needs it
+disabled first, a gap in the logged requests each time).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -39,6 +62,8 @@ from databricks.sdk.service.serving import (
     AiGatewayInferenceTableConfig,
     DataframeSplitInput,
     EndpointCoreConfigInput,
+    EndpointCoreConfigOutput,
+    EndpointPendingConfig,
     EndpointStateConfigUpdate,
     EndpointStateReady,
     Route,
@@ -60,6 +85,12 @@ CREATED, UNCHANGED, UPDATED, ROLLED_OUT, NO_CHAMPION = (
 )
 WORKLOAD_SIZES = ("Small", "Medium", "Large")  # the documented sizes (ServedEntityInput)
 POLL_SECONDS = 10.0
+# serving_timeout_seconds is at most this, so that the rollout's deadline, the rollback's budget
+# and TASK_MARGIN_SECONDS (notebook start, the model loaded for the expected predictions, the
+# smoke test's queries, API calls) fit in the deploy_serving task's timeout (5400 s in both job
+# specs): 2 x 2400 + 600 = 5400.
+MAX_TIMEOUT_SECONDS = 2400
+TASK_MARGIN_SECONDS = 600
 # How unlikely a canary that works is to be missed by the smoke test's queries (it gets only
 # canary_percent of them): queries are sent until the canary answered or this is reached.
 MISS_PROBABILITY = 1e-6
@@ -76,8 +107,9 @@ class InferenceTable:
 
     @classmethod
     def parse(cls, text: str) -> InferenceTable | None:
-        """`catalog.schema.prefix`, or None for an empty text (no inference table)."""
-        return cls(*text.split(".")) if text else None
+        """`catalog.schema.prefix`, or None for an empty text (no inference table). Lower-cased:
+        Unity Catalog stores names so, and the endpoint reports them so."""
+        return cls(*text.lower().split(".")) if text else None
 
     def __str__(self) -> str:
         return f"{self.catalog}.{self.schema}.{self.prefix}"
@@ -100,7 +132,8 @@ class EndpointSettings:
         return (
             f"model {self.model_name} @champion, workload {self.workload_size}, scale to zero"
             f" {'on' if self.scale_to_zero else 'off'}, canary {self.canary_percent} %,"
-            f" inference table {table}, ready within {self.timeout_seconds:g} s"
+            f" inference table {table}, rollout within {self.timeout_seconds:g} s"
+            f" (a rollback within as long again)"
         )
 
 
@@ -119,6 +152,8 @@ class Outcome:
     action: str  # created / unchanged / updated / rolled_out / no_champion
     endpoint: str
     version: str = ""
+    # Versions of the model the endpoint served before and serves no more (replaced).
+    replaced: tuple[str, ...] = ()
 
 
 class RolloutError(RuntimeError):
@@ -139,6 +174,24 @@ class _Failure(Exception):
     """Why a rollout step did not succeed (becomes the rollback reason)."""
 
 
+class _Foreign(Exception):
+    """The endpoint holds a config (or an update) this run did not send: someone else's."""
+
+
+class _Budget:
+    """One deadline for a series of waits: the rollout's, or a rollback's."""
+
+    def __init__(self, clock: Clock, seconds: float, what: str) -> None:
+        self.clock, self.seconds, self.what = clock, seconds, what
+        self.end = clock.now() + seconds
+
+    def over(self) -> bool:
+        return self.clock.now() >= self.end
+
+    def __str__(self) -> str:
+        return f"the {self.what}'s {self.seconds:g} s"
+
+
 @dataclass
 class _Served:
     """The part of an endpoint's config a rollback restores: its entities and traffic."""
@@ -154,6 +207,12 @@ class _Served:
             for e in self.entities
         )
 
+    def versions(self, model_name: str) -> list[str]:
+        """The versions of `model_name` it serves (at any share), in order."""
+        return [
+            e.entity_version or "" for e in self.entities if _same_name(e.entity_name, model_name)
+        ]
+
 
 def follow_champion(
     w: WorkspaceClient,
@@ -161,25 +220,43 @@ def follow_champion(
     champion: Champion | None,
     on_failure: Callable[[str], None] = lambda reason: None,
     clock: Clock | None = None,
+    rolled_back: Callable[[str], bool] = lambda version: False,
 ) -> Outcome:
     """Make the endpoint serve `champion` at 100 %, or leave it serving what it served and
     raise RolloutError, after `on_failure(reason)` recorded why (on the model version). No
-    champion: no endpoint, nothing done."""
+    champion: no endpoint, nothing done.
+
+    `rolled_back(version)`: whether that version of the model had its rollout on this endpoint
+    rolled back and was not served successfully since (the step reads the version's tags). The
+    endpoint may still serve such a version, beside the one that served before: a canary whose
+    update Databricks finished after the rollback had to give up. It is never kept beside a new
+    canary nor put back by a rollback; as the champion it is rolled out again as a canary."""
     if champion is None:
         log.info("no champion of %s yet: no serving endpoint", settings.model_name)
         return Outcome(NO_CHAMPION, settings.name)
-    return _Rollout(w, settings, champion, on_failure, clock or Clock()).run()
+    return _Rollout(w, settings, champion, on_failure, rolled_back, clock or Clock()).run()
 
 
 def endpoint_state(w: WorkspaceClient, name: str) -> str:
-    """What `make deploy-plan` shows of the endpoint now."""
-    endpoint = _get(w, name)
+    """What `make deploy-plan` shows of the endpoint now. Deploy does not manage the endpoint, so
+    an endpoint it may not read (403, ...) is shown as unknown, and the plan goes on."""
+    try:
+        endpoint = _get(w, name)
+    except DatabricksError as exc:
+        # The SDK appends its config (". Config: host=..., token=***") to 401/403 messages
+        # (databricks/sdk/core.py, wrap_debug_info): the plan shows the error itself.
+        message = _first_line(exc).split(". Config: ")[0]
+        return (
+            f"unknown ({exc.error_code}: {message})" if exc.error_code else f"unknown ({message})"
+        )
     if endpoint is None:
         return "absent (created with the first champion)"
     text = f"serving {_served(endpoint).describe()}"
     state = endpoint.state
     if state and state.config_update and state.config_update.value != "NOT_UPDATING":
         text += f", config update {state.config_update.value}"
+        if state.config_update == EndpointStateConfigUpdate.IN_PROGRESS and endpoint.pending_config:
+            text += f" to {_served_config(endpoint.pending_config).describe()}"
     if state and state.ready:
         text += f", {state.ready.value}"
     return text
@@ -192,97 +269,107 @@ class _Rollout:
         settings: EndpointSettings,
         champion: Champion,
         on_failure: Callable[[str], None],
+        rolled_back: Callable[[str], bool],
         clock: Clock,
     ) -> None:
         self.w, self.settings, self.champion = w, settings, champion
         self.on_failure, self.clock = on_failure, clock
+        self.rolled_back = functools.cache(rolled_back)  # one look per version and run
         self.api = w.serving_endpoints
         self.entity = _entity_name(settings.model_name, champion.version)
+        self.deadline = _Budget(clock, settings.timeout_seconds, "rollout")
+        self.before = _Served()  # what the endpoint served when the rollout began
+        self.sent: list[_Served] = []  # the configs this run sent (or tried to), in order
+        self.seen: ServingEndpointDetailed | None = None  # the endpoint as last read
 
     def run(self) -> Outcome:
         name, version = self.settings.name, self.champion.version
-        current = _get(self.w, name)
+        try:
+            current = _get(self.w, name)
+        except DatabricksError as exc:
+            self._fail(_reason(exc), lambda: "the served versions were not changed")
         if current is None:
-            self._create()
-            return Outcome(CREATED, name, version)
+            return self._create()
         try:  # nothing served changes here, so a failure needs no rollback
-            current = self._wait(until_idle=True, reason="an earlier update to end")
+            current = self._wait(self.deadline, until_idle=True, reason="an earlier update to end")
             self._apply_gateway(current)
-        except (_Failure, DatabricksError, TimeoutError) as failure:
-            self._fail(None, _first_line(failure))
-        previous = _served(current)
-        if self._serves_champion(previous):
+        except Exception as failure:
+            self._fail(_reason(failure), self._unchanged)
+        self.before = _served(current)
+        if self._serves_champion(self.before):
             log.info("endpoint %s already serves version %s: nothing to change", name, version)
             return Outcome(UNCHANGED, name, version)
         try:
-            action = self._roll_out(previous)
-        except (_Failure, DatabricksError, TimeoutError) as failure:
-            self._fail(previous, _first_line(failure))
+            action = self._roll_out()
+        except Exception as failure:  # whatever failed, the endpoint goes back
+            self._fail(_reason(failure), self._roll_back)
         log.info("endpoint %s serves version %s at 100 %%", name, version)
-        return Outcome(action, name, version)
+        replaced = [v for v in self.before.versions(self.settings.model_name) if v != version]
+        return Outcome(action, name, version, tuple(dict.fromkeys(replaced)))
 
     # --- the steps ---------------------------------------------------------------------------
-    def _create(self) -> None:
-        """The endpoint is created with the first champion, never empty."""
+    def _create(self) -> Outcome:
+        """The endpoint is created with the first champion, never empty: if that fails, the
+        endpoint this run created is deleted again (it served nothing before)."""
         name, table = self.settings.name, self.settings.inference_table
+        target = self._target()
         log.info("creating endpoint %s with version %s", name, self.champion.version)
+        undo = self._not_created
         try:
+            self.sent.append(target)
             self.api.create(
                 name,
                 config=EndpointCoreConfigInput(
                     name=name,
-                    served_entities=[self._target_entity()],
-                    traffic_config=_traffic({self.entity: 100}),
+                    served_entities=target.entities,
+                    traffic_config=_traffic(target.routes),
                 ),
                 ai_gateway=_gateway(table) if table else None,
             )
-            self._wait()
+            undo = self._delete_created  # ours from here on: we just created it
+            self._wait(self.deadline)
             self._smoke_test(shared=False)
-        except (_Failure, DatabricksError, TimeoutError) as failure:
-            # Nothing was served before, so there is nothing to go back to; the next run updates
-            # the endpoint to the champion of then.
-            self._fail(_Served(), _first_line(failure))
+        except Exception as failure:
+            self._fail(_reason(failure), undo)
+        return Outcome(CREATED, name, self.champion.version)
 
-    def _roll_out(self, previous: _Served) -> str:
-        target = [self._target_entity()]
-        routes = {self.entity: 100}
-        version = self.champion.version
-        model = self.settings.model_name
-        served = [(e.entity_name, e.entity_version) for e in previous.entities]
-        if (model, version) in served or not served:
-            # Already served (other settings, or a canary a stopped run left behind), or the
-            # endpoint serves nothing: no canary, one update.
+    def _roll_out(self) -> str:
+        before, version = self.before, self.champion.version
+        target = self._target()
+        kept = self._trusted(before, leave_out=version)
+        champion_served = version in before.versions(self.settings.model_name)
+        if (champion_served and not self.rolled_back(version)) or not kept.entities:
+            # The champion served here before (other settings, or it is the previous version
+            # again), or nothing trustworthy serves beside which a canary could run (nothing at
+            # all, or only versions whose rollout was rolled back): one update, smoke-tested.
             log.info("updating endpoint %s to version %s", self.settings.name, version)
-            self._update(target, routes)
-            self._wait()
+            self._send(target)
+            self._wait(self.deadline)
             self._smoke_test(shared=False)
             return UPDATED
-        canary = self.settings.canary_percent
-        log.info(
-            "canary: version %s gets %d %% of %s beside %s",
-            version,
-            canary,
-            self.settings.name,
-            previous.describe(),
+        share = self.settings.canary_percent
+        canary = _Served(
+            kept.entities + target.entities,
+            _scaled(kept.routes, 100 - share) | {self.entity: share},
         )
-        self._update(
-            previous.entities + target,
-            _scaled(previous.routes, 100 - canary) | {self.entity: canary},
-        )
-        self._wait()
+        if _same(before, canary):  # a canary an earlier run left: tested again, not resent
+            log.info("canary already in place: %s", canary.describe())
+        else:
+            log.info("canary: %s on %s", canary.describe(), self.settings.name)
+            self._send(canary)
+        self._wait(self.deadline)
         self._smoke_test(shared=True)
         log.info("canary passed: version %s gets 100 %%", version)
-        self._update(target, routes)
-        self._wait()
+        self._send(target)
+        self._wait(self.deadline)
         return ROLLED_OUT
 
-    def _fail(self, previous: _Served | None, reason: str) -> NoReturn:
-        """Roll back to `previous` (None: nothing was changed), record why, raise one line."""
+    def _fail(self, reason: str, undo: Callable[[], str]) -> NoReturn:
+        """Undo what this run changed (`undo` says what the endpoint serves then), record why,
+        raise one line."""
         name, version = self.settings.name, self.champion.version
         log.error("endpoint %s: version %s failed: %s", name, version, reason)
-        restored = "the served config was not changed"
-        if previous is not None:
-            restored = self._roll_back(previous)
+        restored = undo()
         try:
             self.on_failure(reason)
         except Exception as exc:  # recording the reason must not hide the failure itself
@@ -291,45 +378,133 @@ class _Rollout:
             f"serving endpoint '{name}': version {version} not served: {reason}; {restored}"
         ) from None
 
-    def _roll_back(self, previous: _Served) -> str:
-        """Put back the entities and traffic the endpoint had; say what it serves now."""
-        if not previous.entities:
-            return "it served nothing before, so nothing was rolled back"
+    def _unchanged(self) -> str:
+        return f"the served versions were not changed: {self._serving_now()}"
+
+    def _not_created(self) -> str:
+        return "this run created no endpoint, so it deleted none"
+
+    def _delete_created(self) -> str:
+        """The endpoint this run created never served anything before: deleted, so that it is
+        not left without a version to serve. The next run creates it again."""
         try:
-            current = self._wait(until_idle=True, reason="the failed update to end")
-            if _same(_served(current), previous):
-                return f"it still serves {previous.describe()}"
-            self._update(previous.entities, previous.routes)
-            self._wait()
-            return f"rolled back to {previous.describe()}"
-        except (_Failure, DatabricksError, TimeoutError) as exc:
-            log.error("rollback of %s failed: %s", self.settings.name, exc)
-            return f"ROLLBACK FAILED ({_first_line(exc)}): see the endpoint's page"
+            self.api.delete(self.settings.name)
+        except NotFound:
+            pass
+        except DatabricksError as exc:
+            return (
+                f"the endpoint this run created could not be deleted ({_first_line(exc)}):"
+                f" {self._serving_now()}; the next run of this task finishes the job"
+            )
+        return "the endpoint this run created was deleted (it served nothing before)"
+
+    def _roll_back(self) -> str:
+        """Put back what the endpoint served before this run, less any version whose rollout was
+        rolled back; within a budget of its own. Only over a config this run sent: an endpoint
+        someone else changed meanwhile is left as it is. Say what the endpoint serves now."""
+        restore = self._restore_target()
+        if not restore.entities:
+            return "it served nothing before, so nothing was rolled back"
+        budget = _Budget(self.clock, self.settings.timeout_seconds, "rollback")
+        try:
+            endpoint = self._wait(
+                budget, until_idle=True, reason="the failed update to end", check_pending=True
+            )
+            current = _served(endpoint)
+            if _same(current, restore):
+                return f"it still serves {restore.describe()}"
+            if not any(_same(current, config) for config in [self.before, *self.sent]):
+                raise _Foreign(f"it serves {current.describe()}, a config this run did not send")
+            log.info("rolling %s back to %s", self.settings.name, restore.describe())
+            self._send(restore)
+            self._wait(budget)
+            return f"rolled back to {restore.describe()}"
+        except _Foreign as exc:
+            return f"NOT rolled back: someone else changed the endpoint meanwhile ({exc})"
+        except _Failure as exc:  # the rollback's budget ran out, or its update failed
+            return (
+                f"rollback unfinished ({exc}): {self._serving_now()}; the next run of this task"
+                " finishes the job"
+            )
+        except Exception as exc:
+            log.error("rollback of %s failed: %s", self.settings.name, _reason(exc))
+            return (
+                f"ROLLBACK FAILED ({_first_line(exc)}): {self._serving_now()}; the next run of"
+                " this task finishes the job"
+            )
+
+    def _restore_target(self) -> _Served:
+        """What a rollback puts back: the previous config without versions whose rollout was
+        rolled back (their shares go to the others); the previous config itself if nothing
+        else is left, so that the endpoint never serves nothing."""
+        trusted = self._trusted(self.before)
+        return trusted if trusted.entities else self.before
+
+    def _trusted(self, served: _Served, leave_out: str | None = None) -> _Served:
+        """`served` without the entities of version `leave_out` and of versions whose rollout
+        was rolled back, their traffic shared by the others in proportion (to 100 %)."""
+        model = self.settings.model_name
+        entities = [
+            e
+            for e in served.entities
+            if not _same_name(e.entity_name, model)
+            or (e.entity_version != leave_out and not self.rolled_back(e.entity_version or ""))
+        ]
+        names = [e.name or "" for e in entities]
+        return _Served(entities, _scaled({n: served.routes.get(n, 0) for n in names}, 100))
+
+    def _serving_now(self) -> str:
+        """What the endpoint serves as last read, and the update Databricks is still deploying."""
+        if self.seen is None:
+            return "see the endpoint's page for what it serves"
+        text = f"it serves {_served(self.seen).describe()}"
+        state = self.seen.state
+        if state and state.config_update == EndpointStateConfigUpdate.IN_PROGRESS:
+            pending = _served_config(self.seen.pending_config).describe()
+            text += f" while Databricks still deploys {pending} (an update cannot be cancelled)"
+        return text
 
     # --- requests ----------------------------------------------------------------------------
-    def _target_entity(self) -> ServedEntityInput:
-        return ServedEntityInput(
+    def _target(self) -> _Served:
+        """The champion alone at 100 %, with the target's settings."""
+        entity = ServedEntityInput(
             name=self.entity,
             entity_name=self.settings.model_name,
             entity_version=self.champion.version,
             workload_size=self.settings.workload_size,
             scale_to_zero_enabled=self.settings.scale_to_zero,
         )
+        return _Served([entity], {self.entity: 100})
 
-    def _update(self, entities: list[ServedEntityInput], routes: dict[str, int]) -> None:
+    def _send(self, config: _Served) -> None:
+        # Counted as sent before the request: one the SDK retried may have been applied.
+        self.sent.append(config)
         self.api.update_config(
-            self.settings.name, served_entities=entities, traffic_config=_traffic(routes)
+            self.settings.name,
+            served_entities=config.entities,
+            traffic_config=_traffic(config.routes),
         )
 
-    def _wait(self, until_idle: bool = False, reason: str = "") -> ServingEndpointDetailed:
+    def _wait(
+        self,
+        budget: _Budget,
+        until_idle: bool = False,
+        reason: str = "",
+        check_pending: bool = False,
+    ) -> ServingEndpointDetailed:
         """Poll until the config update is over and the endpoint READY (`until_idle`: only until
-        no update is in progress, whatever its end), within the target's timeout."""
-        timeout = self.settings.timeout_seconds
-        deadline = self.clock.now() + timeout
+        no update is in progress, whatever its end), by `budget`'s deadline. `check_pending`: an
+        update in progress must be the last config this run sent (else _Foreign)."""
         while True:
-            endpoint = self.api.get(self.settings.name)
+            endpoint = self.seen = self.api.get(self.settings.name)
             update = endpoint.state.config_update if endpoint.state else None
             ready = endpoint.state.ready if endpoint.state else None
+            if check_pending and update == EndpointStateConfigUpdate.IN_PROGRESS:
+                pending = _served_config(endpoint.pending_config)
+                if endpoint.pending_config and not (self.sent and _same(pending, self.sent[-1])):
+                    raise _Foreign(
+                        f"an update to {pending.describe()} this run did not send is in progress"
+                    )
             if until_idle and update != EndpointStateConfigUpdate.IN_PROGRESS:
                 return endpoint
             if not until_idle and update in _FAILED:
@@ -339,10 +514,10 @@ class _Rollout:
                 and ready == EndpointStateReady.READY
             ):
                 return endpoint
-            if self.clock.now() >= deadline:
-                waited = f"waiting for {reason}" if reason else "not READY"
+            if budget.over():
+                waited = f"waiting for {reason}: not over" if reason else "not READY"
                 raise _Failure(
-                    f"{waited} after {timeout:g} s (config update"
+                    f"{waited} within {budget} (config update"
                     f" {update.value if update else '?'}, {ready.value if ready else '?'})"
                 )
             self.clock.sleep(POLL_SECONDS)
@@ -391,7 +566,7 @@ class _Rollout:
         entity = served.entities[0]
         return (
             entity.name == self.entity
-            and entity.entity_name == self.settings.model_name
+            and _same_name(entity.entity_name, self.settings.model_name)
             and entity.entity_version == self.champion.version
             and entity.workload_size == self.settings.workload_size
             and bool(entity.scale_to_zero_enabled) == self.settings.scale_to_zero
@@ -407,7 +582,12 @@ def _get(w: WorkspaceClient, name: str) -> ServingEndpointDetailed | None:
 
 
 def _served(endpoint: ServingEndpointDetailed) -> _Served:
-    config = endpoint.config
+    """What the endpoint serves now (its active config)."""
+    return _served_config(endpoint.config)
+
+
+def _served_config(config: EndpointCoreConfigOutput | EndpointPendingConfig | None) -> _Served:
+    """The entities and traffic of an active or pending config."""
     if config is None or not config.served_entities:
         return _Served()
     entities = [_as_input(e.as_dict()) for e in config.served_entities]
@@ -432,12 +612,23 @@ def _as_input(entity: dict[str, Any]) -> ServedEntityInput:
 def _same(one: _Served, other: _Served) -> bool:
     def key(served: _Served) -> tuple:
         entities = sorted(
-            (e.name, e.entity_name, e.entity_version, e.workload_size, e.scale_to_zero_enabled)
+            (
+                e.name or "",
+                (e.entity_name or "").lower(),
+                e.entity_version or "",
+                e.workload_size or "",
+                bool(e.scale_to_zero_enabled),
+            )
             for e in served.entities
         )
         return tuple(entities), tuple(sorted(served.routes.items()))
 
     return key(one) == key(other)
+
+
+def _same_name(one: str | None, other: str | None) -> bool:
+    """Model names as Unity Catalog compares them: without regard to case."""
+    return (one or "").lower() == (other or "").lower()
 
 
 def _entity_name(model_name: str, version: str) -> str:
@@ -456,7 +647,9 @@ def _traffic(routes: dict[str, int]) -> TrafficConfig:
 def _scaled(routes: dict[str, int], total: int) -> dict[str, int]:
     """The routes' shares scaled to `total`, as integers that add up to it exactly (largest
     remainder first)."""
-    whole = sum(routes.values()) or 1
+    whole = sum(routes.values())
+    if not whole:  # no shares at all: equal ones
+        routes, whole = dict.fromkeys(routes, 1), len(routes) or 1
     exact = {name: share * total / whole for name, share in routes.items()}
     scaled = {name: math.floor(value) for name, value in exact.items()}
     by_remainder = sorted(exact, key=lambda n: exact[n] - scaled[n], reverse=True)
@@ -511,9 +704,23 @@ def _gateway(table: InferenceTable) -> AiGatewayConfig:
 def _same_table(
     have: AiGatewayInferenceTableConfig | None, want: AiGatewayInferenceTableConfig | None
 ) -> bool:
+    """Unity Catalog names are case-insensitive (stored lower-case), so compared so."""
     if want is None:
         return have is None or not have.enabled
-    return have is not None and bool(have.enabled) and have.as_dict() == want.as_dict()
+
+    def key(config: AiGatewayInferenceTableConfig) -> tuple[str, str, str]:
+        names = (config.catalog_name, config.schema_name, config.table_name_prefix)
+        return tuple((name or "").lower() for name in names)  # type: ignore[return-value]
+
+    return have is not None and bool(have.enabled) and key(have) == key(want)
+
+
+def _reason(exc: Exception) -> str:
+    """A failure as one line; one no step anticipated is logged with its traceback too."""
+    if not isinstance(exc, _Failure | DatabricksError | TimeoutError):
+        log.error("unexpected failure", exc_info=exc)
+        return f"{type(exc).__name__}: {_first_line(exc)}"
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -159,12 +159,18 @@ def read_served(local_root: Path) -> Served:
         raise ServingError(f"{state}: unreadable ({error}); restart `make serve`") from None
 
 
+@dataclass(frozen=True)
+class RunningServer:
+    url: str
+    process_group: int  # the server's own: mlflow's CLI and the uvicorn processes it starts
+
+
 @contextmanager
 def running_server(
     local_root: Path, model_uri: str, port: int | None = None, workers: int = 1
-) -> Iterator[str]:
-    """A scoring server in its own process group for tests and benchmarks: yields its URL once
-    it answers /ping, and stops it (and only it) by its own process group on the way out."""
+) -> Iterator[RunningServer]:
+    """A scoring server in its own process group for tests and benchmarks: yields it once it
+    answers /ping, and stops it (and only it) by its own process group on the way out."""
     port = port or free_port()
     process = subprocess.Popen(
         server_command(model_uri, port, workers),
@@ -176,7 +182,7 @@ def running_server(
     url = f"http://{HOST}:{port}"
     try:
         wait_ready(url, process)
-        yield url
+        yield RunningServer(url, process.pid)
     finally:
         stop(process)
 

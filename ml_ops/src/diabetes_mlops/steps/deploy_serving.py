@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated
+import math
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.models.utils import SERVING_INPUT_FILENAME, load_serving_example
 from mlflow.tracking import MlflowClient
 
+from diabetes_mlops import served_model
 from diabetes_mlops.deploy.serving import (
+    MAX_TIMEOUT_SECONDS,
     WORKLOAD_SIZES,
     Champion,
     EndpointSettings,
@@ -39,7 +42,9 @@ from diabetes_mlops.tracking import use_registry
 
 log = logging.getLogger(__name__)
 
-# Model-version tags: why the version is not served (set on a rollback), and where it is.
+# Model-version tags: why the version is not served (set on a rollback, removed once the version
+# is served), and the endpoint that serves it at 100 % (set when it is rolled out, removed when a
+# later version replaces it: the tags say what is served now, and keep no history).
 ROLLBACK_REASON_TAG = "serving_rollback_reason"
 SERVED_BY_TAG = "serving_endpoint"
 NO_ENDPOINT, SKIPPED = "none", "skipped"
@@ -54,7 +59,10 @@ def deploy_serving(
     workload_size: Annotated[str, OneOf(*WORKLOAD_SIZES)] = "Small",
     scale_to_zero: bool = True,
     inference_table: Annotated[str, TableLocation()] = "",
-    serving_timeout_seconds: Annotated[int, Between(60, 3600)] = 1200,
+    # The rollout's deadline (all its waits together); a rollback gets as long again. At most
+    # MAX_TIMEOUT_SECONDS (2400), so that 2 x that + TASK_MARGIN_SECONDS (600) fits the task's
+    # timeout_seconds (5400) in both job specs (a test checks it).
+    serving_timeout_seconds: Annotated[int, Between(60, MAX_TIMEOUT_SECONDS)] = 1200,
 ) -> dict[str, str]:
     """Serve the champion of `model_name` on `serving_endpoint` (empty: the target serves
     nothing). `promoted` is the promote task's verdict: false leaves the endpoint alone."""
@@ -83,15 +91,52 @@ def deploy_serving(
     def record(reason: str) -> None:
         set_version_tags(client, version, {ROLLBACK_REASON_TAG: reason})
 
+    def rolled_back(number: str) -> bool:
+        """Its rollout here was rolled back, and it has not served here at 100 % since."""
+        tags = _version_tags(client, model_name, number)
+        return ROLLBACK_REASON_TAG in tags and tags.get(SERVED_BY_TAG) != serving_endpoint
+
     candidate = None if version is None else sample_predictions(version)
-    outcome = follow_champion(WorkspaceClient(), settings, candidate, on_failure=record)
+    if version is not None and not served_model.checks_requests(
+        f"models:/{version.name}/{version.version}"
+    ):
+        log.warning(
+            "%s version %s was logged before the data contract travelled with the model: the"
+            " endpoint will not check requests against it; train again to serve one that does",
+            model_name,
+            version.version,
+        )
+    outcome = follow_champion(
+        WorkspaceClient(), settings, candidate, on_failure=record, rolled_back=rolled_back
+    )
     if version is not None:
-        set_version_tags(client, version, {SERVED_BY_TAG: serving_endpoint})
+        _record_served(client, version, serving_endpoint, outcome.replaced)
     return {
         "serving": outcome.action,
         "serving_endpoint": serving_endpoint,
         "served_version": outcome.version,
     }
+
+
+def _version_tags(client: MlflowClient, model_name: str, number: str) -> dict[str, str]:
+    try:
+        return dict(client.get_model_version(model_name, number).tags)
+    except MlflowException as exc:  # a version deleted from the registry: no tags to go by
+        log.warning("version %s of %s: %s", number, model_name, exc.message)
+        return {}
+
+
+def _record_served(
+    client: MlflowClient, version: ModelVersion, endpoint: str, replaced: tuple[str, ...]
+) -> None:
+    """The champion is served by `endpoint`: tag it so, drop its rollback reason (stale now), and
+    drop the tag of the versions it replaced there (a tag naming another endpoint stays)."""
+    set_version_tags(client, version, {SERVED_BY_TAG: endpoint})
+    if ROLLBACK_REASON_TAG in _version_tags(client, version.name, str(version.version)):
+        client.delete_model_version_tag(version.name, version.version, ROLLBACK_REASON_TAG)
+    for number in replaced:
+        if _version_tags(client, version.name, number).get(SERVED_BY_TAG) == endpoint:
+            client.delete_model_version_tag(version.name, number, SERVED_BY_TAG)
 
 
 def endpoint_settings(
@@ -130,4 +175,14 @@ def sample_predictions(version: ModelVersion) -> Champion:
         ) from None
     predicted = load_version(version).predict(pd.DataFrame(rows, columns=columns))
     expected = np.asarray(predicted, dtype=float).ravel().tolist()
+    # MLflow writes a missing value as a bare NaN, which is no JSON: the SDK refuses to send it
+    # (json.dumps(allow_nan=False) in databricks/sdk/_base_client.py), and a strict JSON parser
+    # in front of the endpoint would refuse it too (assumed). null is what a missing value is in
+    # JSON (MLflow does the same for input examples: mlflow/mlflow#5000), and the scoring server
+    # reads it back as NaN, which the expected predictions were made on.
+    rows = [[_json_value(value) for value in row] for row in rows]
     return Champion(str(version.version), columns, rows, expected)
+
+
+def _json_value(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
