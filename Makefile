@@ -50,7 +50,7 @@ fmt: $(INSTALLED) ## format with black, fix what ruff can
 	$(BIN)/ruff check --fix .
 	$(BIN)/black .
 
-dist: $(INSTALLED) ## build the two wheels into dist/, versioned x.y.z+<content hash> as deploy ships them
+dist: $(INSTALLED) ## build the two wheels into dist/, versioned x.y.z+h<content hash> as deploy ships them
 	$(BIN)/diabetes-mlops wheels --out dist
 
 validate: $(INSTALLED) ## check job specs (JobSettings, widgets, parameter values per deploy.yml target)

@@ -8,6 +8,7 @@ import pytest
 from fake_workspace import RunPlan
 
 from diabetes_mlops.cli import main
+from diabetes_mlops.deploy import wheels
 from diabetes_mlops.deploy.config import ConfigError, load_target
 from diabetes_mlops.deploy.deployer import Deployer
 from diabetes_mlops.deploy.jobs import DeployError
@@ -89,6 +90,17 @@ def test_a_changed_source_gets_a_new_wheel_name_and_the_jobs_point_at_it(fake_wo
         wheels = {lib["whl"] for t in job["settings"]["tasks"] for lib in t["libraries"]}
         assert wheels & (set(fake_workspace.files) - old)
         assert not any("diabetes_mlops" in w for w in wheels & old)
+
+
+def test_a_hash_of_digits_with_a_leading_zero_keeps_its_wheel_name(project, monkeypatch, tmp_path):
+    """PEP 440 strips leading zeros from an all-digit local version: the h keeps it a name."""
+    monkeypatch.setattr(wheels, "source_digest", lambda project, package: "0899811028")
+    built = wheels.build_wheels(project, tmp_path)
+    assert {w.name for w in built} == {
+        "diabetes-0.1.0+h0899811028-py3-none-any.whl",
+        "diabetes_mlops-0.1.0+h0899811028-py3-none-any.whl",
+    }
+    assert all(w.path.exists() for w in built)
 
 
 def test_an_edited_notebook_is_imported_again(fake_workspace, project):

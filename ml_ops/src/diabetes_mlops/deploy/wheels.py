@@ -1,4 +1,4 @@
-"""Building the two wheels with a content-derived local version: 0.1.0+<hash>.
+"""Building the two wheels with a content-derived local version: 0.1.0+h<hash>.
 
 An all-purpose cluster keeps a wheel installed until it restarts if a job attaches the same
 version again, so every change of a package's sources must change its version, and with it the
@@ -52,7 +52,9 @@ def _build(project: Path, package: str, out_dir: Path) -> Wheel:
     match = _VERSION.search(init.read_text())
     if not match:
         raise RuntimeError(f'{init}: no __version__ = "x.y.z" line')
-    version = f"{match.group(1)}+{source_digest(project, package)}"
+    # "h" before the hash: PEP 440 drops leading zeros from an all-digit local segment, so a
+    # hash like 0899811028 would build as +899811028 under another file name than expected.
+    version = f"{match.group(1)}+h{source_digest(project, package)}"
     path = out_dir / f"{package}-{version}-py3-none-any.whl"
     if path.exists():
         return Wheel(package, version, path)
