@@ -45,7 +45,7 @@ def log_model(local_root: Path) -> str:
     from diabetes.schema import FEATURES, read_dataset
     from diabetes.training import TrainingConfig, train_model
     from diabetes_mlops import served_model
-    from diabetes_mlops.local.serving import tracking_uri
+    from diabetes_mlops.local.store import tracking_uri
     from diabetes_mlops.steps.train import SERIALIZATION, model_requirements, model_signature
 
     mlflow.set_tracking_uri(tracking_uri(local_root))

@@ -33,6 +33,7 @@ from diabetes_mlops.job_specs import (
 )
 from diabetes_mlops.local.dbutils import LocalDbutils, NotebookExit
 from diabetes_mlops.local.spark import LazySpark, local_spark_session
+from diabetes_mlops.local.store import tracking_uri as store_uri
 from diabetes_mlops.notebooks import NotebookError
 from diabetes_mlops.preflight import check_job_parameters
 from diabetes_mlops.tracking import ARTIFACT_ROOT_ENV
@@ -91,9 +92,7 @@ class LocalRunner:
         self.root = Path(local_root).absolute()
         self.environ = os.environ if environ is None else environ
         self.tracking_uri = (
-            tracking_uri
-            or self.environ.get("MLFLOW_TRACKING_URI")
-            or f"sqlite:///{self.root / 'mlflow.db'}"
+            tracking_uri or self.environ.get("MLFLOW_TRACKING_URI") or store_uri(self.root)
         )
         self.report = report
         self.spark = LazySpark(lambda: local_spark_session(self.root))

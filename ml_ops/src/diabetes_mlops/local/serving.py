@@ -34,6 +34,7 @@ from diabetes.contract import (
 )
 from diabetes.scoring import PREDICTION_TOLERANCE, same_prediction
 from diabetes_mlops import served_model
+from diabetes_mlops.local.store import STORE_FILE, tracking_uri
 
 HOST = "127.0.0.1"
 STATE_FILE = "serving.json"
@@ -54,10 +55,6 @@ class Served:
     pid: int
 
 
-def tracking_uri(local_root: Path) -> str:
-    return f"sqlite:///{Path(local_root).absolute() / 'mlflow.db'}"
-
-
 def champion_version(local_root: Path, model_name: str) -> str:
     """The champion's version number in the local store, or a one-line error."""
     import mlflow
@@ -66,7 +63,7 @@ def champion_version(local_root: Path, model_name: str) -> str:
     from diabetes_mlops.errors import ModelNotFoundError
     from diabetes_mlops.registry import CHAMPION, get_version
 
-    if not (Path(local_root) / "mlflow.db").exists():
+    if not (Path(local_root) / STORE_FILE).exists():
         raise ServingError(f"no local MLflow store in {local_root}: run `make demo` first")
     mlflow.set_tracking_uri(tracking_uri(local_root))
     mlflow.set_registry_uri(tracking_uri(local_root))
