@@ -21,7 +21,7 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP := 127.0.0.1
 
 .PHONY: help install test lint fmt dist validate data local-data run-local-training \
-	run-local-batch-scoring demo mlflow-ui serve serve-check bench-local bench-serving deploy deploy-plan databricks-init \
+	run-local-batch-scoring demo demo-drift mlflow-ui serve serve-check bench-local bench-serving deploy deploy-plan databricks-init \
 	run-diabetes-model-training run-diabetes-batch-scoring integration-test bench-deploy \
 	bench-scoring bench clean
 
@@ -77,6 +77,9 @@ demo: run-local-training run-local-batch-scoring ## train, validate, promote, th
 	@echo
 	@echo "MLflow runs and the registry: sqlite store $(LOCAL_ROOT)/mlflow.db, artifacts $(LOCAL_ROOT)/mlartifacts"
 	@echo "Browse them with: make mlflow-ui  (http://127.0.0.1:5000)"
+
+demo-drift: $(INSTALLED) local-data ## drift loop: train, score the sample + 2 drifted batches, show the drift table and the retraining
+	$(DEPLOY) demo-drift --local-root $(LOCAL_ROOT)
 
 mlflow-ui: $(INSTALLED) ## serve the local MLflow store on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(LOCAL_ROOT))/mlflow.db --host 127.0.0.1 --port 5000

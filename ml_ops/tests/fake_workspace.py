@@ -59,10 +59,13 @@ class Fault:
 
 @dataclass
 class RunPlan:
-    """How the next runs of a job end: SUCCESS, or FAILED with an error per failing task."""
+    """How the next runs of a job end: SUCCESS, or FAILED with an error per failing task; a
+    task in `task_results` ends in that result_state instead (e.g. EXCLUDED, a condition task's
+    dependent whose condition did not hold)."""
 
     result: str = "SUCCESS"
     task_errors: dict[str, str] = field(default_factory=dict)
+    task_results: dict[str, str] = field(default_factory=dict)
 
 
 class ApiError(Exception):
@@ -371,9 +374,10 @@ class FakeWorkspace:
             state = {"life_cycle_state": phase if index == 0 else "PENDING"}
             if phase == "TERMINATED":
                 failed = task["task_key"] in plan.task_errors
+                result = plan.task_results.get(task["task_key"])
                 state = {
                     "life_cycle_state": "TERMINATED",
-                    "result_state": "FAILED" if failed else "SUCCESS",
+                    "result_state": result or ("FAILED" if failed else "SUCCESS"),
                 }
             tasks.append({**task, "state": state})
         state = {"life_cycle_state": phase}

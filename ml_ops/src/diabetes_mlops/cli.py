@@ -12,7 +12,7 @@ from diabetes_mlops.deploy.config import DEFAULT_CONFIG, LOCAL, ConfigError, Tar
 from diabetes_mlops.deploy.jobs import DeployError
 from diabetes_mlops.deploy.workspace import AuthError
 from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.job_specs import SpecError, check_spec
+from diabetes_mlops.job_specs import SpecError, check_job_references, check_spec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(".local/Volumes/main/diabetes/data/predictions/diabetes"),
     )
 
+    demo_drift = commands.add_parser(
+        "demo-drift",
+        help="train, score the sample and two drifted batches locally; show drift and retraining",
+    )
+    demo_drift.add_argument("--local-root", type=Path, default=Path(".local"))
+    demo_drift.add_argument("--repo", type=Path, default=Path("."))
+
     for command, text in (
         ("deploy", "build, upload and create/reset the jobs in a target workspace"),
         ("databricks-init", "create the folders, experiment and secret scope a target needs"),
@@ -105,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run_local(args)
     if args.command in ("serve", "serve-check"):
         return _serve(args)
+    if args.command == "demo-drift":
+        return _demo_drift(args)
     if args.command == "wheels":
         from diabetes_mlops.deploy.wheels import build_wheels
 
@@ -155,8 +164,9 @@ def _remote(args: argparse.Namespace) -> int:
 
 def _validate(specs: list[Path], notebooks_dir: Path, config: Path | None) -> int:
     """Each spec (its fields, notebooks, widgets, and the parameter values its tasks receive),
-    then, with a deploy config, each target's parameters applied to the specs, and that the
-    targets keep their data apart."""
+    then the specs together (the jobs run_job tasks name: checked once every spec is valid, as a
+    name is known only from a valid spec), then, with a deploy config, each target's parameters
+    applied to the specs, and that the targets keep their data apart."""
     from diabetes_mlops.preflight import check_job_parameters, check_targets
 
     if not specs:
@@ -177,7 +187,14 @@ def _validate(specs: list[Path], notebooks_dir: Path, config: Path | None) -> in
             print(f"{path}: {problem}", file=sys.stderr)
         failed += bool(problems)
         if not problems:
-            print(f"ok {path}: job '{spec.name}', tasks {' -> '.join(t.key for t in spec.tasks)}")
+            tasks = " -> ".join(t.key for t in spec.all_tasks)
+            print(f"ok {path}: job '{spec.name}', tasks {tasks}")
+    if len(checked) == len(specs):
+        try:
+            check_job_references(checked)
+        except SpecError as exc:
+            failed += 1
+            print(exc, file=sys.stderr)
     if config is not None:
         try:
             problems = check_targets(config, checked)
@@ -233,14 +250,25 @@ def _run_local(args: argparse.Namespace) -> int:
     except (SpecError, ParameterError, ConfigError) as exc:
         _print_error(exc)
         return 2
-    state = "SUCCEEDED" if job.succeeded else "FAILED"
+    state = "SUCCEEDED" if job.succeeded else "FAILED"  # EXCLUDED tasks are no failure
     tasks = ", ".join(f"{t.key} {t.status.lower()} ({t.seconds:.1f} s)" for t in job.tasks)
     print(f"job '{job.name}' {state} in {job.seconds:.1f} s: {tasks}")
     for task in job.tasks:
         if task.error is not None:
-            print(f"task {task.key} ({task.notebook}): {task.error_line}", file=sys.stderr)
+            print(f"task {task.key} ({task.source}): {task.error_line}", file=sys.stderr)
     print(f"MLflow: {runner.tracking_uri}")
     return 0 if job.succeeded else 1
+
+
+def _demo_drift(args: argparse.Namespace) -> int:
+    from diabetes_mlops.local.drift_demo import DemoError, run_demo
+
+    try:
+        run_demo(args.repo, args.local_root)
+    except (DemoError, SpecError, ParameterError, ConfigError) as exc:
+        _print_error(exc)
+        return 1
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -1,26 +1,36 @@
 """Job specs (Jobs API 2.1 JobSettings as JSON): loading, checking, task order, references.
 
 `check_spec` is what `make validate` runs and what the local runner runs before a job: it knows
-every JobSettings field from the databricks-sdk dataclasses, and it checks each notebook task
-against the widgets its notebook declares.
+every JobSettings field from the databricks-sdk dataclasses (`spec_fields`), and it checks each
+notebook task against the widgets its notebook declares. Condition and run_job tasks
+(`control_tasks`) are checked too; `check_job_references` checks the specs of a folder together,
+since a run_job task names another spec's job.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import json
 import re
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from databricks.sdk.service import jobs
-
+from diabetes_mlops.control_tasks import (
+    JOB_ID,
+    NOTEBOOK,
+    RUN_JOB,
+    ConditionTask,
+    ControlTask,
+    RunJobTask,
+    control_task,
+    dependencies,
+    job_reference_problems,
+    outcome_problems,
+    task_kind,
+)
 from diabetes_mlops.notebooks import Notebook, NotebookError, parse_notebook
+from diabetes_mlops.spec_fields import unknown_fields
 
 # Placeholders resolved at deploy time; the specs never hold a literal cluster id or wheel path.
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
@@ -37,6 +47,7 @@ REQUIRED_WHEELS = ("${wheel.diabetes}", "${wheel.diabetes_mlops}")
 REFERENCE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 TASK_VALUE = re.compile(r"tasks\.([A-Za-z0-9_-]+)\.values\.([A-Za-z0-9_-]+)$")
 JOB_REFERENCES = ("job.id", "job.run_id", "task.name", "task.run_id")
+TASK_FIELD = re.compile(r"'tasks\[(\d+)\]")
 
 
 class SpecError(ValueError):
@@ -56,22 +67,45 @@ class NotebookTask:
     # Databricks pushes every job parameter down to every task (and a job parameter wins over a
     # task parameter of the same name); `dbutils.widgets.get` reads them, declared or not.
     job_parameters: dict[str, str] = field(default_factory=dict)
+    outcomes: dict[str, str] = field(default_factory=dict)  # condition dependency -> "true"/"false"
 
     @property
     def parameters(self) -> dict[str, str]:
         """What the task receives when the job runs with its defaults."""
         return {**self.base_parameters, **self.job_parameters}
 
+    @property
+    def references(self) -> dict[str, str]:
+        """Texts that may hold {{...}} references, by how a problem line names them."""
+        return {f"parameter '{name}'": value for name, value in self.parameters.items()}
+
+
+Task = NotebookTask | ConditionTask | RunJobTask
+
 
 @dataclass
 class JobSpec:
     path: Path
     settings: dict[str, Any]
-    tasks: list[NotebookTask]  # in dependency order
+    tasks: list[NotebookTask]  # the notebook tasks, in dependency order
+    # Condition and run_job tasks: apart, so that every task in `tasks` has a notebook.
+    control_tasks: list[ControlTask] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.settings.get("name", self.path.stem)
+
+    @property
+    def all_tasks(self) -> list[Task]:
+        """Every task, in the order a run takes them (dependencies first, else spec order)."""
+        position = {t.get("task_key"): i for i, t in enumerate(self.settings.get("tasks") or [])}
+        tasks: list[Task] = [*self.tasks, *self.control_tasks]
+        return task_order(sorted(tasks, key=lambda t: position.get(t.key, len(position))))
+
+    @property
+    def referenced_jobs(self) -> list[str]:
+        """The names of the specs whose jobs its run_job tasks run."""
+        return sorted({t.job for t in self.control_tasks if isinstance(t, RunJobTask)})
 
     @property
     def job_parameters(self) -> dict[str, str]:
@@ -111,19 +145,28 @@ def check_spec(path: str | Path, notebooks_dir: str | Path) -> JobSpec:
     """Load and check one spec; raise SpecError listing every problem found."""
     path, notebooks_dir = Path(path), Path(notebooks_dir)
     settings = load_json(path)
-    problems = [f"{path}: {p}" for p in unknown_fields(settings) or _structure(settings)]
+    found = unknown_fields(settings) or _structure(settings)
+    problems = [f"{path}: {_in_task(p, settings)}" for p in found]
     if problems:
         raise SpecError(problems)
     problems += [f"{path}: {p}" for p in _placeholder_problems(settings)]
     job_parameters = {p["name"]: p.get("default", "") for p in settings.get("parameters") or []}
     tasks: list[NotebookTask] = []
+    every: list[Task] = []
     for index, task in enumerate(settings.get("tasks") or []):
         where = f"{path}: task '{task.get('task_key', index)}'"
+        kind, problem = task_kind(task)
+        if kind != NOTEBOOK:
+            control, wrong = control_task(task) if problem is None else (None, [problem])
+            problems += [f"{where}: {p}" for p in wrong]
+            every += [control] if control else []
+            continue
         try:
             tasks.append(_notebook_task(task, notebooks_dir, job_parameters))
         except (NotebookError, SpecError) as exc:
             problems.append(f"{where}: {exc}")
             continue
+        every.append(tasks[-1])
         problems += [f"{where}: {p}" for p in _task_problems(task, tasks[-1])]
     if not settings.get("tasks"):
         problems.append(f"{path}: no tasks")
@@ -131,23 +174,26 @@ def check_spec(path: str | Path, notebooks_dir: str | Path) -> JobSpec:
         if tasks and not any(name in t.notebook.widgets for t in tasks):
             problems.append(f"{path}: job parameter '{name}' is declared by no task's notebook")
     try:
-        ordered = task_order(tasks)
+        ordered = task_order(every)
     except SpecError as exc:
         problems += [f"{path}: {p}" for p in exc.problems]
-        ordered = tasks
+        ordered = every
     problems += [f"{path}: {p}" for p in _reference_problems(ordered)]
+    for key, wrong in outcome_problems(ordered).items():
+        problems += [f"{path}: task '{key}': {p}" for p in wrong]
     if problems:
         raise SpecError(problems)
-    return JobSpec(path, settings, ordered)
+    notebook_tasks = [t for t in ordered if isinstance(t, NotebookTask)]
+    controls = [t for t in ordered if not isinstance(t, NotebookTask)]
+    return JobSpec(path, settings, notebook_tasks, controls)
 
 
-def unknown_fields(settings: dict[str, Any]) -> list[str]:
-    """Fields JobSettings does not know, and values the SDK cannot read (e.g. a bad enum)."""
-    problems = _walk(settings, jobs.JobSettings, "")
+def check_job_references(specs: list[JobSpec]) -> None:
+    """Check checked specs together (those of one job_specs folder): every ${job_id.X} names a
+    spec of the same folder and no job runs itself through run_job tasks; raise SpecError."""
+    problems = job_reference_problems(specs)
     if problems:
-        return problems
-    roundtrip = jobs.JobSettings.from_dict(settings).as_dict()
-    return [f"field '{p}': invalid value" for p in _dropped(settings, roundtrip, "")]
+        raise SpecError(problems)
 
 
 def _structure(settings: dict[str, Any]) -> list[str]:
@@ -168,96 +214,45 @@ def _structure(settings: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _in_task(problem: str, settings: dict[str, Any]) -> str:
+    """A problem with a field of tasks[i], prefixed with that task's key when it has one."""
+    match = TASK_FIELD.search(problem)
+    tasks = settings.get("tasks")
+    if match and isinstance(tasks, list) and int(match.group(1)) < len(tasks):
+        task = tasks[int(match.group(1))]
+        if isinstance(task, dict) and isinstance(task.get("task_key"), str):
+            return f"task '{task['task_key']}': {problem}"
+    return problem
+
+
 def _repeated(items: list[Any]) -> list[Any]:
     return sorted({x for x in items if items.count(x) > 1}, key=str)
 
 
-def _walk(value: Any, kind: Any, where: str) -> list[str]:
-    kind = _unwrap(kind)
-    origin = typing.get_origin(kind)
-    expected = _scalar(kind)
-    if expected is not None:
-        types_, name = expected
-        if isinstance(value, types_) and not (isinstance(value, bool) and bool not in types_):
-            return []
-        return [f"field '{where}': expected {name}, got {type(value).__name__} {value!r}"]
-    if dataclasses.is_dataclass(kind):
-        if not isinstance(value, dict):
-            return [f"field '{where or 'JobSettings'}': expected an object"]
-        hints = typing.get_type_hints(kind)
-        problems = []
-        for key, item in value.items():
-            path = f"{where}.{key}" if where else key
-            if key not in hints:
-                problems.append(f"unknown field '{path}' (not in {kind.__name__})")
-            else:
-                problems += _walk(item, hints[key], path)
-        return problems
-    if origin is list:
-        if not isinstance(value, list):
-            return [f"field '{where}': expected a list"]
-        (inner,) = typing.get_args(kind)
-        return [p for i, item in enumerate(value) for p in _walk(item, inner, f"{where}[{i}]")]
-    if origin is dict:
-        if not isinstance(value, dict):
-            return [f"field '{where}': expected an object"]
-        inner = typing.get_args(kind)[1]
-        return [p for k, item in value.items() for p in _walk(item, inner, f"{where}.{k}")]
-    return []
-
-
-def _scalar(kind: Any) -> tuple[tuple[type, ...], str] | None:
-    if kind is str or (isinstance(kind, type) and issubclass(kind, enum.Enum)):
-        return (str,), "a string"
-    if kind is bool:
-        return (bool,), "true or false"
-    if kind is int:
-        return (int,), "an integer"
-    if kind is float:
-        return (int, float), "a number"
-    return None
-
-
-def _unwrap(kind: Any) -> Any:
-    """Optional[X] -> X."""
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(kind) if a is not type(None)]
-        return args[0] if len(args) == 1 else kind
-    return kind
-
-
-def _dropped(given: Any, kept: Any, where: str) -> list[str]:
-    """Paths whose non-empty value did not survive from_dict/as_dict."""
-    if isinstance(given, dict):
-        kept = kept if isinstance(kept, dict) else {}
-        return [
-            p
-            for key, item in given.items()
-            for p in (
-                _dropped(item, kept[key], f"{where}.{key}" if where else key)
-                if key in kept
-                else ([f"{where}.{key}" if where else key] if item not in ({}, [], None) else [])
-            )
-        ]
-    if isinstance(given, list):
-        kept = kept if isinstance(kept, list) else []
-        return [
-            p
-            for i, item in enumerate(given)
-            for p in (
-                _dropped(item, kept[i], f"{where}[{i}]") if i < len(kept) else [f"{where}[{i}]"]
-            )
-        ]
-    return []
-
-
 def _placeholder_problems(settings: dict[str, Any]) -> list[str]:
-    text = json.dumps(settings)
-    return [
+    """Unknown placeholders, and ${job_id.X} anywhere but run_job_task.job_id (the deployer fills
+    it there only, with an int)."""
+    names = sorted(set(PLACEHOLDER.findall(json.dumps(settings))))
+    problems = [
         f"unknown placeholder '${{{name}}}' (known: {', '.join(KNOWN_PLACEHOLDERS)})"
-        for name in sorted(set(PLACEHOLDER.findall(text)))
-        if name not in KNOWN_PLACEHOLDERS
+        for name in names
+        if name not in KNOWN_PLACEHOLDERS and not JOB_ID.fullmatch(f"${{{name}}}")
     ]
+    job = {key: value for key, value in settings.items() if key != "tasks"}
+    problems += [f"{p} belongs in run_job_task.job_id only" for p in _job_ids_in(job)]
+    for index, task in enumerate(settings.get("tasks") or []):
+        run_job = {k: v for k, v in (task.get(RUN_JOB) or {}).items() if k != "job_id"}
+        rest = [{k: v for k, v in task.items() if k != RUN_JOB}, run_job]
+        problems += [
+            f"task '{task.get('task_key', index)}': {p} belongs in run_job_task.job_id only"
+            for p in _job_ids_in(rest)
+        ]
+    return problems
+
+
+def _job_ids_in(value: Any) -> list[str]:
+    names = sorted(set(JOB_ID.findall(json.dumps(value))))
+    return [f"placeholder '${{job_id.{name}}}'" for name in names]
 
 
 def _notebook_task(
@@ -272,12 +267,14 @@ def _notebook_task(
         raise SpecError([f"notebook '{name}' is not in {notebooks_dir}/"])
     parameters = notebook_task.get("base_parameters") or {}
     notebook = parse_notebook(notebook_file)
+    depends_on, outcomes = dependencies(task)
     return NotebookTask(
         key=task["task_key"],
         notebook=notebook,
         base_parameters=dict(parameters),
-        depends_on=[d["task_key"] for d in task.get("depends_on") or []],
+        depends_on=depends_on,
         job_parameters=dict(job_parameters),
+        outcomes=outcomes,
     )
 
 
@@ -312,7 +309,7 @@ def _task_problems(task: dict[str, Any], parsed: NotebookTask) -> list[str]:
     return problems
 
 
-def task_order(tasks: list[NotebookTask]) -> list[NotebookTask]:
+def task_order(tasks: list[Task]) -> list[Task]:
     """Dependency order, keeping the spec's order among tasks that are ready together."""
     by_key = {t.key: t for t in tasks}
     problems = [
@@ -323,7 +320,7 @@ def task_order(tasks: list[NotebookTask]) -> list[NotebookTask]:
     ]
     if problems:
         raise SpecError(problems)
-    done: list[NotebookTask] = []
+    done: list[Task] = []
     pending = list(tasks)
     while pending:
         ready = [t for t in pending if all(d in {x.key for x in done} for d in t.depends_on)]
@@ -334,7 +331,7 @@ def task_order(tasks: list[NotebookTask]) -> list[NotebookTask]:
     return done
 
 
-def upstream(task: NotebookTask, tasks: list[NotebookTask]) -> set[str]:
+def upstream(task: Task, tasks: list[Task]) -> set[str]:
     by_key = {t.key: t for t in tasks}
     seen: set[str] = set()
     stack = list(task.depends_on)
@@ -346,21 +343,28 @@ def upstream(task: NotebookTask, tasks: list[NotebookTask]) -> set[str]:
     return seen
 
 
-def _reference_problems(tasks: list[NotebookTask]) -> list[str]:
+def _reference_problems(tasks: list[Task]) -> list[str]:
+    """Each {{tasks.X.values.k}} reads a task upstream of the reader, and one that sets values:
+    a notebook task (condition and run_job tasks set none)."""
     problems = []
+    notebooks = {t.key for t in tasks if isinstance(t, NotebookTask)}
     for task in tasks:
         before = upstream(task, tasks)
-        for name, value in task.parameters.items():
+        for name, value in task.references.items():
             for reference in REFERENCE.findall(value):
                 match = TASK_VALUE.match(reference)
                 if match and match.group(1) not in before:
                     problems.append(
-                        f"task '{task.key}' parameter '{name}' reads a value of task"
+                        f"task '{task.key}' {name} reads a value of task"
                         f" '{match.group(1)}', which is not upstream of it"
+                    )
+                elif match and match.group(1) not in notebooks:
+                    problems.append(
+                        f"task '{task.key}' {name} reads a value of task '{match.group(1)}',"
+                        " which sets no values (only notebook tasks do)"
                     )
                 elif not match and reference not in JOB_REFERENCES:
                     problems.append(
-                        f"task '{task.key}' parameter '{name}': unsupported reference"
-                        f" '{{{{{reference}}}}}'"
+                        f"task '{task.key}' {name}: unsupported reference" f" '{{{{{reference}}}}}'"
                     )
     return problems

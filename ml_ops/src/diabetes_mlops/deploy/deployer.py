@@ -23,6 +23,12 @@ from databricks.sdk.service.jobs import JobSettings
 from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Language
 
 from diabetes_mlops.deploy.config import Target
+from diabetes_mlops.deploy.job_references import (
+    check_deployed,
+    deploy_order,
+    shown,
+    with_job_ids,
+)
 from diabetes_mlops.deploy.jobs import (
     DeployError,
     find_job,
@@ -35,7 +41,7 @@ from diabetes_mlops.deploy.serving_plan import ServingPlan, serving_plans
 from diabetes_mlops.deploy.wheels import build_wheels
 from diabetes_mlops.deploy.workspace import for_current_user
 from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.job_specs import JobSpec, check_spec
+from diabetes_mlops.job_specs import JobSpec, check_job_references, check_spec
 from diabetes_mlops.preflight import check_job_parameters
 from diabetes_mlops.tracking import UNITY_CATALOG
 
@@ -60,6 +66,7 @@ class JobPlan:
     settings: dict[str, Any]
     job_id: int | None
     action: str  # created / updated / unchanged
+    spec: str = ""  # the spec's name, which ${job_id.<spec name>} uses
 
 
 @dataclass
@@ -97,6 +104,8 @@ class Deployer:
         t = self.target
         checked = self._specs()
         specs = for_serving_trigger(checked, t.serving_trigger)
+        check_deployed(specs, t)
+        specs = deploy_order(specs)
         self._check_model_trigger(specs)
         wheels = build_wheels(self.repo, self.repo / "dist")
         wheel_paths = {w.package: f"{t.wheel_dir.rstrip('/')}/{w.name}" for w in wheels}
@@ -114,8 +123,9 @@ class Deployer:
             **{f"wheel.{package}": path for package, path in wheel_paths.items()},
         }
         plan = Plan(t, values["cluster_id"], self._experiment_id() is not None, uploads)
-        for spec in specs:
-            settings = resolve_settings(spec, t, values)
+        job_ids: dict[str, int | None] = {}  # spec name -> its job's id (None: to be created)
+        for spec in specs:  # a job run by a run_job task comes before the job that runs it
+            settings = resolve_settings(spec, t, values, job_ids)
             existing = find_job(self.w, settings["name"])
             if existing is None:
                 action = CREATED
@@ -123,7 +133,8 @@ class Deployer:
                 current = self.w.jobs.get(existing.job_id).settings
                 action = UNCHANGED if same_settings(settings, current) else UPDATED
             job_id = existing.job_id if existing else None
-            plan.jobs.append(JobPlan(settings["name"], settings, job_id, action))
+            job_ids[spec.name] = job_id
+            plan.jobs.append(JobPlan(settings["name"], settings, job_id, action, spec.name))
         plan.stale = self._stale_jobs(checked, specs)
         plan.serving = serving_plans(self.w, specs, t.parameters, t.job_name_prefix)
         return plan
@@ -141,7 +152,7 @@ class Deployer:
         for job in plan.jobs:
             action = {CREATED: "create", UPDATED: "reset", UNCHANGED: "reset (no change)"}
             self.report(f"job '{job.name}': {action[job.action]}")
-            self.report(json.dumps(job.settings, indent=2))
+            self.report(json.dumps(shown(job.settings), indent=2))
         for serving in plan.serving:
             for line in serving.lines():
                 self.report(line)
@@ -159,9 +170,12 @@ class Deployer:
         for job in plan.stale:
             with contextlib.suppress(NotFound):  # deleted meanwhile: what we wanted
                 self.w.jobs.delete(job.job_id)
-        for job in plan.jobs:
+        job_ids = {job.spec: job.job_id for job in plan.jobs}
+        for job in plan.jobs:  # referenced jobs first: their ids fill the run_job tasks after
+            job.settings = with_job_ids(job.settings, job_ids, job.name)
             if job.job_id is None:
                 job.job_id = self.w.jobs.create(**_create_args(job.settings)).job_id
+                job_ids[job.spec] = job.job_id
             else:  # reset even when unchanged: whatever was edited by hand is put back
                 self.w.jobs.reset(job.job_id, JobSettings.from_dict(job.settings))
         sent = plan.upload_bytes
@@ -193,10 +207,12 @@ class Deployer:
 
     # --- helpers -----------------------------------------------------------------------------
     def _specs(self) -> list[JobSpec]:
-        """The checked specs; a parameter value the target gives that a step would refuse is a
-        ParameterError here, before anything in the workspace changes."""
+        """The checked specs, each alone and together (the jobs run_job tasks name); a parameter
+        value the target gives that a step would refuse is a ParameterError here, before
+        anything in the workspace changes."""
         notebooks = self.repo / "orchestrator_notebooks"
         specs = [check_spec(p, notebooks) for p in sorted((self.repo / "job_specs").glob("*.json"))]
+        check_job_references(specs)
         problems = [
             f"target '{self.target.name}': {problem}"
             for spec in specs

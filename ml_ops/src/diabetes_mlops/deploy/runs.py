@@ -1,4 +1,8 @@
-"""Remote runs: run-now a deployed job by name, follow it, exit with its result."""
+"""Remote runs: run-now a deployed job by name, follow it, exit with its result.
+
+A run's tasks may be condition and run_job tasks: they have no notebook, and a task whose
+condition did not hold ends EXCLUDED, which is no failure (the run still succeeds).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import uuid
 from collections.abc import Callable
 
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.service.jobs import Run, RunLifeCycleState
+from databricks.sdk.errors import DatabricksError
+from databricks.sdk.service.jobs import Run, RunLifeCycleState, RunTask
 
 from diabetes_mlops.deploy.config import Target
 from diabetes_mlops.deploy.jobs import DeployError, find_job
@@ -54,18 +59,37 @@ def run_job(
         return 0
     run = follow(w, run, poll_seconds, report)
     result = run.state.result_state.value if run.state and run.state.result_state else None
+    excluded = [t.task_key for t in run.tasks or [] if _result(t) == "EXCLUDED"]
     if result == "SUCCESS":
         report(f"run {run_id} SUCCESS: {run.run_page_url}")
+    else:
+        report(f"run {run_id} {result or run.state.life_cycle_state.value}: {run.run_page_url}")
+    if excluded:
+        report(f"excluded (a condition did not hold): {', '.join(map(str, excluded))}")
+    if result == "SUCCESS":
         return 0
-    report(f"run {run_id} {result or run.state.life_cycle_state.value}: {run.run_page_url}")
     for task in run.tasks or []:
-        state = task.state
-        task_result = state.result_state.value if state and state.result_state else None
-        if task_result != "SUCCESS":
-            output = w.jobs.get_run_output(task.run_id)
-            error = output.error or (state.state_message if state else "") or "-"
-            report(f"task {task.task_key} {task_result or 'did not finish'}: {error}")
+        task_result = _result(task)
+        if task_result not in ("SUCCESS", "EXCLUDED"):
+            report(f"task {task.task_key} {task_result or 'did not finish'}: {_error(w, task)}")
     return 1
+
+
+def _result(task: RunTask) -> str | None:
+    state = task.state
+    return state.result_state.value if state and state.result_state else None
+
+
+def _error(w: WorkspaceClient, task: RunTask) -> str:
+    """The task's error: its output's, else its state message. A task without output of its own
+    (a condition task, a run_job task whose run failed) may answer get-output with an error:
+    then the state message is all there is."""
+    message = (task.state.state_message if task.state else "") or "-"
+    try:
+        output = w.jobs.get_run_output(task.run_id)
+    except DatabricksError:
+        return message
+    return output.error or message
 
 
 def follow(w: WorkspaceClient, run: Run, poll_seconds: float, report) -> Run:

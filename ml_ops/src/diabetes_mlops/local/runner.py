@@ -1,8 +1,10 @@
-"""The local runner: execute a job spec's notebook tasks on this machine, in dependency order.
+"""The local runner: execute a job spec's tasks on this machine, in dependency order.
 
-Each task runs its notebook file cell by cell, in a fresh namespace holding a local `dbutils`
-(widgets filled from base_parameters and overrides, secrets from the environment, task values)
-and a lazily created `spark`, the way a Databricks job would run the same file. MLflow goes to
+Each notebook task runs its notebook file cell by cell, in a fresh namespace holding a local
+`dbutils` (widgets filled from base_parameters and overrides, secrets from the environment, task
+values) and a lazily created `spark`, the way a Databricks job would run the same file. A
+condition task compares its operands and its dependents run or are EXCLUDED by its outcome, as on
+Databricks; a run_job task runs the spec of the same folder that it names, nested. MLflow goes to
 a sqlite store under the local folder unless MLFLOW_TRACKING_URI says otherwise.
 """
 
@@ -21,26 +23,40 @@ from typing import Any
 import mlflow
 
 from diabetes.schema import DataValidationError
+from diabetes_mlops.control_tasks import ConditionError, ConditionTask, RunJobTask
 from diabetes_mlops.deploy.serving import RolloutError
 from diabetes_mlops.errors import ModelNotFoundError, ParameterError, TrackingStoreError
 from diabetes_mlops.job_specs import (
-    REFERENCE,
-    TASK_VALUE,
     JobSpec,
     NotebookTask,
     SpecError,
+    Task,
+    check_job_references,
     check_spec,
 )
 from diabetes_mlops.local.dbutils import LocalDbutils, NotebookExit
+from diabetes_mlops.local.references import condition_outcome, resolve_references
 from diabetes_mlops.local.spark import LazySpark, local_spark_session
 from diabetes_mlops.local.store import tracking_uri as store_uri
 from diabetes_mlops.notebooks import NotebookError
 from diabetes_mlops.preflight import check_job_parameters
 from diabetes_mlops.tracking import ARTIFACT_ROOT_ENV
 
+
+class JobFailed(Exception):
+    """A run_job task's job failed; the message names its first failed task and why."""
+
+    def __init__(self, job: JobRun) -> None:
+        failed = next(t for t in job.tasks if t.status == FAILED)
+        super().__init__(f"job '{job.name}' FAILED: task {failed.key}: {failed.error_line}")
+        self.job = job
+
+
 # Errors whose message says it all: printed as one line, no traceback.
 USER_ERRORS = (
+    ConditionError,
     DataValidationError,
+    JobFailed,
     ParameterError,
     ModelNotFoundError,
     NotebookError,
@@ -49,21 +65,32 @@ USER_ERRORS = (
     TrackingStoreError,
 )
 
-SUCCESS, FAILED, SKIPPED = "SUCCESS", "FAILED", "SKIPPED"
+# EXCLUDED: a condition upstream did not hold (not a failure: the job still succeeds).
+SUCCESS, FAILED, SKIPPED, EXCLUDED = "SUCCESS", "FAILED", "SKIPPED", "EXCLUDED"
+# A cycle of run_job tasks is refused by check_job_references; this only stops a runaway.
+MAX_JOB_DEPTH = 10
 
 
 @dataclass
 class TaskRun:
     key: str
-    notebook: Path
+    notebook: Path | None  # None for a condition or run_job task
     status: str
     seconds: float = 0.0
     error: BaseException | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
+    outcome: str | None = None  # a condition task's "true" / "false"
+    job: JobRun | None = None  # the run a run_job task started
+    what: str = ""  # what a task without a notebook ran, for error lines
 
     @property
     def error_line(self) -> str:
         return f"{type(self.error).__name__}: {self.error}" if self.error else ""
+
+    @property
+    def source(self) -> str:
+        """The notebook it ran, or what kind of task it is."""
+        return str(self.notebook) if self.notebook is not None else self.what
 
 
 @dataclass
@@ -75,7 +102,7 @@ class JobRun:
 
     @property
     def succeeded(self) -> bool:
-        return all(t.status == SUCCESS for t in self.tasks)
+        return all(t.status in (SUCCESS, EXCLUDED) for t in self.tasks)
 
     def task(self, key: str) -> TaskRun:
         return next(t for t in self.tasks if t.key == key)
@@ -107,63 +134,125 @@ class LocalRunner:
         """Run the spec's tasks with `overrides` (each must reach some task) on top of
         `defaults` (a deploy target's parameters: applied where a task takes them).
 
-        Every value any task would receive is judged against its step's rules first: a bad one
-        is a ParameterError before the first task starts, so nothing is written.
+        Every value any task would receive is judged against its step's rules first, those of
+        the jobs its run_job tasks run included: a bad one is a ParameterError before the first
+        task starts, so nothing is written. A spec with run_job tasks is checked with the other
+        specs of its folder (check_job_references), where the jobs it runs are found by name.
         """
         spec_path = Path(spec_path)
         notebooks = Path(
             notebooks_dir or spec_path.absolute().parent.parent / "orchestrator_notebooks"
         )
         spec = check_spec(spec_path, notebooks)
-        overrides = {**_taken(spec, defaults or {}), **(overrides or {})}
+        jobs = _runnable_jobs(spec, notebooks)
+        defaults = dict(defaults or {})
+        overrides = {**_taken(spec, defaults), **(overrides or {})}
         parameters = task_parameters(spec, overrides)
-        problems = check_job_parameters(spec, overrides)
+        problems = check_job_parameters(spec, overrides) + _nested_problems(spec, jobs, defaults)
         if problems:
             raise ParameterError("\n".join(problems))
-        run_id = uuid.uuid4().hex[:12]
-        task_values: dict[str, dict[str, Any]] = {}
-        runs: list[TaskRun] = []
-        started = time.perf_counter()
         self.root.mkdir(parents=True, exist_ok=True)
         with self._mlflow_environment():
-            for task in spec.tasks:
-                if any(r.status != SUCCESS for r in runs):  # a failing task stops the job
-                    runs.append(TaskRun(task.key, task.notebook.path, SKIPPED))
-                    self.report(f"- task {task.key}: skipped (an earlier task failed)")
-                    continue
-                runs.append(self._run_task(spec, task, parameters[task.key], task_values, run_id))
-        return JobRun(spec.name, run_id, runs, time.perf_counter() - started)
+            return self._run_job(spec, parameters, _Nesting(jobs, defaults), self.report)
 
-    def _run_task(
+    def _run_job(
         self,
         spec: JobSpec,
-        task: NotebookTask,
-        parameters: dict[str, str],
-        task_values: dict[str, dict[str, Any]],
-        run_id: str,
+        parameters: dict[str, dict[str, str]],
+        nesting: _Nesting,
+        report: Callable[[str], None],
+    ) -> JobRun:
+        run_id = uuid.uuid4().hex[:12]
+        task_values: dict[str, dict[str, Any]] = {}
+        runs: dict[str, TaskRun] = {}
+        started = time.perf_counter()
+        for task in spec.all_tasks:
+            notebook = task.notebook.path if isinstance(task, NotebookTask) else None
+            excluded = _excluded_by(task, runs)
+            if any(r.status == FAILED for r in runs.values()):  # a failing task stops the job
+                runs[task.key] = TaskRun(task.key, notebook, SKIPPED, what=_what(task))
+                report(f"- task {task.key}: skipped (an earlier task failed)")
+            elif excluded:
+                runs[task.key] = TaskRun(task.key, notebook, EXCLUDED, what=_what(task))
+                report(f"- task {task.key}: excluded ({excluded})")
+            else:
+                work = {
+                    NotebookTask: lambda t: self._notebook(t, parameters, task_values, run_id),
+                    ConditionTask: lambda t: _condition(t, task_values, run_id),
+                    RunJobTask: lambda t: self._nested_job(t, task_values, run_id, nesting, report),
+                }[type(task)]
+                runs[task.key] = self._attempt(task, notebook, report, work)
+        return JobRun(spec.name, run_id, list(runs.values()), time.perf_counter() - started)
+
+    def _attempt(
+        self,
+        task: Task,
+        notebook: Path | None,
+        report: Callable[[str], None],
+        work: Callable[[Any], tuple[dict[str, Any], str]],
     ) -> TaskRun:
-        path = task.notebook.path
-        self.report(f"> task {task.key}: {path.name}")
+        """Run one task; an exception fails it (and only it), like on Databricks. `work` returns
+        what the TaskRun records (outputs, outcome, job) and a note for the report line."""
+        report(f"> task {task.key}: {notebook.name if notebook else _what(task)}")
         started = time.perf_counter()
         try:
-            resolved = {
-                name: resolve_references(value, task_values, task.key, run_id)
-                for name, value in parameters.items()
-            }
-            dbutils = LocalDbutils(
-                resolved, self.root, task_values, task.key, self.environ, self.spark
-            )
-            execute_notebook(task, dbutils, self.spark)
-        except Exception as error:  # a failing notebook fails its task, like on Databricks
+            recorded, note = work(task)
+        except Exception as error:
             seconds = time.perf_counter() - started
             if not isinstance(error, USER_ERRORS):
-                self.report("".join(traceback.format_exception(error)).rstrip())
-            run = TaskRun(task.key, path, FAILED, seconds, error)
-            self.report(f"x task {task.key} FAILED after {seconds:.1f} s")
-            return run
+                report("".join(traceback.format_exception(error)).rstrip())
+            job = error.job if isinstance(error, JobFailed) else None
+            report(f"x task {task.key} FAILED after {seconds:.1f} s")
+            return TaskRun(task.key, notebook, FAILED, seconds, error, job=job, what=_what(task))
         seconds = time.perf_counter() - started
-        self.report(f"v task {task.key} succeeded in {seconds:.1f} s")
-        return TaskRun(task.key, path, SUCCESS, seconds, outputs=task_values.get(task.key, {}))
+        report(f"v task {task.key} succeeded in {seconds:.1f} s{note}")
+        return TaskRun(task.key, notebook, SUCCESS, seconds, what=_what(task), **recorded)
+
+    def _notebook(
+        self,
+        task: NotebookTask,
+        parameters: dict[str, dict[str, str]],
+        task_values: dict[str, dict[str, Any]],
+        run_id: str,
+    ) -> tuple[dict[str, Any], str]:
+        resolved = {
+            name: resolve_references(value, task_values, task.key, run_id)
+            for name, value in parameters[task.key].items()
+        }
+        dbutils = LocalDbutils(resolved, self.root, task_values, task.key, self.environ, self.spark)
+        execute_notebook(task, dbutils, self.spark)
+        return {"outputs": task_values.get(task.key, {})}, ""
+
+    def _nested_job(
+        self,
+        task: RunJobTask,
+        task_values: dict[str, dict[str, Any]],
+        run_id: str,
+        nesting: _Nesting,
+        report: Callable[[str], None],
+    ) -> tuple[dict[str, Any], str]:
+        """Run the job the task names, with the target's defaults and the task's job_parameters
+        (references filled); its lines are indented under the task's. It fails the task when it
+        fails, as a run_job task fails with the run it started."""
+        if nesting.depth >= MAX_JOB_DEPTH:
+            raise SpecError(
+                [f"task '{task.key}': run_job tasks nest more than {MAX_JOB_DEPTH} deep"]
+            )
+        job = nesting.jobs[task.job]
+        given = {
+            name: resolve_references(value, task_values, task.key, run_id)
+            for name, value in task.job_parameters.items()
+        }
+        overrides = {**_taken(job, nesting.defaults), **given}
+        parameters = task_parameters(job, overrides)
+        problems = check_job_parameters(job, overrides)
+        if problems:
+            raise ParameterError("\n".join(problems))
+        inner = nesting.deeper()
+        run = self._run_job(job, parameters, inner, lambda text: report(_indented(text)))
+        if not run.succeeded:
+            raise JobFailed(run)
+        return {"job": run}, f": job '{job.name}' succeeded"
 
     @contextmanager
     def _mlflow_environment(self) -> Iterator[None]:
@@ -187,6 +276,77 @@ class LocalRunner:
             mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"] or "")
 
 
+@dataclass(frozen=True)
+class _Nesting:
+    """What a run_job task needs: the specs of its folder by name, the target's defaults, and
+    how deep in run_job tasks the job runs."""
+
+    jobs: Mapping[str, JobSpec]
+    defaults: Mapping[str, str]
+    depth: int = 0
+
+    def deeper(self) -> _Nesting:
+        return _Nesting(self.jobs, self.defaults, self.depth + 1)
+
+
+def _runnable_jobs(spec: JobSpec, notebooks: Path) -> dict[str, JobSpec]:
+    """The specs of the spec's folder by name, checked together, when it has run_job tasks; {}
+    otherwise (a job that runs no other reads no other spec)."""
+    if not spec.referenced_jobs:
+        return {}
+    specs = [check_spec(path, notebooks) for path in sorted(spec.path.parent.glob("*.json"))]
+    check_job_references(specs)
+    return {s.name: s for s in specs}
+
+
+def _nested_problems(
+    spec: JobSpec, jobs: Mapping[str, JobSpec], defaults: Mapping[str, str], depth: int = 0
+) -> list[str]:
+    """The values each job its run_job tasks run would receive, judged before anything runs
+    (values with {{...}} references are judged when the task runs)."""
+    problems = []
+    for task in spec.control_tasks:
+        if not isinstance(task, RunJobTask) or depth >= MAX_JOB_DEPTH:
+            continue
+        job = jobs[task.job]  # its job_parameters are its job's: check_job_references
+        problems += check_job_parameters(job, {**_taken(job, defaults), **task.job_parameters})
+        problems += _nested_problems(job, jobs, defaults, depth + 1)
+    return problems
+
+
+def _excluded_by(task: Task, runs: Mapping[str, TaskRun]) -> str | None:
+    """Why the task is EXCLUDED, or None: a dependency was excluded, or a condition it depends on
+    with an `outcome` came out the other way."""
+    for key in task.depends_on:
+        run = runs[key]
+        if run.status == EXCLUDED:
+            return f"{key} was excluded"
+        wanted = task.outcomes.get(key)
+        if wanted is not None and run.outcome != wanted:
+            return f"{key} is {run.outcome}"
+    return None
+
+
+def _indented(text: str) -> str:
+    """A nested job's report (a traceback too), indented under its run_job task's line."""
+    return "\n".join(f"    {line}" for line in text.splitlines())
+
+
+def _what(task: Task) -> str:
+    if isinstance(task, ConditionTask):
+        return f"condition {task.op}"
+    if isinstance(task, RunJobTask):
+        return f"run job '{task.job}'"
+    return ""
+
+
+def _condition(
+    task: ConditionTask, task_values: Mapping[str, Mapping[str, Any]], run_id: str
+) -> tuple[dict[str, Any], str]:
+    left, right, outcome = condition_outcome(task, task_values, run_id)
+    return {"outcome": outcome}, f": {left!r} {task.op} {right!r} is {outcome}"
+
+
 def task_parameters(spec: JobSpec, overrides: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """Parameters per task, with the overrides applied; one that no task declares is an error."""
     unused = set(overrides) - set(_taken(spec, overrides))
@@ -201,28 +361,6 @@ def _taken(spec: JobSpec, parameters: Mapping[str, str]) -> dict[str, str]:
     """The parameters some task of the job takes."""
     applied = spec.overrides_by_task(parameters)
     return {k: v for k, v in parameters.items() if any(k in taken for taken in applied.values())}
-
-
-def resolve_references(
-    value: str, task_values: Mapping[str, Mapping[str, Any]], task_key: str, run_id: str
-) -> str:
-    """Fill Databricks dynamic value references such as {{tasks.train.values.model_version}}."""
-
-    def fill(match) -> str:
-        reference = match.group(1)
-        task_value = TASK_VALUE.match(reference)
-        if task_value:
-            upstream, key = task_value.groups()
-            if key not in task_values.get(upstream, {}):
-                raise ParameterError(f"task '{upstream}' did not set value '{key}'")
-            return str(task_values[upstream][key])
-        known = {"job.id": "local", "job.run_id": run_id, "task.name": task_key}
-        known["task.run_id"] = f"{run_id}-{task_key}"
-        if reference not in known:
-            raise ParameterError(f"unsupported reference {match.group(0)}")
-        return known[reference]
-
-    return REFERENCE.sub(fill, value)
 
 
 def execute_notebook(task: NotebookTask, dbutils: LocalDbutils, spark: LazySpark) -> None:

@@ -10,13 +10,14 @@ from diabetes_mlops import step_runner
 from diabetes_mlops.parameters import Declared, parameter_registry
 from diabetes_mlops.steps.batch_score import batch_score
 from diabetes_mlops.steps.deploy_serving import deploy_serving
+from diabetes_mlops.steps.monitor import monitor
 from diabetes_mlops.steps.promote import promote
 from diabetes_mlops.steps.train import train
 from diabetes_mlops.steps.validate import validate
 
 # Every step a notebook may run, by the name its `run_step(<step>, dbutils)` line uses.
 STEPS: dict[str, Callable[..., Any]] = {
-    step.__name__: step for step in (train, validate, promote, batch_score, deploy_serving)
+    step.__name__: step for step in (train, validate, promote, batch_score, monitor, deploy_serving)
 }
 
 
@@ -35,6 +36,7 @@ __all__ = [
     "STEPS",
     "batch_score",
     "deploy_serving",
+    "monitor",
     "parameter_rules",
     "promote",
     "run_step",

@@ -15,6 +15,7 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
+from diabetes.drift import reference_profile
 from diabetes.evaluation import (
     feature_statistics_html,
     predicted_vs_actual_plot,
@@ -28,7 +29,7 @@ from diabetes.training import (
     row_fingerprints,
     train_model,
 )
-from diabetes_mlops import served_model
+from diabetes_mlops import reference_profiles, served_model
 from diabetes_mlops.context import FilePath
 from diabetes_mlops.parameters import Above, AtLeast, Below, Between, Each
 from diabetes_mlops.registry import CHALLENGER, set_alias, set_version_tags
@@ -81,6 +82,7 @@ def train(
         frame = read_dataset(data_path, "training")
         result = train_model(frame, config, source=data_path)
         _log_result(result, frame, data_path)
+        profile_path = _log_reference_profile(result, frame)
         info = served_model.log_model(
             result.model,
             name=MODEL_ARTIFACT,
@@ -100,6 +102,7 @@ def train(
             {
                 "alpha": result.alpha,
                 **{f"holdout_{k}": f"{v:.6g}" for k, v in result.metrics.items()},
+                reference_profiles.TAG: profile_path,
             },
         )
         log.info(
@@ -142,6 +145,13 @@ def _log_result(result: TrainingResult, frame, data_path: str) -> None:
     predicted = result.model.predict(result.holdout[list(FEATURES)])
     mlflow.log_figure(predicted_vs_actual_plot(y, predicted), "plots/predicted_vs_actual.png")
     mlflow.log_figure(residuals_plot(y, predicted), "plots/residuals.png")
+
+
+def _log_reference_profile(result: TrainingResult, frame) -> str:
+    """The drift monitor's reference: the training data as read (train and holdout rows) and
+    the fitted model's predictions on it, binned at its own quantiles."""
+    predictions = result.model.predict(frame[list(FEATURES)])
+    return reference_profiles.log(reference_profile(frame, predictions))
 
 
 def model_signature() -> ModelSignature:

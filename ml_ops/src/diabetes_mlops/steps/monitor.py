@@ -1,0 +1,306 @@
+"""Monitor step: label-free drift of the batch that batch_score just wrote, and whether to retrain.
+
+It reads the scored output (its manifest names the model version that scored it), counts the
+batch over that version's reference profile in one Spark pass (diabetes_mlops.spark_profile),
+compares the two (diabetes.drift: PSI per feature and for the prediction, the change in missing
+rate, the share of unknown SEX codes), logs the metrics and an HTML drift report to MLflow, and
+writes one row per feature and metric into the monitoring table, replacing that batch's rows if
+it was monitored before. Its task value `retrain` is "true" when drift was found in
+`drift_batches` of the last `drift_window` batches scored by the same model version, this one
+included (a batch back to normal never retrains): the job's condition_task reads it and starts
+the training job, whose validation gate still decides whether the new model is promoted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime
+from typing import Annotated
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from pyspark.sql import SparkSession
+
+from diabetes.contract import PREDICTION
+from diabetes.drift import (
+    DEFAULT_MISSING_RATE_THRESHOLD,
+    DEFAULT_PSI_THRESHOLD,
+    DEFAULT_UNKNOWN_SHARE_THRESHOLD,
+    PROFILED_CATEGORICAL,
+    PROFILED_NUMERIC,
+    CategoryProfile,
+    DriftMetric,
+    NumericProfile,
+    Profile,
+    Thresholds,
+    compare,
+    drifted,
+    should_retrain,
+)
+from diabetes.drift_report import drift_figure, drift_report_html
+from diabetes_mlops import output, reference_profiles, spark_profile
+from diabetes_mlops.context import SparkPath
+from diabetes_mlops.errors import ParameterError
+from diabetes_mlops.monitoring_table import COLUMNS, FORMATS, MonitoringTable
+from diabetes_mlops.parameters import AtLeast, Between, OneOf, cross_check
+from diabetes_mlops.steps.common import ExperimentName, Registry
+from diabetes_mlops.tracking import tracked_run, use_experiment, use_registry
+
+log = logging.getLogger(__name__)
+
+NO_REFERENCE, EMPTY_BATCH = "no_reference", "empty_batch"
+ALL_FEATURES = "*"  # the feature of a row about the whole batch
+REPORT = "drift_report.html"
+FIGURE = "drift/histograms.png"
+
+
+def monitor(
+    spark: SparkSession,
+    output_path: Annotated[SparkPath, output.OutputFolder()],
+    monitoring_path: Annotated[SparkPath, output.OutputFolder()],
+    experiment_name: ExperimentName,
+    registry: Registry = "workspace",
+    output_format: Annotated[str, OneOf(*output.OUTPUT_FORMATS)] = "parquet",
+    monitoring_format: Annotated[str, OneOf(*FORMATS)] = "parquet",
+    psi_threshold: Annotated[float, Between(0, 10)] = DEFAULT_PSI_THRESHOLD,
+    missing_rate_threshold: Annotated[float, Between(0, 1)] = DEFAULT_MISSING_RATE_THRESHOLD,
+    unknown_share_threshold: Annotated[float, Between(0, 1)] = DEFAULT_UNKNOWN_SHARE_THRESHOLD,
+    drift_batches: Annotated[int, AtLeast(1)] = 2,
+    drift_window: Annotated[int, AtLeast(1)] = 3,
+    batch_id: str = "",
+) -> dict[str, str]:
+    """Measure the drift of the batch scored into `output_path` and append it to the monitoring
+    table at `monitoring_path`; task value `retrain` says whether to retrain.
+
+    The batch is identified by `batch_id`, or else by its content (the scored rows' features,
+    whatever their order): monitoring the same batch again replaces its rows in the table."""
+    _check_window(drift_batches, drift_window)
+    scored = output.locate(output_path, "output_path")
+    manifest = _scores_manifest(scored, output_path, output_format)
+    table = MonitoringTable.prepare(
+        monitoring_path,
+        monitoring_format,
+        spark=spark,
+        others={"output_path": output_path, "input_path": manifest.get("input_path")},
+    )
+    model_name, version_number = manifest["model_name"], str(manifest["model_version"])
+    thresholds = Thresholds(psi_threshold, missing_rate_threshold, unknown_share_threshold)
+    use_registry(registry, model_name)
+    use_experiment(experiment_name)
+    with tracked_run("monitor") as run:
+        mlflow.set_tags({"step": "monitor", "output_path": output_path})
+        version = MlflowClient().get_model_version(model_name, version_number)
+        reference = reference_profiles.load(version)
+        frame = spark.read.format(output_format).load(scored.spark)
+        stats = spark_profile.batch_stats(frame, reference or _edgeless())
+        batch = Batch(
+            batch_id or stats.fingerprint,
+            _scored_at(manifest),
+            model_name,
+            int(version_number),
+            stats.rows,
+            run.info.run_id,
+        )
+        mlflow.log_params(
+            {
+                "model_name": model_name,
+                "model_version": version_number,
+                "batch_id": batch.batch_id,
+                "monitoring_path": monitoring_path,
+                "psi_threshold": psi_threshold,
+                "missing_rate_threshold": missing_rate_threshold,
+                "unknown_share_threshold": unknown_share_threshold,
+                "drift_rule": f"{drift_batches} of {drift_window}",
+            }
+        )
+        mlflow.log_metric("rows", stats.rows)
+        if reference is None or stats.rows == 0:
+            status = NO_REFERENCE if reference is None else EMPTY_BATCH
+            _warn_unmonitored(status, batch)
+            rows = batch.rows_of([DriftMetric(ALL_FEATURES, status, math.nan, math.nan, False)])
+            table.write_batch(batch.batch_id, rows)
+            mlflow.set_tags({"drift_status": status, "retrain": "false"})
+            return batch.outputs(retrain=False, drift=False, status=status)
+        metrics = compare(reference, stats.profile, thresholds)
+        found = drifted(metrics)
+        recent = _recent_drift(table.history(), batch, drift_window) + [found]
+        # A batch back to normal never starts a retraining, whatever came before it.
+        retrain = found and should_retrain(recent, drift_batches, drift_window)
+        _log_metrics(metrics, stats.labels, found, retrain)
+        _log_report(reference, stats.profile, metrics, batch)
+        table.write_batch(batch.batch_id, batch.rows_of(metrics, stats.labels))
+        mlflow.set_tags(
+            {"drift_status": "drift" if found else "stable", "retrain": str(retrain).lower()}
+        )
+        _log_verdict(metrics, batch, recent, drift_batches, drift_window, retrain)
+    return batch.outputs(retrain=retrain, drift=found, status="drift" if found else "stable")
+
+
+class Batch:
+    """What identifies a monitored batch, and how its rows look in the monitoring table."""
+
+    def __init__(self, batch_id, batch_time, model_name, model_version, rows, run_id) -> None:
+        self.batch_id = batch_id
+        self.batch_time = batch_time
+        self.model_name = model_name
+        self.model_version = model_version
+        self.rows = rows
+        self.run_id = run_id
+
+    def rows_of(
+        self, metrics: list[DriftMetric], labels: dict[str, float] | None = None
+    ) -> pd.DataFrame:
+        """The table rows: one per drift metric, and rmse/mae of the prediction when the
+        scored rows carried labels (never drift: labels are reported, not judged)."""
+        found = drifted(metrics)
+        label_rows = [
+            DriftMetric(PREDICTION, name, float(value), math.nan, False)
+            for name, value in (labels or {}).items()
+            if name in ("rmse", "mae")
+        ]
+        monitored_at = pd.Timestamp(datetime.now(UTC))
+        records = [
+            {
+                "batch_id": self.batch_id,
+                "batch_time": self.batch_time,
+                "monitored_at": monitored_at,
+                "model_name": self.model_name,
+                "model_version": self.model_version,
+                "feature": m.feature,
+                "metric": m.metric,
+                "value": None if math.isnan(m.value) else m.value,
+                "threshold": None if math.isnan(m.threshold) else m.threshold,
+                "drifted": m.drifted,
+                "batch_drifted": found,
+                "rows": self.rows,
+                "run_id": self.run_id,
+            }
+            for m in [*metrics, *label_rows]
+        ]
+        return pd.DataFrame.from_records(records, columns=list(COLUMNS))
+
+    def outputs(self, retrain: bool, drift: bool, status: str) -> dict[str, str]:
+        return {
+            "retrain": str(retrain).lower(),
+            "drift": str(drift).lower(),
+            "drift_status": status,
+            "batch_id": self.batch_id,
+            "model_version": str(self.model_version),
+        }
+
+
+@cross_check
+def _check_window(drift_batches: int, drift_window: int) -> None:
+    """N of the last M batches: N cannot exceed M (judged before the job starts as well)."""
+    if drift_batches > drift_window:
+        raise ParameterError(
+            f"parameter 'drift_batches': {drift_batches} drifted batches cannot be found among"
+            f" the last drift_window={drift_window}"
+        )
+
+
+def _scores_manifest(scored: output.Location, given: str, fmt: str) -> dict:
+    """The manifest of a batch-scoring output of this project, in the format expected."""
+    manifest = output.read_manifest(scored.path)
+    if manifest is None or manifest.get("kind", "scores") != "scores":
+        raise ParameterError(
+            f"parameter 'output_path': {given!r} holds no scores written by batch_score (no"
+            " output manifest): run batch_score first, or point output_path at its output"
+        )
+    if manifest.get("format") != fmt:
+        raise ParameterError(
+            f"parameter 'output_format': {given!r} holds {manifest.get('format')} scores,"
+            f" not {fmt}"
+        )
+    if not str(manifest.get("model_version", "")).isdigit() or not manifest.get("model_name"):
+        raise ParameterError(
+            f"parameter 'output_path': the manifest of {given!r} names no model version"
+        )
+    return manifest
+
+
+def _scored_at(manifest: dict) -> pd.Timestamp:
+    written = manifest.get("written_at")
+    return pd.Timestamp(written) if written else pd.Timestamp(datetime.now(UTC))
+
+
+def _edgeless() -> Profile:
+    """A reference with no bins: the batch's counts still give its rows and content id."""
+    numeric = {name: NumericProfile((), (0,), 0) for name in PROFILED_NUMERIC}
+    categorical = {name: CategoryProfile({}, 0, 0) for name in PROFILED_CATEGORICAL}
+    return Profile(0, numeric, categorical)
+
+
+def _recent_drift(history: pd.DataFrame, batch: Batch, window: int) -> list[bool]:
+    """Whether each of the (window - 1) batches before this one drifted, oldest first: batches
+    of the same model version, other than this one, by the time they were scored."""
+    same = history[
+        (history["model_name"] == batch.model_name)
+        & (history["model_version"] == batch.model_version)
+        & (history["batch_id"] != batch.batch_id)
+    ]
+    per_batch = same.groupby("batch_id", sort=False).agg(
+        batch_time=("batch_time", "max"), batch_drifted=("batch_drifted", "max")
+    )
+    earlier = per_batch[per_batch["batch_time"] <= batch.batch_time].sort_values("batch_time")
+    return [bool(d) for d in earlier["batch_drifted"].tail(window - 1)]
+
+
+def _warn_unmonitored(status: str, batch: Batch) -> None:
+    if status == NO_REFERENCE:
+        log.warning(
+            "no reference: model %s version %s has no reference profile (registered before"
+            " drift monitoring); batch %s is recorded without drift metrics and never triggers"
+            " retraining. Train a new version to monitor this model.",
+            batch.model_name,
+            batch.model_version,
+            batch.batch_id,
+        )
+    else:
+        log.warning("batch %s has no scored rows: nothing to compare", batch.batch_id)
+
+
+def _log_metrics(metrics, labels: dict[str, float], found: bool, retrain: bool) -> None:
+    values = {f"{m.metric}_{m.feature}": m.value for m in metrics if not math.isnan(m.value)}
+    values.update({name: value for name, value in labels.items()})
+    values["drifted_metrics"] = sum(m.drifted for m in metrics)
+    values["batch_drifted"] = int(found)
+    values["retrain"] = int(retrain)
+    mlflow.log_metrics(values)
+
+
+def _log_report(reference: Profile, batch: Profile, metrics, info: Batch) -> None:
+    details = {
+        "model": f"{info.model_name} version {info.model_version}",
+        "batch": info.batch_id,
+        "scored at": str(info.batch_time),
+        "rows": str(info.rows),
+    }
+    title = f"Drift of batch {info.batch_id} against the training data"
+    mlflow.log_text(drift_report_html(reference, batch, metrics, title, details), REPORT)
+    mlflow.log_figure(drift_figure(reference, batch, metrics), FIGURE)
+
+
+def _log_verdict(metrics, batch: Batch, recent, needed: int, window: int, retrain: bool) -> None:
+    over = [m for m in metrics if m.drifted]
+    what = (
+        "drift in "
+        + ", ".join(f"{m.feature} {m.metric} {m.value:.3g} > {m.threshold:g}" for m in over)
+        if over
+        else "no drift"
+    )
+    log.info(
+        "batch %s (%d rows, %s version %s): %s; drift in %d of the last %d batch(es) of this"
+        " version, %d needed: retrain=%s",
+        batch.batch_id,
+        batch.rows,
+        batch.model_name,
+        batch.model_version,
+        what,
+        sum(recent[-window:]),
+        min(len(recent), window),
+        needed,
+        str(retrain).lower(),
+    )
