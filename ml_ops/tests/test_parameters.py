@@ -285,7 +285,8 @@ def test_each_target_has_its_own_data_and_dev_is_per_user(repo, specs):
     for name in ("dev", "staging", "prod"):
         target = load_target(name, config).for_user("alice@example.com")
         found[name] = data_locations(list(specs.values()), target.parameters)
-    assert all(len(paths) == 3 for paths in found.values())  # data_path, input_path, output_path
+    # data_path, input_path, output_path, monitoring_path
+    assert all(len(paths) == 4 for paths in found.values())
     assert all("alice@example.com" in path for path in found["dev"])
     assert not set(found["dev"]) & set(found["staging"])
     assert not set(found["staging"]) & set(found["prod"])
@@ -299,7 +300,7 @@ def test_targets_sharing_data_are_refused(repo, tmp_path, specs):
     staging = "data_dir: /Volumes/main/diabetes_staging/data"
     config.write_text(text.replace(staging, "data_dir: /Volumes/main/diabetes/data/"))
     clashes = data_location_clashes(config, list(specs.values()))
-    assert len(clashes) == 3
+    assert len(clashes) == 4
     assert (
         f"{config}: targets 'staging' and 'prod' both use"
         " /Volumes/main/diabetes/data/predictions/diabetes (job 'diabetes-batch-scoring'"
@@ -308,7 +309,7 @@ def test_targets_sharing_data_are_refused(repo, tmp_path, specs):
     inside = "data_dir: /Volumes/main/diabetes/data/predictions/diabetes"
     config.write_text(text.replace(staging, inside))
     clashes = data_location_clashes(config, list(specs.values()))
-    assert len(clashes) == 3  # each of staging's data is inside prod's output folder
+    assert len(clashes) == 4  # each of staging's data is inside prod's output folder
     assert (
         "targets 'staging' and 'prod' overlap:"
         " /Volumes/main/diabetes/data/predictions/diabetes/data_raw.csv (job"

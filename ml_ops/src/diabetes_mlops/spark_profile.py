@@ -1,122 +1,248 @@
-"""The drift monitor's one Spark pass: a scored batch counted over a reference profile's bins.
+"""A scored batch, counted on Spark in one pass: its drift profile over the reference's bins, its
+row count, a content fingerprint and, when it carries labels, its error.
 
-One aggregation (one scan, one job) gives everything the monitor needs: per numeric column and
-the prediction, how many values lie at or below each reference edge plus the present count
-(diabetes.drift.NumericProfile.from_cumulative turns those into bin counts, the same way the
-pandas computation does); SEX level, missing and unknown counts; the rows; a fingerprint of the
-batch's content; and, when the batch carries labels, the sums behind rmse and mae.
+The monitor reads the batch's scored output (Parquet or Delta from the Spark engine, or CSV from
+the pandas engine, where every column may come back as text) and needs, per profiled numeric
+column, how many values lie at or below each reference edge (diabetes.drift.NumericProfile
+.from_cumulative), how many are present and missing, the SEX level counts, and an id of the
+batch. All of it is one aggregation, so the output is scanned once.
+
+How it is counted, and why (10M scored rows, Spark local[2], `make bench-scoring` has the
+monitor section):
+
+- One `count(CASE WHEN x <= edge THEN 1 END)` per edge, ~110 aggregates in all. This costs about
+  2.5-3x a bare scan of the same columns, short of the 1.5x aimed at: Spark evaluates it row by
+  row, the comparisons branch unpredictably, and the JIT inlines only some 20 of the methods
+  Spark generates per aggregate (its inlining budget runs out). Everything else measured was
+  slower or unsafe: a bin index by a CASE tree, then a count per bin (+10 %); two counters packed
+  in one long (no faster, and exact only below 2^31 rows); bin indexes in a projection (one
+  method over the JVM's 8,000-byte JIT limit, run interpreted: minutes); exploding to (column,
+  bin) rows and grouping (1.5-2x); numpy over Arrow batches (mapInArrow, 1.4x). ANSI mode off
+  would save 10-20 %, but queries other threads run meanwhile would see it and could return
+  other results (silent overflow, bad casts as null), so it is left alone.
+- `spark.sql.codegen.maxFields` is raised for the duration of the query: ~110 aggregates mean
+  ~110 buffer fields, and above 100 (the default) Spark drops whole-stage code generation for the
+  aggregate, which doubles its cost. It changes no result; the previous value comes back after,
+  and a session that refuses the setting (some serverless ones) just runs slower.
+- The expressions go to Spark as SQL text in one call (selectExpr): built as Column objects,
+  each function and literal is a JVM round trip, over a second per pass.
+- Counts are exact for any number of rows (no packing), and nothing can overflow a long under
+  ANSI mode: the fingerprint sums 21- and 22-bit slices of each row's hash (up to 2^41 rows).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
 
-from diabetes.contract import FEATURES, PREDICTION
+from diabetes.contract import CATEGORICAL_FEATURE, NUMERIC_FEATURES, PREDICTION, TARGET
 from diabetes.drift import CategoryProfile, NumericProfile, Profile
 
-TARGET = "Y"
-# The fingerprint's hash, cut into three slices summed apart: 10^8 rows x 2^22 stays far below
-# a long's range, so the sums never overflow (ANSI mode would fail the job on an overflow).
-_SLICES = ((42, 22), (21, 21), (0, 21))
+log = logging.getLogger(__name__)
+
+MAX_FIELDS = "spark.sql.codegen.maxFields"
+FINGERPRINT_FORMAT = "diabetes-batch-v1"
+RMSE, MAE, LABELLED_ROWS = "rmse", "mae", "labelled_rows"
+_MASK_21, _MASK_22 = (1 << 21) - 1, (1 << 22) - 1
 
 
 @dataclass(frozen=True)
 class BatchStats:
+    """What the monitor needs of one scored batch, from one pass over it."""
+
+    # Over the reference's bins and levels: equal to drift.profile_like on the same rows.
     profile: Profile
     rows: int
+    # The batch's content (features, SEX, Y when present), whatever the row order or the
+    # partitioning: the same rows give the same id, one changed value another. Prediction,
+    # model_version and scored_at are left out, so a re-score by another version is the same batch.
     fingerprint: str
-    labels: dict[str, float] = field(default_factory=dict)
+    # {"rmse", "mae", "labelled_rows"} over the rows with a target and a prediction; {} when the
+    # batch has no target column or no row has a target value.
+    labels: dict[str, float]
 
 
 def batch_stats(frame: DataFrame, reference: Profile, target: str = TARGET) -> BatchStats:
-    """Count `frame` (a scored batch) over `reference`'s bins, in one aggregation."""
-    aggs: list[Column] = [F.count(F.lit(1)).alias("rows")]
-    for name, ref in reference.numeric.items():
-        x = _number(frame, name)
-        aggs += [
-            _count(x <= F.lit(edge)).alias(f"{name}#le{i}") for i, edge in enumerate(ref.edges)
+    """ONE aggregation (one scan of `frame`) computing everything: per profiled numeric column
+    (the reference's, prediction included) the count at or below each reference edge, present and
+    missing counts; per categorical column (SEX) the count of each of the reference's levels,
+    missing and unknown; rows; fingerprint; label sums.
+
+    Numbers are read as as_double reads them (text parsed, so a CSV output counts like its
+    Parquet twin; a value that does not parse counts as missing, as do null and NaN); categories
+    are compared as text, exactly, as drift.category_profile does.
+    """
+    query = _Query(frame, reference, target)
+    with wide_codegen(frame.sparkSession, len(query.expressions)):
+        row = frame.selectExpr(*query.expressions).collect()[0]
+    return query.decode(row)
+
+
+def aggregation(frame: DataFrame, reference: Profile, target: str = TARGET) -> DataFrame:
+    """The one-row aggregation batch_stats runs (to inspect its plan; run it within
+    wide_codegen, as batch_stats does)."""
+    return frame.selectExpr(*_Query(frame, reference, target).expressions)
+
+
+@contextmanager
+def wide_codegen(spark: SparkSession, fields: int) -> Iterator[None]:
+    """While inside, an operator with `fields` output fields keeps whole-stage code generation.
+
+    Performance only: the query's result is the same either way. Like any session setting it is
+    seen by queries other threads run on the same session meanwhile (it can only speed them up).
+    """
+    previous = spark.conf.get(MAX_FIELDS, None)
+    current = int(previous if previous is not None else spark.conf.get(MAX_FIELDS))
+    if current >= fields:
+        yield
+        return
+    try:
+        spark.conf.set(MAX_FIELDS, str(fields))
+    except Exception as exc:  # noqa: BLE001 - a session may refuse it (serverless): just slower
+        log.debug("cannot set %s (%s); the aggregation runs without codegen", MAX_FIELDS, exc)
+        yield
+        return
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(MAX_FIELDS)
+        else:
+            spark.conf.set(MAX_FIELDS, previous)
+
+
+class _Query:
+    """The aggregate expressions of one pass, and how to read its one row back.
+
+    The ~110 expressions are SQL text handed over in one call (selectExpr): built as Column
+    objects they cost a JVM round trip per function and literal, over a second per pass."""
+
+    def __init__(self, frame: DataFrame, reference: Profile, target: str) -> None:
+        absent = [c for c in (*reference.numeric, *reference.categorical) if c not in frame.columns]
+        if absent:
+            raise ValueError(
+                f"the scored batch has no column {', '.join(repr(c) for c in absent)}"
+                f" (columns: {', '.join(frame.columns)})"
+            )
+        self.edges = {name: p.edges for name, p in reference.numeric.items()}
+        self.levels = {name: tuple(p.counts) for name, p in reference.categorical.items()}
+        self.target = target if target in frame.columns else None
+        types = {f.name: f.dataType for f in frame.schema.fields}
+        number = {name: _double(name, types[name]) for name in types}
+        found = ["count(1) AS rows"]
+        for index, (name, edges) in enumerate(self.edges.items()):
+            x = number[name]
+            found += [
+                f"count(CASE WHEN {x} <= {_double_literal(e)} THEN 1 END) AS n{index}_{i}"
+                for i, e in enumerate(edges)
+            ]
+            found.append(f"count(nanvl({x}, CAST(NULL AS DOUBLE))) AS n{index}_present")
+        for index, (name, levels) in enumerate(self.levels.items()):
+            text = f"CAST({_quoted(name)} AS STRING)"
+            found += [
+                f"count(CASE WHEN {text} = {_text_literal(v)} THEN 1 END) AS c{index}_{j}"
+                for j, v in enumerate(levels)
+            ]
+            found.append(f"count({text}) AS c{index}_given")
+        h = _row_hash(number, self.target)
+        found += [
+            f"sum(shiftrightunsigned({h}, 43)) AS h_high",
+            f"sum(shiftrightunsigned({h}, 22) & {_MASK_21}L) AS h_middle",
+            f"sum({h} & {_MASK_22}L) AS h_low",
+            f"bit_xor({h}) AS h_xor",
         ]
-        aggs.append(F.count(x).alias(f"{name}#present"))
-    for name, ref in reference.categorical.items():
-        value = F.col(name).cast("string")
-        aggs += [_count(value == F.lit(level)).alias(f"{name}#{level}") for level in ref.counts]
-        aggs.append(F.count(value).alias(f"{name}#given"))
-    hashed = _row_hash(frame, target)
-    for i, (shift, bits) in enumerate(_SLICES):
-        part = F.shiftrightunsigned(hashed, shift).bitwiseAND(F.lit((1 << bits) - 1))
-        aggs.append(F.sum(part).alias(f"fp{i}"))
-    aggs.append(F.bit_xor(hashed).alias("fp_xor"))
-    labelled = target in frame.columns
-    if labelled:
-        error = F.col(PREDICTION).cast("double") - _number(frame, target)
-        aggs += [
-            F.count(error).alias("labelled"),
-            F.sum(error * error).alias("squared"),
-            F.sum(F.abs(error)).alias("absolute"),
-        ]
-    row = frame.agg(*aggs).first().asDict()
-    rows = int(row["rows"])
-    numeric = {
-        name: NumericProfile.from_cumulative(
-            ref.edges,
-            [row[f"{name}#le{i}"] for i in range(len(ref.edges))],
-            row[f"{name}#present"],
-            rows - row[f"{name}#present"],
-        )
-        for name, ref in reference.numeric.items()
-    }
-    categorical = {}
-    for name, ref in reference.categorical.items():
-        known = {level: int(row[f"{name}#{level}"]) for level in ref.counts}
-        given = int(row[f"{name}#given"])
-        categorical[name] = CategoryProfile(known, rows - given, given - sum(known.values()))
-    return BatchStats(
-        Profile(rows, numeric, categorical),
-        rows,
-        _fingerprint(row),
-        _labels(row) if labelled else {},
-    )
+        if self.target is not None:
+            y, prediction = number[self.target], number[PREDICTION]
+            error = f"CASE WHEN NOT (isnan({y}) OR isnan({prediction})) THEN {prediction} - {y} END"
+            found += [
+                f"count({error}) AS labelled",  # null (not counted) when either is null
+                f"sum(({error}) * ({error})) AS squared_error",
+                f"sum(abs({error})) AS absolute_error",
+            ]
+        self.expressions = found
+
+    def decode(self, row) -> BatchStats:
+        stats = row.asDict()
+        rows = int(stats["rows"])
+        numeric = {}
+        for index, (name, edges) in enumerate(self.edges.items()):
+            present = int(stats[f"n{index}_present"])
+            at_or_below = [int(stats[f"n{index}_{i}"]) for i in range(len(edges))]
+            numeric[name] = NumericProfile.from_cumulative(
+                edges, at_or_below, present, rows - present
+            )
+        categorical = {}
+        for index, (name, levels) in enumerate(self.levels.items()):
+            known = {level: int(stats[f"c{index}_{j}"]) for j, level in enumerate(levels)}
+            given = int(stats[f"c{index}_given"])
+            categorical[name] = CategoryProfile(known, rows - given, given - sum(known.values()))
+        profile = Profile(rows, numeric, categorical)
+        return BatchStats(profile, rows, _fingerprint(rows, stats), self._labels(stats))
+
+    def _labels(self, stats: dict) -> dict[str, float]:
+        if self.target is None or not stats["labelled"]:
+            return {}
+        n = int(stats["labelled"])
+        return {
+            RMSE: math.sqrt(stats["squared_error"] / n),
+            MAE: stats["absolute_error"] / n,
+            LABELLED_ROWS: float(n),
+        }
 
 
-def _number(frame: DataFrame, name: str) -> Column:
-    """The column as a double with NaN as null. Scored features are doubles already; a label
-    passes through scoring as text, and text that is no number counts as missing (try_cast:
-    under ANSI mode a plain cast would fail the job)."""
-    value = F.col(name).try_cast("double")
-    return F.nanvl(value, F.lit(None).cast("double"))
+def _quoted(column: str) -> str:
+    return "`" + column.replace("`", "``") + "`"
 
 
-def _count(condition: Column) -> Column:
-    return F.count(F.when(condition, F.lit(1)))
+def _double(column: str, kind: T.DataType) -> str:
+    """The column as a double, as spark_input.as_double reads it: text trimmed and parsed with
+    try_cast (a value that does not parse is null, and ANSI mode does not fail the job)."""
+    if isinstance(kind, T.StringType):
+        return f"try_cast(trim({_quoted(column)}) AS DOUBLE)"
+    if isinstance(kind, T.DoubleType):
+        return _quoted(column)
+    return f"CAST({_quoted(column)} AS DOUBLE)"
 
 
-def _row_hash(frame: DataFrame, target: str) -> Column:
-    """A 64-bit hash of a row's features (and label), as the model reads them."""
-    columns = [c for c in (*FEATURES, target) if c in frame.columns]
-    values = [
-        F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) if c == "SEX" else _number(frame, c)
-        for c in columns
-    ]
-    return F.xxhash64(*values)
+def _double_literal(value: float) -> str:
+    """A double literal that is exactly `value` (repr round-trips; the D suffix makes it a
+    double, not a decimal)."""
+    value = float(value)
+    if math.isfinite(value):
+        return f"{value!r}D"
+    return f"CAST('{value}' AS DOUBLE)"  # inf, -inf, nan
 
 
-def _fingerprint(row: dict) -> str:
-    """Independent of row order and partitioning; any changed value changes it."""
-    parts = [row["rows"], *(row[f"fp{i}"] or 0 for i in range(len(_SLICES))), row["fp_xor"] or 0]
-    return hashlib.sha256(":".join(str(int(p)) for p in parts).encode()).hexdigest()[:16]
+def _text_literal(value: str) -> str:
+    """A string literal written as its UTF-8 bytes: no quoting or escaping to get wrong."""
+    return f"CAST(X'{value.encode().hex()}' AS STRING)"
 
 
-def _labels(row: dict) -> dict[str, float]:
-    labelled = int(row["labelled"])
-    if not labelled:
-        return {}
-    return {
-        "rmse": math.sqrt(row["squared"] / labelled),
-        "mae": row["absolute"] / labelled,
-        "labelled_rows": float(labelled),
-    }
+def _row_hash(number: dict[str, str], target: str | None) -> str:
+    """xxhash64 of a row's content, with missing values in place.
+
+    xxhash64 skips a null argument, so (null, 5) and (5, null) would hash alike: a missing number
+    (null or NaN, which also makes a CSV output and its Parquet twin hash alike) is hashed as NaN,
+    and SEX as (is null, text). Numbers are hashed as doubles, whatever type they were written in.
+    """
+    columns = [*NUMERIC_FEATURES, *([target] if target else [])]
+    values = [f"coalesce({number[c]}, CAST('NaN' AS DOUBLE))" for c in columns]
+    sex = f"CAST({_quoted(CATEGORICAL_FEATURE)} AS STRING)"
+    return f"xxhash64({', '.join(values)}, {sex} IS NULL, coalesce({sex}, ''))"
+
+
+def _fingerprint(rows: int, stats: dict) -> str:
+    """The row count, the sum of the row hashes modulo 2^64 (from its three slices: a duplicated
+    row counts twice) and their XOR, digested into 32 hex digits."""
+    high, middle, low = (int(stats[k] or 0) for k in ("h_high", "h_middle", "h_low"))
+    total = ((high << 43) + (middle << 22) + low) % (1 << 64)
+    xor = int(stats["h_xor"] or 0) % (1 << 64)
+    text = f"{FINGERPRINT_FORMAT}:{rows}:{total:016x}:{xor:016x}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
