@@ -415,7 +415,7 @@ class FakeFrame:
 
 
 class FakeSpark:
-    """No `_jvm`: output._require_delta takes it for Spark Connect, which ships Delta."""
+    """No `_jvm`: output.require_delta takes it for Spark Connect, which ships Delta."""
 
     def __init__(self, stored=None):
         self.saves, self.stored, self.reads = [], stored, []

@@ -218,6 +218,9 @@ def test_an_empty_batch_and_an_edgeless_reference(spark, reference, sample):
     assert stats.rows == len(sample)
     assert stats.profile == pandas_profile(edgeless, sample)
     assert stats.fingerprint == batch_stats(spark_frame(spark, sample), reference).fingerprint
+    unprofiled = batch_stats(spark_frame(spark, sample), None)  # a version without a reference
+    assert unprofiled.profile is None
+    assert (unprofiled.rows, unprofiled.fingerprint) == (stats.rows, stats.fingerprint)
 
 
 def test_a_missing_profiled_column_is_named(spark, reference, sample):
@@ -279,8 +282,30 @@ def test_wide_codegen_puts_the_setting_back(spark):
         with wide_codegen(spark, 300):
             assert spark.conf.get(MAX_FIELDS) == "300"
         assert spark.conf.get(MAX_FIELDS) == "200"
+        with pytest.raises(RuntimeError, match="query failed"), wide_codegen(spark, 400):
+            raise RuntimeError("query failed")
+        assert spark.conf.get(MAX_FIELDS) == "200"
     finally:
         spark.conf.unset(MAX_FIELDS)
+
+
+def test_wide_codegen_runs_the_query_where_the_session_refuses_the_setting():
+    """Some sessions (serverless) refuse a conf: the aggregation then runs, only slower."""
+
+    class RefusingConf:
+        def get(self, key, default=None):
+            return "100"
+
+        def set(self, key, value):
+            raise RuntimeError(f"[CONFIG_NOT_AVAILABLE] {key}")
+
+    class Session:
+        conf = RefusingConf()
+
+    ran = []
+    with wide_codegen(Session(), 300):
+        ran.append(True)
+    assert ran == [True]
 
 
 def test_the_target_survives_batch_score_and_is_measured(

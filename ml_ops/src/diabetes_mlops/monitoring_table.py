@@ -141,7 +141,7 @@ class MonitoringTable:
         require_choice(format_parameter, fmt, FORMATS)
         target = output.locate(location, parameter)
         for name, other in (others or {}).items():
-            output._check_apart(target, parameter, name, other)
+            output.check_apart(target, parameter, name, other)
         if fmt == DELTA:
             _require_delta(spark, format_parameter)
         table = cls(target, fmt, parameter, spark)
@@ -184,20 +184,11 @@ class MonitoringTable:
         """The marker of our monitoring table at the location, None when nothing (or an empty
         folder) is there; anything else raises ParameterError saying what is there."""
         path, refused = self.location.path, f"parameter '{self.parameter}': {self.location.given}"
-        for parent in path.parents:
-            if os.path.lexists(parent):
-                if not parent.is_dir():
-                    raise ParameterError(f"{refused} is under {parent}, which is a file")
-                break
-        if path.is_symlink():
-            raise ParameterError(f"{refused} is a symbolic link; give the folder itself")
-        if not path.exists():
+        entries = output.existing_entries(
+            self.location, self.parameter, "a monitoring table of this project"
+        )
+        if entries is None:
             return None
-        if not path.is_dir():
-            raise ParameterError(
-                f"{refused} is a file, not a monitoring table of this project; nothing was changed"
-            )
-        entries = sorted(os.listdir(path))
         # A crash while claiming an empty folder leaves only our hidden marker temp file.
         if not [e for e in entries if not _TEMP_FILE.fullmatch(e)]:
             return None
@@ -210,7 +201,7 @@ class MonitoringTable:
             else:
                 what = f"{len(entries)} entries this project did not write"
             raise ParameterError(
-                f"{refused} holds {what} ({output._some(entries)}), not a monitoring table;"
+                f"{refused} holds {what} ({output.some(entries)}), not a monitoring table;"
                 " nothing was changed: choose a new or empty folder"
             )
         if marker.get("format") != self.fmt:
@@ -229,7 +220,7 @@ class MonitoringTable:
             if foreign:
                 raise ParameterError(
                     f"{refused} is a monitoring table of this project but also holds files it"
-                    f" did not write ({output._some(foreign)}); nothing was changed"
+                    f" did not write ({output.some(foreign)}); nothing was changed"
                 )
         return marker
 
@@ -343,11 +334,7 @@ def _require_delta(spark: Any, format_parameter: str) -> None:
             f"parameter '{format_parameter}': delta is written with Spark, and no Spark session"
             " was given (use parquet without Spark)"
         )
-    try:
-        output._require_delta(spark)
-    except ParameterError as error:  # its message names the batch output's parameter
-        problem = str(error).split(": ", 1)[-1]
-        raise ParameterError(f"parameter '{format_parameter}': {problem}") from None
+    output.require_delta(spark, format_parameter)
 
 
 def _to_table(batch_id: str, rows: pd.DataFrame) -> pa.Table:

@@ -80,9 +80,9 @@ def prepare_output(
     check_format(engine, fmt)
     target = locate(location, parameter)
     for name, other in (others or {}).items():
-        _check_apart(target, parameter, name, other)
+        check_apart(target, parameter, name, other)
     if fmt == DELTA:
-        _require_delta(spark)
+        require_delta(spark)
     existing = inspect_location(target, fmt, parameter)
     return OutputTarget(target, fmt, engine, parameter, existing)
 
@@ -153,7 +153,8 @@ def _on_databricks() -> bool:
     return "DATABRICKS_RUNTIME_VERSION" in os.environ
 
 
-def _check_apart(target: Location, parameter: str, name: str, other: str | None) -> None:
+def check_apart(target: Location, parameter: str, name: str, other: str | None) -> None:
+    """`target` may neither be, be inside, nor contain `other` (a path named `name`)."""
     if not other or (_SCHEME.match(other) and not other.startswith(("dbfs:/", "file:"))):
         return  # a table name or a remote store: not a path on this machine
     mine = os.path.realpath(target.path)
@@ -171,8 +172,9 @@ def _check_apart(target: Location, parameter: str, name: str, other: str | None)
     )
 
 
-def _require_delta(spark: Any) -> None:
-    """Delta Lake must be in the session (it always is on Databricks)."""
+def require_delta(spark: Any, parameter: str = "output_format") -> None:
+    """Delta Lake must be in the session (it always is on Databricks); else one line naming
+    `parameter`, the format parameter that asked for delta."""
     try:
         jvm, conf = spark._jvm, spark._jsparkSession.sessionState().conf()
     except Exception:  # Spark Connect: no JVM to ask; Databricks ships Delta
@@ -181,39 +183,42 @@ def _require_delta(spark: Any) -> None:
         jvm.org.apache.spark.sql.execution.datasources.DataSource.lookupDataSource(DELTA, conf)
     except Exception:
         raise ParameterError(
-            "parameter 'output_format': delta needs Delta Lake, which this Spark session does"
+            f"parameter '{parameter}': delta needs Delta Lake, which this Spark session does"
             " not have (install delta-spark and configure the session, or use parquet)"
         ) from None
 
 
-def inspect_location(target: Location, fmt: str, parameter: str) -> dict[str, Any] | None:
-    """The manifest of this project's output at `target`, None when nothing (or an empty folder)
-    is there; anything else raises ParameterError saying what is there."""
-    path = target.path
+def existing_entries(target: Location, parameter: str, kind: str) -> list[str] | None:
+    """The names in the folder at `target`, sorted; None when nothing is there. The rules every
+    folder this project writes shares: its parent must not be a file, and the location must be
+    no symbolic link and no file (`kind` names what the folder would be, for that line)."""
+    path, refused = target.path, f"parameter '{parameter}': {target.given}"
     for parent in path.parents:
         if os.path.lexists(parent):
             if not parent.is_dir():
-                raise ParameterError(
-                    f"parameter '{parameter}': {target.given} is under {parent}, which is a file"
-                )
+                raise ParameterError(f"{refused} is under {parent}, which is a file")
             break
-    refused = f"parameter '{parameter}': {target.given}"
     if path.is_symlink():
         raise ParameterError(f"{refused} is a symbolic link; give the folder itself")
     if not path.exists():
         return None
     if not path.is_dir():
-        raise ParameterError(
-            f"{refused} is a file, not an output folder of this project; nothing was changed"
-        )
-    entries = sorted(os.listdir(path))
+        raise ParameterError(f"{refused} is a file, not {kind}; nothing was changed")
+    return sorted(os.listdir(path))
+
+
+def inspect_location(target: Location, fmt: str, parameter: str) -> dict[str, Any] | None:
+    """The manifest of this project's output at `target`, None when nothing (or an empty folder)
+    is there; anything else raises ParameterError saying what is there."""
+    entries = existing_entries(target, parameter, "an output folder of this project")
     if not entries:
         return None
-    manifest = read_manifest(path)
+    refused = f"parameter '{parameter}': {target.given}"
+    manifest = read_manifest(target.path)
     if manifest is None:
         what = "a Delta table" if "_delta_log" in entries else f"{len(entries)} entries"
         raise ParameterError(
-            f"{refused} holds {what} this project did not write ({_some(entries)}); nothing was"
+            f"{refused} holds {what} this project did not write ({some(entries)}); nothing was"
             " changed: choose a new or empty folder"
         )
     if manifest.get("format") != fmt:
@@ -226,12 +231,13 @@ def inspect_location(target: Location, fmt: str, parameter: str) -> dict[str, An
         if foreign:
             raise ParameterError(
                 f"{refused} is an output of this project but also holds files it did not write"
-                f" ({_some(foreign)}); nothing was changed"
+                f" ({some(foreign)}); nothing was changed"
             )
     return manifest
 
 
-def _some(names: list[str], limit: int = 3) -> str:
+def some(names: list[str], limit: int = 3) -> str:
+    """The first `limit` names and how many more: a line stays one line."""
     more = f", ... {len(names) - limit} more" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
 

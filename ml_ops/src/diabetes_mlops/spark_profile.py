@@ -36,7 +36,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -44,6 +44,7 @@ from pyspark.sql import types as T
 
 from diabetes.contract import CATEGORICAL_FEATURE, NUMERIC_FEATURES, PREDICTION, TARGET
 from diabetes.drift import CategoryProfile, NumericProfile, Profile
+from diabetes_mlops.spark_conf import temporary_conf
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,9 @@ _MASK_21, _MASK_22 = (1 << 21) - 1, (1 << 22) - 1
 class BatchStats:
     """What the monitor needs of one scored batch, from one pass over it."""
 
-    # Over the reference's bins and levels: equal to drift.profile_like on the same rows.
-    profile: Profile
+    # Over the reference's bins and levels: equal to drift.profile_like on the same rows. None
+    # when no reference was given (a model version logged before profiles): nothing to bin by.
+    profile: Profile | None
     rows: int
     # The batch's content (features, SEX, Y when present), whatever the row order or the
     # partitioning: the same rows give the same id, one changed value another. Prediction,
@@ -69,11 +71,11 @@ class BatchStats:
     labels: dict[str, float]
 
 
-def batch_stats(frame: DataFrame, reference: Profile, target: str = TARGET) -> BatchStats:
+def batch_stats(frame: DataFrame, reference: Profile | None, target: str = TARGET) -> BatchStats:
     """ONE aggregation (one scan of `frame`) computing everything: per profiled numeric column
     (the reference's, prediction included) the count at or below each reference edge, present and
     missing counts; per categorical column (SEX) the count of each of the reference's levels,
-    missing and unknown; rows; fingerprint; label sums.
+    missing and unknown; rows; fingerprint; label sums. With no reference, all but the profile.
 
     Numbers are read as as_double reads them (text parsed, so a CSV output counts like its
     Parquet twin; a value that does not parse counts as missing, as do null and NaN); categories
@@ -85,7 +87,7 @@ def batch_stats(frame: DataFrame, reference: Profile, target: str = TARGET) -> B
     return query.decode(row)
 
 
-def aggregation(frame: DataFrame, reference: Profile, target: str = TARGET) -> DataFrame:
+def aggregation(frame: DataFrame, reference: Profile | None, target: str = TARGET) -> DataFrame:
     """The one-row aggregation batch_stats runs (to inspect its plan; run it within
     wide_codegen, as batch_stats does)."""
     return frame.selectExpr(*_Query(frame, reference, target).expressions)
@@ -98,24 +100,15 @@ def wide_codegen(spark: SparkSession, fields: int) -> Iterator[None]:
     Performance only: the query's result is the same either way. Like any session setting it is
     seen by queries other threads run on the same session meanwhile (it can only speed them up).
     """
-    previous = spark.conf.get(MAX_FIELDS, None)
-    current = int(previous if previous is not None else spark.conf.get(MAX_FIELDS))
-    if current >= fields:
+    if int(spark.conf.get(MAX_FIELDS)) >= fields:
         yield
         return
-    try:
-        spark.conf.set(MAX_FIELDS, str(fields))
-    except Exception as exc:  # noqa: BLE001 - a session may refuse it (serverless): just slower
-        log.debug("cannot set %s (%s); the aggregation runs without codegen", MAX_FIELDS, exc)
+    with ExitStack() as raised:
+        try:
+            raised.enter_context(temporary_conf(spark, MAX_FIELDS, str(fields)))
+        except Exception as exc:  # noqa: BLE001 - a session may refuse it (serverless): just slower
+            log.debug("cannot set %s (%s); the aggregation runs without codegen", MAX_FIELDS, exc)
         yield
-        return
-    try:
-        yield
-    finally:
-        if previous is None:
-            spark.conf.unset(MAX_FIELDS)
-        else:
-            spark.conf.set(MAX_FIELDS, previous)
 
 
 class _Query:
@@ -124,7 +117,9 @@ class _Query:
     The ~110 expressions are SQL text handed over in one call (selectExpr): built as Column
     objects they cost a JVM round trip per function and literal, over a second per pass."""
 
-    def __init__(self, frame: DataFrame, reference: Profile, target: str) -> None:
+    def __init__(self, frame: DataFrame, reference: Profile | None, target: str) -> None:
+        self.profiled = reference is not None
+        reference = reference or Profile(0, {}, {})
         absent = [c for c in (*reference.numeric, *reference.categorical) if c not in frame.columns]
         if absent:
             raise ValueError(
@@ -183,7 +178,7 @@ class _Query:
             known = {level: int(stats[f"c{index}_{j}"]) for j, level in enumerate(levels)}
             given = int(stats[f"c{index}_given"])
             categorical[name] = CategoryProfile(known, rows - given, given - sum(known.values()))
-        profile = Profile(rows, numeric, categorical)
+        profile = Profile(rows, numeric, categorical) if self.profiled else None
         return BatchStats(profile, rows, _fingerprint(rows, stats), self._labels(stats))
 
     def _labels(self, stats: dict) -> dict[str, float]:

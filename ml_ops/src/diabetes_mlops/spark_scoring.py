@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from diabetes.contract import CATEGORICAL_FEATURE, FEATURES, PREDICTION, SEX_VALUES
 from diabetes.linear_form import LinearForm, NotLinear, linear_form
+from diabetes_mlops.spark_conf import temporary_conf
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +80,5 @@ def rows_into_python_udfs(spark: SparkSession) -> Iterator[None]:
     by row and ignoring maxRecordsPerBatch; spark_udf ran ~35 % slower so on Parquet input here
     (`make bench-scoring`). The session's own setting is restored on the way out.
     """
-    previous = spark.conf.get(UDF_COLUMNAR_INPUT, None)
-    spark.conf.set(UDF_COLUMNAR_INPUT, "false")
-    try:
+    with temporary_conf(spark, UDF_COLUMNAR_INPUT, "false"):
         yield
-    finally:
-        if previous is None:
-            spark.conf.unset(UDF_COLUMNAR_INPUT)
-        else:
-            spark.conf.set(UDF_COLUMNAR_INPUT, previous)

@@ -28,11 +28,7 @@ from diabetes.drift import (
     DEFAULT_MISSING_RATE_THRESHOLD,
     DEFAULT_PSI_THRESHOLD,
     DEFAULT_UNKNOWN_SHARE_THRESHOLD,
-    PROFILED_CATEGORICAL,
-    PROFILED_NUMERIC,
-    CategoryProfile,
     DriftMetric,
-    NumericProfile,
     Profile,
     Thresholds,
     compare,
@@ -94,7 +90,7 @@ def monitor(
         version = MlflowClient().get_model_version(model_name, version_number)
         reference = reference_profiles.load(version)
         frame = spark.read.format(output_format).load(scored.spark)
-        stats = spark_profile.batch_stats(frame, reference or _edgeless())
+        stats = spark_profile.batch_stats(frame, reference)
         batch = Batch(
             batch_id or stats.fingerprint,
             _scored_at(manifest),
@@ -224,13 +220,6 @@ def _scores_manifest(scored: output.Location, given: str, fmt: str) -> dict:
 def _scored_at(manifest: dict) -> pd.Timestamp:
     written = manifest.get("written_at")
     return pd.Timestamp(written) if written else pd.Timestamp(datetime.now(UTC))
-
-
-def _edgeless() -> Profile:
-    """A reference with no bins: the batch's counts still give its rows and content id."""
-    numeric = {name: NumericProfile((), (0,), 0) for name in PROFILED_NUMERIC}
-    categorical = {name: CategoryProfile({}, 0, 0) for name in PROFILED_CATEGORICAL}
-    return Profile(0, numeric, categorical)
 
 
 def _recent_drift(history: pd.DataFrame, batch: Batch, window: int) -> list[bool]:
