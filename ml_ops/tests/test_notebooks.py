@@ -14,6 +14,8 @@ def test_shipped_training_notebook(repo):
     assert notebook.cells[0].magic == "%md"
     assert set(notebook.widgets) == {
         "data_path",
+        "data_format",
+        "max_training_rows",
         "model_name",
         "experiment_name",
         "registry",

@@ -211,6 +211,18 @@ def _structure(settings: dict[str, Any]) -> list[str]:
     names = [p.get("name") for p in settings.get("parameters") or []]
     problems += [f"field 'parameters[{i}].name' is missing" for i, n in enumerate(names) if not n]
     problems += [f"job parameter '{n}' is declared more than once" for n in _repeated(names) if n]
+    # Deprecated in the Jobs API for notification_settings.no_alert_for_skipped_runs (databricks-sdk
+    # JobEmailNotifications/TaskEmailNotifications; https://databricks.github.io/sdk-js/api/
+    # interfaces/_databricks_sdk-jobs.v2.JobEmailNotifications.html), for the job and each task.
+    owners = [("", settings)] + [
+        (f"tasks[{i}].", t) for i, t in enumerate(settings.get("tasks") or [])
+    ]
+    problems += [
+        f"field '{at}email_notifications.no_alert_for_skipped_runs' is deprecated: use"
+        f" '{at}notification_settings.no_alert_for_skipped_runs'"
+        for at, owner in owners
+        if "no_alert_for_skipped_runs" in (owner.get("email_notifications") or {})
+    ]
     return problems
 
 

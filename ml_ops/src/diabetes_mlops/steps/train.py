@@ -14,6 +14,7 @@ import numpy as np
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
+from pyspark.sql import SparkSession
 
 from diabetes.drift import reference_profile
 from diabetes.evaluation import (
@@ -21,7 +22,7 @@ from diabetes.evaluation import (
     predicted_vs_actual_plot,
     residuals_plot,
 )
-from diabetes.schema import CATEGORICAL_FEATURE, FEATURES, TARGET, read_dataset
+from diabetes.schema import CATEGORICAL_FEATURE, FEATURES, TARGET
 from diabetes.training import (
     DEFAULT_ALPHAS,
     TrainingConfig,
@@ -30,11 +31,18 @@ from diabetes.training import (
     train_model,
 )
 from diabetes_mlops import reference_profiles, served_model
-from diabetes_mlops.context import FilePath
-from diabetes_mlops.parameters import Above, AtLeast, Below, Between, Each
+from diabetes_mlops.context import SparkPath
+from diabetes_mlops.parameters import Above, AtLeast, Below, Between, Each, OneOf
 from diabetes_mlops.registry import CHALLENGER, set_alias, set_version_tags
 from diabetes_mlops.steps.common import ExperimentName, ModelName, Registry
 from diabetes_mlops.tracking import tracked_run, use_experiment, use_registry
+from diabetes_mlops.training_data import (
+    DATA_FORMATS,
+    DEFAULT_MAX_TRAINING_ROWS,
+    TrainingData,
+    dataset_source,
+    read_training_data,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +59,7 @@ SERIALIZATION = "cloudpickle"
 
 
 def train(
-    data_path: FilePath,
+    data_path: SparkPath,
     model_name: ModelName,
     experiment_name: ExperimentName,
     registry: Registry = "workspace",
@@ -59,8 +67,12 @@ def train(
     test_size: Annotated[float, Above(0), Below(1)] = 0.2,
     cv_folds: Annotated[int, AtLeast(2)] = 5,
     seed: Annotated[int, Between(0, 2**32 - 1)] = 42,  # what numpy's random_state accepts
+    data_format: Annotated[str, OneOf(*DATA_FORMATS)] = "csv",
+    max_training_rows: Annotated[int, AtLeast(1)] = DEFAULT_MAX_TRAINING_ROWS,
+    spark: SparkSession = None,  # given by the runner; touched only for the Spark formats
 ) -> dict[str, str]:
-    """Fit on `data_path`, register a new version of `model_name` with alias `challenger`.
+    """Fit on `data_path` (a CSV file, Parquet or Delta files, or a table name, per
+    `data_format`), register a new version of `model_name` with alias `challenger`.
 
     Nothing is registered unless every earlier part succeeded; any error marks the run FAILED.
     """
@@ -68,7 +80,7 @@ def train(
     use_registry(registry, model_name)
     use_experiment(experiment_name)
     with tracked_run("train") as run:
-        mlflow.set_tags({"step": "train", "data_path": data_path})
+        mlflow.set_tags({"step": "train", "data_path": data_path, "data_format": data_format})
         mlflow.log_params(
             {
                 "alphas": ",".join(f"{a:g}" for a in config.alphas),
@@ -79,9 +91,11 @@ def train(
                 "registry": registry,
             }
         )
-        frame = read_dataset(data_path, "training")
+        data = read_training_data(data_path, data_format, max_training_rows, spark)
+        mlflow.set_tags(data.lineage)
+        frame = data.frame
         result = train_model(frame, config, source=data_path)
-        _log_result(result, frame, data_path)
+        _log_result(result, data)
         profile_path = _log_reference_profile(result, frame)
         info = served_model.log_model(
             result.model,
@@ -117,10 +131,13 @@ def train(
     return {"model_version": model_version, "run_id": run.info.run_id}
 
 
-def _log_result(result: TrainingResult, frame, data_path: str) -> None:
+def _log_result(result: TrainingResult, data: TrainingData) -> None:
+    frame = data.frame
     with warnings.catch_warnings():  # a local path matches two equivalent MLflow source types
         warnings.filterwarnings("ignore", "The specified dataset source", UserWarning)
-        dataset = mlflow.data.from_pandas(frame, source=data_path, targets=TARGET, name="training")
+        dataset = mlflow.data.from_pandas(
+            frame, source=dataset_source(data), targets=TARGET, name="training"
+        )
     mlflow.log_input(dataset, context="training")
     mlflow.log_params(
         {
