@@ -21,7 +21,7 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP := 127.0.0.1
 
 .PHONY: help install test lint fmt dist validate data local-data run-local-training \
-	run-local-batch-scoring demo demo-drift mlflow-ui serve serve-check bench-local bench-serving deploy deploy-plan databricks-init \
+	run-local-batch-scoring demo demo-drift mlflow-ui serve serve-check bench-local bench-serving deploy deploy-plan databricks-init databricks-upload-data \
 	run-diabetes-model-training run-diabetes-batch-scoring integration-test bench-deploy \
 	bench-scoring bench clean
 
@@ -111,8 +111,11 @@ deploy: $(INSTALLED) ## validate, build, upload, import notebooks, create/reset 
 deploy-plan: $(INSTALLED) ## print the resolved JobSettings and the upload list; change nothing
 	$(DEPLOY) deploy --target $(TARGET) --plan
 
-databricks-init: $(INSTALLED) ## create TARGET's folders, wheel directory, experiment, secret scope
+databricks-init: $(INSTALLED) ## create what TARGET lacks: UC schemas + volumes, folders, experiment, secret scope, cluster, grants
 	$(DEPLOY) databricks-init --target $(TARGET)
+
+databricks-upload-data: $(INSTALLED) ## put ml_data/*.csv where TARGET's jobs read them; same file: skipped, other file: refused (OVERWRITE=1 replaces)
+	$(DEPLOY) databricks-upload-data --target $(TARGET) $(if $(OVERWRITE),--overwrite)
 
 run-diabetes-model-training: $(INSTALLED) ## run the deployed training job in TARGET and follow it
 	$(DEPLOY) run --target $(TARGET) diabetes-model-training $(RUN_FLAGS) $(foreach p,$(PARAMS),--param $(p))

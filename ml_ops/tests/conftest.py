@@ -159,10 +159,11 @@ def bad_input():
 
 @pytest.fixture
 def fake_workspace(monkeypatch):
-    """A fake workspace on loopback; DATABRICKS_HOST/TOKEN point the real SDK client at it."""
-    from fake_workspace import FakeWorkspace
+    """A fake workspace on loopback (with Unity Catalog, clusters/create and permissions:
+    what databricks-init uses); DATABRICKS_HOST/TOKEN point the real SDK client at it."""
+    from fake_workspace_setup import FakeWorkspaceWithSetup
 
-    fake = FakeWorkspace().start()
+    fake = FakeWorkspaceWithSetup().start()
     monkeypatch.setenv("DATABRICKS_HOST", fake.url)
     monkeypatch.setenv("DATABRICKS_TOKEN", fake.token)
     monkeypatch.setenv("DATABRICKS_AUTH_TYPE", "pat")

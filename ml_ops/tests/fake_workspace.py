@@ -61,11 +61,17 @@ class Fault:
 class RunPlan:
     """How the next runs of a job end: SUCCESS, or FAILED with an error per failing task; a
     task in `task_results` ends in that result_state instead (e.g. EXCLUDED, a condition task's
-    dependent whose condition did not hold)."""
+    dependent whose condition did not hold). `task_runs` changes a task's runs/get JSON once the
+    run ended (a field set to None is left out): a task skipped because an upstream task failed
+    may come without run_id and state details. `task_outputs` gives a task's
+    runs/get-output answer (fields: https://docs.databricks.com/api/jobs/v2/get-run-output.md),
+    e.g. an empty `error` with an `error_trace`, or `logs`."""
 
     result: str = "SUCCESS"
     task_errors: dict[str, str] = field(default_factory=dict)
     task_results: dict[str, str] = field(default_factory=dict)
+    task_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    task_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class ApiError(Exception):
@@ -149,7 +155,12 @@ class FakeWorkspace:
 
     def add_job(self, settings: dict[str, Any]) -> int:
         job_id = next(self._ids)
-        self.jobs[job_id] = {"job_id": job_id, "settings": settings, "created_time": 0}
+        self.jobs[job_id] = {
+            "job_id": job_id,
+            "creator_user_name": self.user,
+            "settings": settings,
+            "created_time": 0,
+        }
         return job_id
 
     # --- dispatch --------------------------------------------------------------------------
@@ -205,7 +216,7 @@ class FakeWorkspace:
             ("GET", "/api/2.0/preview/scim/v2/Me"): lambda: {"id": "1", "userName": self.user},
             ("GET", "/api/2.1/clusters/list"): lambda: {"clusters": self.clusters},
             ("GET", "/api/2.2/jobs/list"): lambda: self._jobs_list(r.query),
-            ("GET", "/api/2.2/jobs/get"): lambda: self._job(int(r.query["job_id"])),
+            ("GET", "/api/2.2/jobs/get"): lambda: self._job_as_returned(int(r.query["job_id"])),
             ("POST", "/api/2.2/jobs/create"): lambda: {"job_id": self.add_job(body)},
             ("POST", "/api/2.2/jobs/reset"): lambda: self._jobs_reset(body),
             ("POST", "/api/2.2/jobs/delete"): lambda: self._jobs_delete(body),
@@ -214,6 +225,7 @@ class FakeWorkspace:
             ("GET", "/api/2.2/jobs/runs/get-output"): lambda: self._run_output(r.query),
             ("POST", "/api/2.0/workspace/mkdirs"): lambda: self._mkdirs(body["path"]),
             ("POST", "/api/2.0/workspace/import"): lambda: self._import(body),
+            ("POST", "/api/2.0/workspace/delete"): lambda: self._delete(body),
             ("GET", "/api/2.0/workspace/get-status"): lambda: self._status(r.query["path"]),
             ("GET", "/api/2.0/workspace/export"): lambda: self._export(r.query["path"]),
             ("GET", "/api/2.0/secrets/scopes/list"): lambda: {
@@ -277,20 +289,46 @@ class FakeWorkspace:
         if path in self.objects and not body.get("overwrite"):
             raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"{path} already exists")
         kind = "NOTEBOOK" if body.get("format") == "SOURCE" else "FILE"
+        existing = self.objects.get(path, {}).get("object_type")
+        if existing is not None and existing != kind:
+            # Whether overwrite may change an object's type is not documented: the fake takes
+            # the stricter reading and refuses, so a client must delete the object first.
+            raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"{path} exists as a {existing}")
         content = base64.b64decode(body["content"])
-        self.objects[path] = {
-            "object_type": kind,
-            "language": body.get("language"),
-            "content": content,
-        }
+        self.objects[path] = {"object_type": kind, "content": content}
+        if kind == "NOTEBOOK":
+            self.objects[path]["language"] = body.get("language")
+        return {}
+
+    def add_file(self, path: str, content: bytes) -> None:
+        """A workspace FILE (as `databricks workspace import --format AUTO` of a .py file without
+        the notebook header, or a sync, leaves behind): test control."""
+        self._mkdirs(path.rsplit("/", 1)[0])
+        self.objects[path] = {"object_type": "FILE", "content": content}
+
+    def _delete(self, body: dict) -> dict:
+        """workspace/delete: RESOURCE_DOES_NOT_EXIST for no such path; a folder with anything in
+        it only with recursive (DIRECTORY_NOT_EMPTY otherwise)."""
+        path = body["path"].rstrip("/")
+        if path not in self.objects:
+            raise _not_found(path)
+        inside = [p for p in self.objects if p.startswith(path + "/")]
+        if inside and not body.get("recursive"):
+            raise ApiError(400, "DIRECTORY_NOT_EMPTY", f"{path} is not empty")
+        for item in [path, *inside]:
+            del self.objects[item]
         return {}
 
     def _status(self, path: str) -> dict:
+        """ObjectInfo: `language` only for a NOTEBOOK, `size` only for a FILE
+        (https://docs.databricks.com/api/workspace-files/v1/notebook/object.md)."""
         if path not in self.objects:
             raise _not_found(path)
         item = self.objects[path]
         info = {"path": path, "object_type": item["object_type"]}
-        if "content" in item:
+        if item["object_type"] == "NOTEBOOK" and item.get("language"):
+            info["language"] = item["language"]
+        if item["object_type"] == "FILE":
             info["size"] = len(item["content"])
         return info
 
@@ -340,6 +378,14 @@ class FakeWorkspace:
         self._job(int(body["job_id"]))["settings"] = body["new_settings"]
         return {}
 
+    def _job_as_returned(self, job_id: int) -> dict:
+        """jobs/get: `self.jobs` keeps the settings as sent; the answer has the documented
+        defaults filled in for what the request left out (the values that
+        diabetes_mlops.deploy.jobs.JOB_DEFAULTS and TASK_DEFAULTS cite), and run_as naming the
+        creator, the user a job runs as by default."""
+        job = self._job(job_id)
+        return {**job, "settings": _filled(job["settings"], job["creator_user_name"])}
+
     def _jobs_delete(self, body: dict) -> dict:
         self._job(int(body["job_id"]))
         del self.jobs[int(body["job_id"])]
@@ -379,7 +425,10 @@ class FakeWorkspace:
                     "life_cycle_state": "TERMINATED",
                     "result_state": result or ("FAILED" if failed else "SUCCESS"),
                 }
-            tasks.append({**task, "state": state})
+            answer = {**task, "state": state}
+            if phase == "TERMINATED":
+                answer.update(plan.task_runs.get(task["task_key"], {}))
+            tasks.append({k: v for k, v in answer.items() if v is not None})
         state = {"life_cycle_state": phase}
         if phase == "TERMINATED":
             state["result_state"] = plan.result
@@ -393,10 +442,16 @@ class FakeWorkspace:
         }
 
     def _run_output(self, query: dict[str, str]) -> dict:
+        """400 for a missing or invalid run_id, as the API documents
+        (https://docs.databricks.com/api/jobs/v2/get-run-output.md)."""
+        if not query.get("run_id", "").isdigit():
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "missing or invalid run_id")
         task_run = int(query["run_id"])
         for run in self.runs.values():
             for task in run["tasks"]:
                 if task["run_id"] == task_run:
+                    if task["task_key"] in run["plan"].task_outputs:
+                        return run["plan"].task_outputs[task["task_key"]]
                     error = run["plan"].task_errors.get(task["task_key"])
                     return (
                         {"error": error, "error_trace": f"Traceback ...\n{error}"} if error else {}
@@ -549,3 +604,27 @@ def _lower_table_names(gateway: dict | None) -> dict | None:
         if isinstance(table.get(key), str):
             table[key] = table[key].lower()
     return {**gateway, "inference_table_config": table}
+
+
+def _filled(settings: dict, creator: str) -> dict:
+    """Job settings with the Jobs API's documented defaults for what they leave out."""
+    filled = {
+        "format": "MULTI_TASK",
+        "max_concurrent_runs": 1,
+        "timeout_seconds": 0,
+        "email_notifications": {},
+        "webhook_notifications": {},
+        "queue": {"enabled": True},
+        "run_as": {"user_name": creator},
+        **settings,
+    }
+    filled["tasks"] = [
+        {
+            "timeout_seconds": 0,
+            "email_notifications": {},
+            "run_if": "ALL_SUCCESS",
+            **task,
+        }
+        for task in settings.get("tasks") or []
+    ]
+    return filled

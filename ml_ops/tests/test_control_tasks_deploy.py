@@ -106,7 +106,7 @@ def test_a_redeploy_with_nothing_changed_is_unchanged(fake_workspace, watched, c
     out = capsys.readouterr().out
     assert f"job '{WATCH}' unchanged" in out and f"job '{TRAINING}' unchanged" in out
     assert len(fake_workspace.calls("POST", "/jobs/create")) == 3  # none on the redeploy
-    assert len(fake_workspace.calls("POST", "/jobs/reset")) == 3
+    assert len(fake_workspace.calls("POST", "/jobs/reset")) == 0  # unchanged: no reset
     after = {name: job["settings"] for name, job in jobs_by_name(fake_workspace).items()}
     assert after == before
 
@@ -123,7 +123,7 @@ def test_the_plan_shows_the_reference(fake_workspace, watched, capsys):
     assert deploy(watched, "--plan") == 0
     out = capsys.readouterr().out
     assert f'"job_id": {training_id},' in out and PENDING not in out
-    assert f"job '{WATCH}': reset (no change)" in out
+    assert f"job '{WATCH}': unchanged (no reset)" in out
 
 
 def test_a_referenced_job_deleted_by_hand_is_created_again_and_the_reference_follows(
@@ -214,4 +214,8 @@ def test_a_failed_run_job_task_is_reported_even_without_output_of_its_own(
     assert run(watched, WATCH) == 1
     out = capsys.readouterr().out
     task_lines = [line for line in out.splitlines() if line.startswith("task ")]
-    assert task_lines == ["task retrain FAILED: -"]  # monitor and drift_check succeeded
+    assert task_lines == [
+        "task monitor SUCCESS",
+        "task drift_check SUCCESS",
+        "task retrain FAILED: -",
+    ]

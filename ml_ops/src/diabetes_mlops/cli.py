@@ -10,6 +10,7 @@ from databricks.sdk.errors import DatabricksError
 
 from diabetes_mlops.deploy.config import DEFAULT_CONFIG, LOCAL, ConfigError, Target, load_target
 from diabetes_mlops.deploy.jobs import DeployError
+from diabetes_mlops.deploy.reachability import Unreachable
 from diabetes_mlops.deploy.workspace import AuthError
 from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.job_specs import SpecError, check_job_references, check_spec
@@ -86,7 +87,12 @@ def main(argv: list[str] | None = None) -> int:
 
     for command, text in (
         ("deploy", "build, upload and create/reset the jobs in a target workspace"),
-        ("databricks-init", "create the folders, experiment and secret scope a target needs"),
+        (
+            "databricks-init",
+            "create what a target needs: schemas, volumes, folders, experiment, secret scope,"
+            " cluster, grants",
+        ),
+        ("databricks-upload-data", "put ml_data/'s sample CSVs where a target's jobs read them"),
         ("run", "run a deployed job now and follow it to its end"),
     ):
         sub = commands.add_parser(command, help=text)
@@ -96,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         if command == "deploy":
             sub.add_argument(
                 "--plan", action="store_true", help="print what would change; change nothing"
+            )
+        if command == "databricks-upload-data":
+            sub.add_argument(
+                "--overwrite", action="store_true", help="replace a different file already there"
             )
         if command == "run":
             sub.add_argument("job", help="job name as in its spec, e.g. diabetes-model-training")
@@ -140,6 +150,13 @@ def _remote(args: argparse.Namespace) -> int:
         w = connect(target)
         if args.command == "run":
             return run_job(w, target, args.job, parameters, not args.no_wait, args.poll_seconds)
+        if args.command == "databricks-upload-data":
+            from diabetes_mlops.deploy.sample_data import upload_sample_data
+            from diabetes_mlops.deploy.workspace import for_current_user
+
+            resolved = for_current_user(w, target)  # as a deploy resolves it
+            upload_sample_data(w, resolved, args.repo / "ml_data", args.overwrite)
+            return 0
         deployer = Deployer(w, target, args.repo)
         if args.command == "databricks-init":
             deployer.init()
@@ -153,6 +170,13 @@ def _remote(args: argparse.Namespace) -> int:
         return 2
     except (AuthError, DeployError, DatabricksError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Unreachable as exc:  # found in seconds, before the SDK's minutes of retries
+        print(
+            f"error: {exc} (target '{args.target}': check DATABRICKS_HOST, or the host or"
+            " profile in deploy.yml)",
+            file=sys.stderr,
+        )
         return 1
     except TimeoutError as exc:  # the SDK gave up retrying (throttling, outage, no network)
         print(
@@ -218,7 +242,7 @@ def _preflight(args: argparse.Namespace, target: Target, parameters: dict[str, s
         return
     notebooks = args.repo / "orchestrator_notebooks"
     paths = sorted((args.repo / "job_specs").glob("*.json"))
-    if args.command == "deploy":
+    if args.command in ("deploy", "databricks-upload-data"):
         problems = data_location_clashes(args.config, [check_spec(p, notebooks) for p in paths])
     else:
         specs = [check_spec(p, notebooks) for p in paths]

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from diabetes_mlops.deploy.clusters import spec_problems
 from diabetes_mlops.serving_names import user_slug
 
 DEFAULT_CONFIG = Path("deploy.yml")
@@ -40,6 +41,11 @@ class Target:
     # writes its own data, as it has its own model name.
     data_dir: str = ""
     serving_trigger: str = "task"
+    # The all-purpose cluster's clusters/create fields, for `databricks-init` to create it (by
+    # cluster_name) when missing, or to report how the existing one differs.
+    cluster: dict[str, Any] = field(default_factory=dict)
+    # The group whose members run the jobs: `databricks-init` grants it what the jobs use.
+    run_as_group: str = ""
 
     @property
     def notebooks_dir(self) -> str:
@@ -96,6 +102,10 @@ def load_target(name: str, path: str | Path = DEFAULT_CONFIG) -> Target:
             f"{path}: target '{name}': serving_trigger must be one of"
             f" {', '.join(SERVING_TRIGGERS)}, got {trigger!r}"
         )
+    cluster_problems = spec_problems(merged.get("cluster") or {})
+    if cluster_problems:  # the first: one line
+        raise ConfigError(f"{path}: target '{name}': {cluster_problems[0]}")
+    merged["cluster"] = merged.get("cluster") or {}
     missing = [f for f in REQUIRED if not merged.get(f)]
     if missing and name != LOCAL:  # the local runner needs only the parameters
         raise ConfigError(f"{path}: target '{name}' does not set {', '.join(missing)}")

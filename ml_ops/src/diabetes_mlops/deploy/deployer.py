@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.errors import NotFound, ResourceAlreadyExists
+from databricks.sdk.errors import NotFound
 from databricks.sdk.service.jobs import JobSettings
 from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Language
 
+from diabetes_mlops.deploy.bootstrap import Bootstrap
 from diabetes_mlops.deploy.config import Target
 from diabetes_mlops.deploy.job_references import (
     check_deployed,
@@ -54,6 +55,8 @@ class Upload:
     local: Path
     remote: str
     needed: bool
+    # A workspace FILE where this notebook belongs: deleted before the notebook is imported.
+    replaces_file: bool = False
 
     @property
     def size(self) -> int:
@@ -130,8 +133,9 @@ class Deployer:
             if existing is None:
                 action = CREATED
             else:
-                current = self.w.jobs.get(existing.job_id).settings
-                action = UNCHANGED if same_settings(settings, current) else UPDATED
+                current = self.w.jobs.get(existing.job_id)
+                same = same_settings(settings, current.settings, current.creator_user_name)
+                action = UNCHANGED if same else UPDATED
             job_id = existing.job_id if existing else None
             job_ids[spec.name] = job_id
             plan.jobs.append(JobPlan(settings["name"], settings, job_id, action, spec.name))
@@ -150,7 +154,7 @@ class Deployer:
         for job in plan.stale:
             self.report(f"job '{job.name}': delete (job id {job.job_id}; {self._why_stale()})")
         for job in plan.jobs:
-            action = {CREATED: "create", UPDATED: "reset", UNCHANGED: "reset (no change)"}
+            action = {CREATED: "create", UPDATED: "reset", UNCHANGED: "unchanged (no reset)"}
             self.report(f"job '{job.name}': {action[job.action]}")
             self.report(json.dumps(shown(job.settings), indent=2))
         for serving in plan.serving:
@@ -176,7 +180,7 @@ class Deployer:
             if job.job_id is None:
                 job.job_id = self.w.jobs.create(**_create_args(job.settings)).job_id
                 job_ids[job.spec] = job.job_id
-            else:  # reset even when unchanged: whatever was edited by hand is put back
+            elif job.action != UNCHANGED:  # unchanged: same_settings found no hand edit either
                 self.w.jobs.reset(job.job_id, JobSettings.from_dict(job.settings))
         sent = plan.upload_bytes
         count = sum(u.needed for u in plan.uploads)
@@ -189,21 +193,8 @@ class Deployer:
         return plan
 
     def init(self) -> list[str]:
-        """Create, idempotently, what a target needs before its first deploy."""
-        done = self._make_folders()
-        done.append(self._ensure_experiment())
-        scope = self.target.secret_scope
-        if scope not in {s.name for s in self.w.secrets.list_scopes()}:
-            try:
-                self.w.secrets.create_scope(scope)
-                done.append(f"secret scope {scope}: created")
-            except ResourceAlreadyExists:
-                done.append(f"secret scope {scope}: exists")
-        else:
-            done.append(f"secret scope {scope}: exists")
-        for line in done:
-            self.report(line)
-        return done
+        """Create, idempotently, what a target needs before its first deploy (bootstrap.py)."""
+        return Bootstrap(self.w, self.target, self.report).run()
 
     # --- helpers -----------------------------------------------------------------------------
     def _specs(self) -> list[JobSpec]:
@@ -273,9 +264,12 @@ class Deployer:
 
     def _already_there(self, upload: Upload) -> bool:
         """Wheels carry a content hash in their name, so same name and size means same bytes;
-        notebooks are compared by content."""
+        notebooks are compared by content, once the path is known to hold a Python notebook: a
+        FILE there exports the same source but does not run as a notebook task."""
         try:
             if upload.kind == "notebook":
+                if not self._is_python_notebook(upload):
+                    return False
                 exported = self.w.workspace.export(upload.remote, format=ExportFormat.SOURCE)
                 remote = base64.b64decode(exported.content or "").decode("utf-8", "replace")
                 return _normal(remote) == _normal(upload.local.read_text(encoding="utf-8"))
@@ -285,8 +279,28 @@ class Deployer:
         except NotFound:
             return False
 
+    def _is_python_notebook(self, upload: Upload) -> bool:
+        """Whether the path holds a Python notebook (workspace get-status: object_type, and
+        language, set for notebooks only; https://docs.databricks.com/api/workspace-files/v1/
+        notebook/object.md). A FILE is marked to be replaced; a folder or any other object is
+        not ours to delete: refused before anything changes."""
+        status = self.w.workspace.get_status(upload.remote)
+        kind = status.object_type.value if status.object_type else "unknown"
+        if kind == "FILE":
+            upload.replaces_file = True
+            return False
+        if kind != "NOTEBOOK":
+            raise DeployError(
+                f"workspace path {upload.remote} holds a {kind}, where the notebook"
+                f" {upload.local.name} belongs: move it away, then deploy again"
+            )
+        return status.language == Language.PYTHON
+
     def _upload(self, upload: Upload) -> None:
         data = upload.local.read_bytes()
+        if upload.replaces_file:
+            with contextlib.suppress(NotFound):  # gone meanwhile: what we wanted
+                self.w.workspace.delete(upload.remote)
         if upload.kind == "notebook":
             self.w.workspace.import_(
                 upload.remote,

@@ -101,24 +101,85 @@ def find_job(w: WorkspaceClient, name: str) -> BaseJob | None:
     return jobs[0] if jobs else None
 
 
-def same_settings(wanted: dict[str, Any], current: JobSettings | None) -> bool:
-    """Whether the job already has every value we set (the server may add defaults of its own).
-    A job id still a placeholder (the job it names is yet to be created) is a change."""
+# What jobs/get returns for a setting the request left out: the Jobs API's documented default,
+# which is no change of ours. A value other than the default (edited by hand) is a change.
+# Sources: databricks-sdk 0.156 JobSettings/Task docstrings (format "is always set to MULTI_TASK"
+# with API 2.1+; timeout_seconds "0 means no timeout"; max_retries "0 means to never retry";
+# retry_on_timeout and min_retry_interval_millis: no retry, immediately); max_concurrent_runs
+# "The default behavior is to allow only 1 concurrent run" (the Jobs API text, as quoted in
+# https://databrickslabs.github.io/brickster/reference/db_jobs_create.html); email
+# notifications: "The default behavior is to not send any emails" (Jobs API text, as quoted in
+# https://docs.prefect.io/integrations/prefect-databricks/jobs/); queue enabled by default for jobs
+# created with API 2.2 (https://docs.databricks.com/jobs/jobs-api-updates.html); run_if "All
+# succeeded ... is the default" (https://docs.databricks.com/workflows/jobs/conditional-tasks.html);
+# notebook source WORKSPACE without git_source (NotebookTask.source).
+JOB_DEFAULTS: dict[str, Any] = {
+    "format": "MULTI_TASK",
+    "max_concurrent_runs": 1,
+    "timeout_seconds": 0,
+    "email_notifications": {},
+    "webhook_notifications": {},
+    "notification_settings": {},
+    "queue": {"enabled": True},
+}
+TASK_DEFAULTS: dict[str, Any] = {
+    "timeout_seconds": 0,
+    "max_retries": 0,
+    "min_retry_interval_millis": 0,
+    "retry_on_timeout": False,
+    "run_if": "ALL_SUCCESS",
+    "email_notifications": {},
+    "webhook_notifications": {},
+    "notification_settings": {},
+}
+NOTEBOOK_TASK_DEFAULTS: dict[str, Any] = {"source": "WORKSPACE"}
+
+
+def same_settings(
+    wanted: dict[str, Any], current: JobSettings | None, creator: str | None = None
+) -> bool:
+    """Whether the job's settings (jobs/get) are exactly what a reset would send, once both are
+    read as the SDK reads them (unknown fields and empty values dropped) and the defaults the
+    server fills in are set aside. A field set by hand, a task added or removed, a changed value:
+    all are changes. `run_as` naming the job's creator is the default too (a job runs as its
+    creator unless run_as says otherwise). A job id still a placeholder (the job it names is yet
+    to be created) is a change."""
     if current is None or any(job_id_placeholders(wanted)):
         return False
-    return _contains(current.as_dict(), JobSettings.from_dict(wanted).as_dict())
-
-
-def _contains(have: Any, want: Any) -> bool:
-    if isinstance(want, dict):
-        return isinstance(have, dict) and all(_contains(have.get(k), v) for k, v in want.items())
-    if isinstance(want, list):
-        return (
-            isinstance(have, list)
-            and len(have) == len(want)
-            and all(_contains(h, w) for h, w in zip(have, want, strict=True))
-        )
+    want = comparable(JobSettings.from_dict(wanted).as_dict())
+    have = comparable(current.as_dict())
+    _drop_defaults(have, want, JOB_DEFAULTS)
+    if "run_as" not in want and creator and have.get("run_as") == {"user_name": creator}:
+        del have["run_as"]
+    for key, task in have.get("tasks", {}).items():
+        wanted_task = want.get("tasks", {}).get(key, {})
+        _drop_defaults(task, wanted_task, TASK_DEFAULTS)
+        if "notebook_task" in task:
+            _drop_defaults(
+                task["notebook_task"], wanted_task.get("notebook_task", {}), NOTEBOOK_TASK_DEFAULTS
+            )
     return have == want
+
+
+def comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings whose lists the server may return in another order keyed instead: tasks by
+    task_key, job parameters by name, each task's depends_on by task_key."""
+    settings = copy.deepcopy(settings)
+    if "tasks" in settings:
+        tasks = {task["task_key"]: task for task in settings["tasks"]}
+        for task in tasks.values():
+            if "depends_on" in task:
+                task["depends_on"] = sorted(task["depends_on"], key=lambda d: d["task_key"])
+        settings["tasks"] = tasks
+    if "parameters" in settings:
+        settings["parameters"] = {p["name"]: p for p in settings["parameters"]}
+    return settings
+
+
+def _drop_defaults(have: dict[str, Any], want: dict[str, Any], defaults: dict[str, Any]) -> None:
+    for key, default in defaults.items():
+        if key not in want and key in have and have[key] == default:
+            del have[key]
 
 
 def model_triggered(spec: JobSpec) -> bool:

@@ -1,11 +1,14 @@
 """Remote runs: run-now a deployed job by name, follow it, exit with its result.
 
 A run's tasks may be condition and run_job tasks: they have no notebook, and a task whose
-condition did not hold ends EXCLUDED, which is no failure (the run still succeeds).
+condition did not hold ends EXCLUDED, which is no failure (the run still succeeds). When a run
+fails, every task is reported with its state: the ones that failed with why, and the ones that
+were skipped (UPSTREAM_FAILED...) and so may have no run_id, no output and little state.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import uuid
@@ -24,6 +27,19 @@ FINAL = {
     RunLifeCycleState.SKIPPED,
     RunLifeCycleState.INTERNAL_ERROR,
 }
+# Results of a task that did not run, and why: RunResultState (Jobs API runs/get), and the
+# SKIPPED termination code (TerminationCodeCode in databricks-sdk's jobs service).
+SKIPPED = {
+    "EXCLUDED": "its condition did not hold",
+    "UPSTREAM_FAILED": "an upstream task failed",
+    "UPSTREAM_CANCELED": "an upstream task was canceled",
+    "DISABLED": "disabled by a user",
+    "SKIPPED": "it never ran",
+}
+LOG_LINES = 5
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# `NameError: name 'x' is not defined`, `pkg.mod.CustomError: ...`, a bare `KeyboardInterrupt`.
+EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b(:.*)?$")
 
 
 def run_job(
@@ -59,37 +75,91 @@ def run_job(
         return 0
     run = follow(w, run, poll_seconds, report)
     result = run.state.result_state.value if run.state and run.state.result_state else None
-    excluded = [t.task_key for t in run.tasks or [] if _result(t) == "EXCLUDED"]
+    report(f"run {run_id} {result or _life_cycle(run)}: {run.run_page_url}")
     if result == "SUCCESS":
-        report(f"run {run_id} SUCCESS: {run.run_page_url}")
-    else:
-        report(f"run {run_id} {result or run.state.life_cycle_state.value}: {run.run_page_url}")
-    if excluded:
-        report(f"excluded (a condition did not hold): {', '.join(map(str, excluded))}")
-    if result == "SUCCESS":
+        excluded = [str(t.task_key) for t in run.tasks or [] if task_state(t) == "EXCLUDED"]
+        if excluded:
+            report(f"excluded (a condition did not hold): {', '.join(excluded)}")
         return 0
-    for task in run.tasks or []:
-        task_result = _result(task)
-        if task_result not in ("SUCCESS", "EXCLUDED"):
-            report(f"task {task.task_key} {task_result or 'did not finish'}: {_error(w, task)}")
+    for task in run.tasks or []:  # every task: what failed, and what that left undone
+        for line in task_report(w, task):
+            report(line)
     return 1
 
 
-def _result(task: RunTask) -> str | None:
-    state = task.state
-    return state.result_state.value if state and state.result_state else None
+def task_state(task: RunTask) -> str:
+    """The task's result (SUCCESS, FAILED, UPSTREAM_FAILED, EXCLUDED...), else its termination
+    code or life cycle state. A task skipped because an upstream task failed may come without
+    run_id and with little state: whatever is there is used, and nothing is required."""
+    state, status = task.state, task.status
+    details = status.termination_details if status else None
+    for value in (
+        state.result_state if state else None,
+        details.code if details else None,
+        state.life_cycle_state if state else None,
+        status.state if status else None,
+    ):
+        if value is not None:
+            return value.value
+    return "NO_STATE_REPORTED"
 
 
-def _error(w: WorkspaceClient, task: RunTask) -> str:
-    """The task's error: its output's, else its state message. A task without output of its own
-    (a condition task, a run_job task whose run failed) may answer get-output with an error:
-    then the state message is all there is."""
-    message = (task.state.state_message if task.state else "") or "-"
+def task_report(w: WorkspaceClient, task: RunTask) -> list[str]:
+    """`task <key> <state>: <why>`, then for a failed task the tail of its logs, indented."""
+    state = task_state(task)
+    if state in SKIPPED:
+        return [f"task {task.task_key} {state} (skipped: {SKIPPED[state]})"]
+    if state == "SUCCESS":
+        return [f"task {task.task_key} SUCCESS"]
+    summary, tail = task_error(w, task)
+    return [f"task {task.task_key} {state}: {summary}"] + [f"    | {line}" for line in tail]
+
+
+def task_error(w: WorkspaceClient, task: RunTask) -> tuple[str, list[str]]:
+    """Why the task failed, and the last lines of its logs when nothing better says it: its
+    output's `error`; when that is empty, the exception line of `error_trace`; else the state
+    message (`Task exited with code 1`) with the tail of `logs` (the stdout/stderr of tasks that
+    write them). A task without a run_id, or without output of its own (a condition task, a
+    run_job task whose run failed), has its state message alone. Fields: Jobs API
+    runs/get-output, https://docs.databricks.com/api/jobs/v2/get-run-output.md"""
+    details = task.status.termination_details if task.status else None
+    message = (task.state.state_message if task.state else "") or ""
+    message = message or (details.message if details else "")
+    if task.run_id is None:  # nothing ran: there is no output to ask for
+        return message or "it did not run (no run of its own)", []
+    message = message or "-"
     try:
         output = w.jobs.get_run_output(task.run_id)
     except DatabricksError:
-        return message
-    return output.error or message
+        return message, []
+    if output.error and output.error.strip():
+        return " / ".join(last_lines(output.error, None)[:3]), []
+    exception = exception_line(output.error_trace or "")
+    if exception:
+        return exception, []
+    return message, last_lines(output.logs or "", LOG_LINES)
+
+
+def exception_line(trace: str) -> str:
+    """The line that names the exception (`NameError: name 'x' is not defined`): the last
+    `Name: message` or bare exception name of a Python traceback, once the ANSI colour codes a
+    notebook's trace carries are removed; else the trace's last line."""
+    lines = last_lines(trace, None)
+    for line in reversed(lines):
+        if EXCEPTION.match(line.strip()):
+            return line.strip()
+    return lines[-1].strip() if lines else ""
+
+
+def last_lines(text: str, count: int | None) -> list[str]:
+    """The last `count` (None: all) non-blank lines, without ANSI colour codes."""
+    lines = [line.rstrip() for line in ANSI.sub("", text).splitlines() if line.strip()]
+    return lines[-count:] if count else lines
+
+
+def _life_cycle(run: Run) -> str:
+    state = run.state.life_cycle_state if run.state else None
+    return state.value if state else "NO_STATE_REPORTED"
 
 
 def follow(w: WorkspaceClient, run: Run, poll_seconds: float, report) -> Run:

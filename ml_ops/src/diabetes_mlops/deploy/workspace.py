@@ -5,14 +5,10 @@ from __future__ import annotations
 import os
 
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.config import Config
 
+from diabetes_mlops.deploy.auth import auth_help
 from diabetes_mlops.deploy.config import Target
-
-AUTH_HELP = (
-    "set DATABRICKS_HOST and DATABRICKS_TOKEN, or run `databricks configure --profile {profile}`"
-    " to write a profile to ~/.databrickscfg (see deploy.yml)"
-)
+from diabetes_mlops.deploy.reachability import ProbedConfig, check_reachable
 
 
 class AuthError(RuntimeError):
@@ -21,26 +17,30 @@ class AuthError(RuntimeError):
 
 def connect(target: Target) -> WorkspaceClient:
     """A client for the target's workspace. The environment wins over the target's profile, so
-    CI can deploy with DATABRICKS_HOST/DATABRICKS_TOKEN from its secret store."""
+    CI can deploy with DATABRICKS_HOST/DATABRICKS_TOKEN from its secret store. A host that does
+    not resolve or accept connections raises reachability.Unreachable within seconds."""
     from_env = bool(os.environ.get("DATABRICKS_HOST"))
     profile = None if from_env else target.profile
     host = None if from_env else target.host
     try:
-        config = Config(
+        config = ProbedConfig(
             profile=profile, host=host, retry_timeout_seconds=target.retry_timeout_seconds
         )
         client = WorkspaceClient(config=config)
+        config.authenticate()  # OAuth (github-oidc) gets its token now: a refusal is one line
     except ValueError as exc:  # what the SDK raises, with long explanations, for missing auth
         raise AuthError(
             f"cannot connect to the workspace of target '{target.name}': "
-            + AUTH_HELP.format(profile=target.profile or target.name.upper())
+            + auth_help(target.profile or target.name.upper())
             + f" ({_first_line(exc)})"
         ) from None
     if not client.config.host:
         raise AuthError(
             f"no workspace host for target '{target.name}': "
-            + AUTH_HELP.format(profile=target.profile or target.name.upper())
+            + auth_help(target.profile or target.name.upper())
         )
+    if not config.probed:  # an SDK without the step ProbedConfig hooks: probe now
+        check_reachable(client.config.host)
     return client
 
 

@@ -1,0 +1,262 @@
+"""`databricks-init`: everything a target needs before its first deploy, created when missing.
+
+From deploy.yml alone: the Unity Catalog schemas and volumes of the target's data_dir and
+wheel_dir (`/Volumes/<catalog>/<schema>/<volume>/...`) and of its model (`parameters.model_name`
+catalog.schema.model, with registry unity_catalog), the folders, the MLflow experiment, the secret
+scope, the all-purpose cluster (`cluster:`) and the grants of the group that runs the jobs
+(`run_as_group`). Each step prints one line: created, exists, differs (what), or missing.
+
+Nothing that exists is changed or deleted: a cluster whose spec differs is reported field by
+field, and grants are only added. Catalogs are not created (that is a metastore admin's decision,
+with storage behind it): a missing one is one line, and the steps inside it are skipped. Re-running
+sends no request that changes anything and prints "exists" for every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import NotFound, ResourceAlreadyExists
+from databricks.sdk.service.catalog import Privilege, VolumeType
+
+from diabetes_mlops.deploy import grants
+from diabetes_mlops.deploy.clusters import create_args, differences
+from diabetes_mlops.deploy.config import Target
+from diabetes_mlops.deploy.jobs import DeployError
+from diabetes_mlops.tracking import UNITY_CATALOG
+
+CREATED, EXISTS = "created", "exists"
+
+
+@dataclass(frozen=True)
+class Volume:
+    catalog: str
+    schema: str
+    name: str
+
+    @property
+    def schema_name(self) -> str:
+        return f"{self.catalog}.{self.schema}"
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.schema_name}.{self.name}"
+
+
+def volume_of(path: str) -> Volume | None:
+    """The volume a /Volumes/<catalog>/<schema>/<volume>/... path lies in (None: not in one)."""
+    parts = path.strip("/").split("/")
+    if len(parts) < 4 or parts[0] != "Volumes" or not all(parts[1:4]):
+        return None
+    return Volume(parts[1], parts[2], parts[3])
+
+
+class Bootstrap:
+    def __init__(
+        self, w: WorkspaceClient, target: Target, report: Callable[[str], None] = print
+    ) -> None:
+        """`target` with {user} already filled (Deployer does it on connecting)."""
+        self.w = w
+        self.target = target
+        self.report = report
+        self.lines: list[str] = []
+        self.problems: list[str] = []
+
+    def run(self) -> list[str]:
+        t = self.target
+        data, wheels = volume_of(t.data_dir), volume_of(t.wheel_dir)
+        volumes = [v for v in dict.fromkeys([data, wheels]) if v is not None]
+        model_schema = self._model_schema()
+        schemas = list(dict.fromkeys([*(v.schema_name for v in volumes), *model_schema]))
+        catalogs = [c for c in dict.fromkeys(s.split(".")[0] for s in schemas) if self._catalog(c)]
+        schemas = [s for s in schemas if s.split(".")[0] in catalogs]
+        volumes = [v for v in volumes if v.catalog in catalogs]
+        for schema in schemas:
+            self._schema(schema)
+        for volume in volumes:
+            self._volume(volume)
+        self._folder("folder", t.notebooks_dir)
+        folders = (("wheel folder", t.wheel_dir, wheels), ("data folder", t.data_dir, data))
+        for label, path, volume in folders:
+            if path and (volume is None or volume in volumes):
+                self._folder(label, path)
+        self._experiment()
+        self._secret_scope()
+        cluster_id = self._cluster()
+        self._grants(catalogs, schemas, model_schema, volumes, data, wheels, cluster_id)
+        if self.problems:
+            raise DeployError(
+                f"databricks-init: target '{t.name}' is not ready: {'; '.join(self.problems)}"
+            )
+        return self.lines
+
+    # --- steps -------------------------------------------------------------------------------
+    def _say(self, line: str) -> None:
+        self.lines.append(line)
+        self.report(line)
+
+    def _model_schema(self) -> list[str]:
+        """The schemas of the model and of the inference tables (Unity Catalog registry only)."""
+        parameters = self.target.parameters
+        if parameters.get("registry", UNITY_CATALOG) != UNITY_CATALOG:
+            return []
+        names = [parameters.get("model_name", ""), parameters.get("inference_table", "")]
+        schemas = []
+        for name in filter(None, names):
+            parts = name.split(".")
+            if len(parts) != 3 or not all(parts):
+                raise DeployError(
+                    f"target '{self.target.name}': {name!r} is not <catalog>.<schema>.<name>, as"
+                    " a Unity Catalog name must be (parameters.model_name / inference_table)"
+                )
+            schemas.append(".".join(parts[:2]))
+        return schemas
+
+    def _catalog(self, name: str) -> bool:
+        try:
+            self.w.catalogs.get(name)
+            self._say(f"catalog {name}: exists")
+            return True
+        except NotFound:
+            line = (
+                f"catalog {name}: missing (databricks-init creates no catalogs: ask a metastore"
+                " admin to create it, or name another in deploy.yml)"
+            )
+            self._say(line)
+            self.problems.append(f"catalog {name} missing")
+            return False
+
+    def _schema(self, full_name: str) -> None:
+        try:
+            self.w.schemas.get(full_name)
+            state = EXISTS
+        except NotFound:
+            catalog, name = full_name.split(".")
+            self.w.schemas.create(name=name, catalog_name=catalog, comment=self._comment())
+            state = CREATED
+        self._say(f"schema {full_name}: {state}")
+
+    def _volume(self, volume: Volume) -> None:
+        try:
+            self.w.volumes.read(volume.full_name)
+            state = EXISTS
+        except NotFound:
+            self.w.volumes.create(
+                volume.catalog,
+                volume.schema,
+                volume.name,
+                VolumeType.MANAGED,
+                comment=self._comment(),
+            )
+            state = CREATED
+        self._say(f"volume {volume.full_name}: {state}")
+
+    def _folder(self, label: str, path: str) -> None:
+        """A folder in a volume (Files API directories) or in the workspace."""
+        if path.startswith("/Volumes/"):
+            try:
+                self.w.files.get_directory_metadata(path)
+                state = EXISTS
+            except NotFound:
+                self.w.files.create_directory(path)
+                state = CREATED
+        else:
+            try:
+                status = self.w.workspace.get_status(path)
+                kind = status.object_type.value if status.object_type else "unknown"
+                if kind != "DIRECTORY":
+                    raise DeployError(f"{label} {path}: holds a {kind}, not a folder: move it away")
+                state = EXISTS
+            except NotFound:
+                self.w.workspace.mkdirs(path)
+                state = CREATED
+        self._say(f"{label} {path}: {state}")
+
+    def _experiment(self) -> None:
+        name = self.target.experiment_name
+        if not name:
+            raise DeployError(f"target '{self.target.name}' sets no parameters.experiment_name")
+        try:
+            self.w.experiments.get_by_name(name)
+            state = EXISTS
+        except NotFound:
+            self.w.workspace.mkdirs(name.rsplit("/", 1)[0])
+            self.w.experiments.create_experiment(name)
+            state = CREATED
+        self._say(f"experiment {name}: {state}")
+
+    def _secret_scope(self) -> None:
+        scope = self.target.secret_scope
+        state = EXISTS
+        if scope not in {s.name for s in self.w.secrets.list_scopes()}:
+            try:
+                self.w.secrets.create_scope(scope)
+                state = CREATED
+            except ResourceAlreadyExists:  # created meanwhile: what we wanted
+                pass
+        self._say(f"secret scope {scope}: {state}")
+
+    def _cluster(self) -> str | None:
+        """The cluster's id: found by name (compared with deploy.yml's spec) or created (not
+        waited for: it starts in the background, and a job run starts it anyway)."""
+        name, spec = self.target.cluster_name, self.target.cluster
+        found = [c for c in self.w.clusters.list() if c.cluster_name == name]
+        if len(found) > 1:
+            ids = ", ".join(c.cluster_id or "?" for c in found)
+            raise DeployError(
+                f"{len(found)} clusters are named '{name}' (ids {ids}): rename or delete all but"
+                " one; databricks-init changes none of them"
+            )
+        if found:
+            cluster = found[0]
+            found_differences = differences(spec, cluster.as_dict())
+            if not found_differences:
+                self._say(f"cluster {name}: exists (id {cluster.cluster_id})")
+            else:
+                self._say(
+                    f"cluster {name}: differs from deploy.yml (id {cluster.cluster_id};"
+                    " left unchanged, edit one or the other):"
+                )
+                for difference in found_differences:
+                    self._say(f"  cluster {name} {difference}")
+            return cluster.cluster_id
+        if not spec:
+            self._say(f"cluster {name}: missing, and target '{self.target.name}' sets no cluster:")
+            self.problems.append(f"cluster {name} missing")
+            return None
+        cluster_id = self.w.clusters.create(**create_args(name, spec)).cluster_id
+        self._say(f"cluster {name}: created (id {cluster_id}; starting, not waited for)")
+        return cluster_id
+
+    def _grants(
+        self,
+        catalogs: list[str],
+        schemas: list[str],
+        model_schemas: list[str],
+        volumes: list[Volume],
+        data: Volume | None,
+        wheels: Volume | None,
+        cluster_id: str | None,
+    ) -> None:
+        group = self.target.run_as_group
+        if not group:
+            self._say("grants: none (deploy.yml sets no run_as_group)")
+            return
+        for catalog in catalogs:
+            self._say(grants.grant_privileges(self.w, "catalog", catalog, group, grants.CATALOG))
+        for schema in schemas:
+            wanted = grants.MODEL_SCHEMA if schema in model_schemas else grants.SCHEMA
+            self._say(grants.grant_privileges(self.w, "schema", schema, group, wanted))
+        for volume in volumes:
+            wanted: list[Privilege] = []
+            for privileges, used in ((grants.DATA_VOLUME, data), (grants.WHEEL_VOLUME, wheels)):
+                if volume == used:
+                    wanted += [p for p in privileges if p not in wanted]
+            self._say(grants.grant_privileges(self.w, "volume", volume.full_name, group, wanted))
+        if cluster_id:
+            self._say(grants.grant_cluster(self.w, cluster_id, self.target.cluster_name, group))
+
+    def _comment(self) -> str:
+        return f"diabetes-mlops target {self.target.name} (databricks-init)"
