@@ -133,3 +133,82 @@ def test_notebook_tasks_run_from_git():
     }
     assert resolved["tasks"][1] == settings["tasks"][1]
     assert settings["tasks"][0]["notebook_task"]["source"] == "WORKSPACE"  # not changed in place
+
+
+def deploy(project, *extra):
+    from diabetes_mlops.cli import main
+
+    return main(["deploy", "--target", "staging", "--repo", str(project),
+                 "--config", str(project / "deploy.yml"), *extra])  # fmt: skip
+
+
+@pytest.fixture
+def git_project(project):
+    """The deployable project as a checkout of github.com/acme/diabetes-mlops, staging from git."""
+    config = project / "deploy.yml"
+    config.write_text(
+        config.read_text().replace(
+            "  staging:\n", "  staging:\n    source: git\n    git_ref: commit\n", 1
+        )
+    )
+    git(project, "init", "-q", "-b", "main")
+    git(project, "config", "user.email", "ci@example.com")
+    git(project, "config", "user.name", "ci")
+    git(project, "add", ".")
+    git(project, "commit", "-q", "-m", "release")
+    git(project, "remote", "add", "origin", "https://github.com/acme/diabetes-mlops.git")
+    return project
+
+
+def test_git_source_jobs_run_the_commits_notebooks_and_nothing_is_imported(
+    fake_workspace, git_project, capsys
+):
+    head = git(git_project, "rev-parse", "HEAD")
+    assert deploy(git_project, "--plan") == 0
+    plan = capsys.readouterr().out
+    assert '"git_commit": "' + head + '"' in plan and "notebook " not in plan
+    assert deploy(git_project) == 0
+    jobs = {j["settings"]["name"]: j["settings"] for j in fake_workspace.jobs.values()}
+    for settings in jobs.values():
+        assert settings["git_source"] == {
+            "git_url": "https://github.com/acme/diabetes-mlops.git",
+            "git_provider": "gitHub",
+            "git_commit": head,
+        }
+        for task in settings["tasks"]:
+            if "notebook_task" in task:
+                notebook = task["notebook_task"]
+                assert notebook["source"] == "GIT"
+                assert notebook["notebook_path"].startswith("orchestrator_notebooks/diabetes_")
+    assert fake_workspace.calls("POST", "/api/2.0/workspace/import") == []
+    assert len(fake_workspace.files) == 2  # the wheels still go to the wheel volume
+    capsys.readouterr()
+    assert deploy(git_project) == 0  # the same commit again: nothing to do
+    assert "uploaded 0 file(s), 0 bytes" in capsys.readouterr().out
+    assert fake_workspace.calls("POST", "/jobs/reset") == []
+
+
+def test_uncommitted_notebooks_stop_a_git_deploy_before_any_change(
+    fake_workspace, git_project, capsys
+):
+    notebook = git_project / "orchestrator_notebooks" / "diabetes_orchestrator_train.py"
+    notebook.write_text(notebook.read_text() + "\n# an edit not committed\n")
+    assert deploy(git_project) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "orchestrator_notebooks/ differs from the commit" in err[0]
+    assert fake_workspace.jobs == {} and fake_workspace.files == {}
+
+
+def test_bad_git_settings_in_deploy_yml_are_one_line(tmp_path, repo):
+    from diabetes_mlops.deploy.config import ConfigError, load_target
+
+    config = tmp_path / "deploy.yml"
+    for line, message in (
+        ("    source: svn\n", "source must be one of workspace, git, got 'svn'"),
+        ("    git_ref: sha\n", "git_ref must be one of commit, branch, tag"),
+        ("    git_provider: github\n", "git_provider must be one of gitHub"),
+    ):
+        text = (repo / "deploy.yml").read_text()
+        config.write_text(text.replace("  staging:\n", "  staging:\n" + line, 1))
+        with pytest.raises(ConfigError, match=message):
+            load_target("staging", config)

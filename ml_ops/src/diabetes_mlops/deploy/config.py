@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from diabetes_mlops.deploy.clusters import spec_problems
+from diabetes_mlops.deploy.git_source import GIT_REFS, PROVIDER_NAMES, SOURCES
 from diabetes_mlops.serving_names import user_slug
 
 DEFAULT_CONFIG = Path("deploy.yml")
@@ -46,6 +47,13 @@ class Target:
     cluster: dict[str, Any] = field(default_factory=dict)
     # The group whose members run the jobs: `databricks-init` grants it what the jobs use.
     run_as_group: str = ""
+    # Where the jobs' notebooks come from: `workspace` (imported under root_dir) or `git` (the
+    # repository at the checkout's commit, branch or tag: git_source.py). git_url and
+    # git_provider default to the `origin` remote and its host.
+    source: str = "workspace"
+    git_ref: str = "commit"
+    git_url: str = ""
+    git_provider: str = ""
 
     @property
     def notebooks_dir(self) -> str:
@@ -101,6 +109,17 @@ def load_target(name: str, path: str | Path = DEFAULT_CONFIG) -> Target:
         raise ConfigError(
             f"{path}: target '{name}': serving_trigger must be one of"
             f" {', '.join(SERVING_TRIGGERS)}, got {trigger!r}"
+        )
+    for key, allowed in (("source", SOURCES), ("git_ref", GIT_REFS)):
+        value = merged.get(key, allowed[0])
+        if value not in allowed:
+            raise ConfigError(
+                f"{path}: target '{name}': {key} must be one of {', '.join(allowed)}, got {value!r}"
+            )
+    if merged.get("git_provider") and merged["git_provider"] not in PROVIDER_NAMES:
+        raise ConfigError(
+            f"{path}: target '{name}': git_provider must be one of {', '.join(PROVIDER_NAMES)},"
+            f" got {merged['git_provider']!r}"
         )
     cluster_problems = spec_problems(merged.get("cluster") or {})
     if cluster_problems:  # the first: one line

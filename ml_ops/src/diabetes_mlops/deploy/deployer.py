@@ -24,6 +24,12 @@ from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Languag
 
 from diabetes_mlops.deploy.bootstrap import Bootstrap
 from diabetes_mlops.deploy.config import Target
+from diabetes_mlops.deploy.git_source import (
+    GitSource,
+    GitSourceError,
+    from_checkout,
+    with_git_source,
+)
 from diabetes_mlops.deploy.job_references import (
     check_deployed,
     deploy_order,
@@ -112,11 +118,9 @@ class Deployer:
         self._check_model_trigger(specs)
         wheels = build_wheels(self.repo, self.repo / "dist")
         wheel_paths = {w.package: f"{t.wheel_dir.rstrip('/')}/{w.name}" for w in wheels}
+        git = self._git_source()
         uploads = [Upload("wheel", w.path, wheel_paths[w.package], False) for w in wheels]
-        uploads += [
-            Upload("notebook", path, f"{t.notebooks_dir}/{path.stem}", False)
-            for path in sorted((self.repo / "orchestrator_notebooks").glob("*.py"))
-        ]
+        uploads += [] if git else self._notebook_uploads()
         for upload in uploads:
             upload.needed = not self._already_there(upload)
         values = {
@@ -129,6 +133,8 @@ class Deployer:
         job_ids: dict[str, int | None] = {}  # spec name -> its job's id (None: to be created)
         for spec in specs:  # a job run by a run_job task comes before the job that runs it
             settings = resolve_settings(spec, t, values, job_ids)
+            if git:  # the notebooks of that commit (branch, tag), checked out by the job
+                settings = with_git_source(settings, git)
             existing = find_job(self.w, settings["name"])
             if existing is None:
                 action = CREATED
@@ -319,9 +325,27 @@ class Deployer:
                 overwrite=True,
             )
 
+    def _git_source(self) -> GitSource | None:
+        """The checkout's git source when the target runs its jobs from git (source: git)."""
+        t = self.target
+        if t.source != "git":
+            return None
+        try:
+            return from_checkout(self.repo, t.git_ref, t.git_url or None, t.git_provider or None)
+        except GitSourceError as exc:
+            raise DeployError(f"target '{t.name}': {exc}") from None
+
+    def _notebook_uploads(self) -> list[Upload]:
+        folder = self.target.notebooks_dir
+        return [
+            Upload("notebook", path, f"{folder}/{path.stem}", False)
+            for path in sorted((self.repo / "orchestrator_notebooks").glob("*.py"))
+        ]
+
     def _make_folders(self) -> list[str]:
         t = self.target
-        self.w.workspace.mkdirs(t.notebooks_dir)
+        if t.source != "git":  # git-source jobs import no notebook
+            self.w.workspace.mkdirs(t.notebooks_dir)
         if _in_volume(t.wheel_dir):
             self.w.files.create_directory(t.wheel_dir)
         else:
