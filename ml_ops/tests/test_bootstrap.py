@@ -305,6 +305,13 @@ def test_upload_data_refuses_a_path_outside_a_volume(fake, config, repo, capsys)
     assert "parameters.data_path is 'dbfs:/tmp/raw.csv'" in err and not fake.files
 
 
+def test_upload_data_refuses_a_target_that_reads_another_format(fake, config, repo, capsys):
+    path = config(parameters={"data_format": "delta"})
+    assert upload(path, repo) == 1
+    err = capsys.readouterr().err
+    assert "parameters.data_format is 'delta'; the sample data is CSV" in err and not fake.files
+
+
 def test_make_upload_data_puts_the_files_where_a_deploy_points_the_jobs(fake, repo):
     """The Makefile target, with the repository's deploy.yml: dev's paths hold the deploying
     user, filled as a deploy fills them."""

@@ -31,6 +31,18 @@ def test_remotes_become_https_urls_without_credentials(remote, url):
     assert https_url(remote) == url
 
 
+@pytest.mark.parametrize(
+    "remote",
+    [
+        "git@ssh.dev.azure.com:v3/acme/proj/ml",  # https: dev.azure.com/acme/proj/_git/ml
+        "ssh://git@bitbucket.acme.com:7999/proj/ml.git",  # Bitbucket Server: https adds /scm/
+    ],
+)
+def test_ssh_remotes_of_other_hosts_need_git_url(remote):
+    with pytest.raises(GitSourceError, match="set git_url"):
+        https_url(remote)
+
+
 def test_a_remote_that_is_no_url_is_one_line_without_its_secret():
     with pytest.raises(GitSourceError) as info:
         https_url("/srv/git/ml.git")
@@ -56,18 +68,23 @@ def git(repo, *args):
     ).stdout.strip()
 
 
-@pytest.fixture
-def checkout(tmp_path):
-    repo = tmp_path / "repo"
-    (repo / "orchestrator_notebooks").mkdir(parents=True)
-    (repo / "orchestrator_notebooks" / "nb.py").write_text("# Databricks notebook source\n")
+def committed(repo, origin):
+    """`repo`'s files as the first commit of branch main, with remote `origin`."""
     git(repo, "init", "-q", "-b", "main")
     git(repo, "config", "user.email", "ci@example.com")
     git(repo, "config", "user.name", "ci")
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "first")
-    git(repo, "remote", "add", "origin", "git@github.com:acme/diabetes-mlops.git")
+    git(repo, "remote", "add", "origin", origin)
     return repo
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "orchestrator_notebooks").mkdir(parents=True)
+    (repo / "orchestrator_notebooks" / "nb.py").write_text("# Databricks notebook source\n")
+    return committed(repo, "git@github.com:acme/diabetes-mlops.git")
 
 
 def test_the_commit_branch_or_tag_of_head(checkout):
@@ -94,6 +111,20 @@ def test_notebooks_that_differ_from_the_commit_are_refused(checkout):
     git(checkout, "checkout", "--", ".")
     (checkout / "other.txt").write_text("not a notebook: no matter")
     assert from_checkout(checkout).ref_kind == "commit"
+
+
+def test_a_project_in_a_folder_of_the_repository_and_an_unpushed_commit(tmp_path):
+    monorepo = tmp_path / "mono"
+    (monorepo / "ml" / "orchestrator_notebooks").mkdir(parents=True)
+    (monorepo / "ml" / "orchestrator_notebooks" / "nb.py").write_text("# notebook\n")
+    committed(monorepo, "https://github.com/acme/mono.git")
+    source = from_checkout(monorepo / "ml")
+    assert source.folder == "ml/orchestrator_notebooks" and not source.pushed
+    settings = {"tasks": [{"task_key": "t", "notebook_task": {"notebook_path": "/x/nb"}}]}
+    task = with_git_source(settings, source)["tasks"][0]["notebook_task"]
+    assert task["notebook_path"] == "ml/orchestrator_notebooks/nb"
+    git(monorepo, "update-ref", "refs/remotes/origin/main", "HEAD")  # as after a push
+    assert from_checkout(monorepo / "ml").pushed
 
 
 def test_a_checkout_without_origin_is_one_line(checkout):
@@ -151,13 +182,7 @@ def git_project(project):
             "  staging:\n", "  staging:\n    source: git\n    git_ref: commit\n", 1
         )
     )
-    git(project, "init", "-q", "-b", "main")
-    git(project, "config", "user.email", "ci@example.com")
-    git(project, "config", "user.name", "ci")
-    git(project, "add", ".")
-    git(project, "commit", "-q", "-m", "release")
-    git(project, "remote", "add", "origin", "https://github.com/acme/diabetes-mlops.git")
-    return project
+    return committed(project, "https://github.com/acme/diabetes-mlops.git")
 
 
 def test_git_source_jobs_run_the_commits_notebooks_and_nothing_is_imported(
@@ -165,7 +190,11 @@ def test_git_source_jobs_run_the_commits_notebooks_and_nothing_is_imported(
 ):
     head = git(git_project, "rev-parse", "HEAD")
     assert deploy(git_project, "--plan") == 0
+    assert "is on no remote branch this checkout knows" in capsys.readouterr().out
+    git(git_project, "update-ref", "refs/remotes/origin/main", "HEAD")  # pushed
+    assert deploy(git_project, "--plan") == 0
     plan = capsys.readouterr().out
+    assert "warning" not in plan
     assert '"git_commit": "' + head + '"' in plan and "notebook " not in plan
     assert deploy(git_project) == 0
     jobs = {j["settings"]["name"]: j["settings"] for j in fake_workspace.jobs.values()}

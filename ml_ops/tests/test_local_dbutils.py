@@ -105,3 +105,12 @@ def test_mapped_paths_cannot_climb_out_of_the_local_folder(tmp_path, path):
 def test_dots_that_stay_inside_are_resolved(tmp_path):
     assert local_path("/Volumes/main/../x/./y", tmp_path) == tmp_path / "Volumes/x/y"
     assert local_path("dbfs:/", tmp_path) == tmp_path / "dbfs"
+
+
+def test_a_table_name_is_not_taken_for_a_path(tmp_path):
+    """input_format / data_format `table`: Spark resolves the name, not the local folder."""
+    context = make(tmp_path).job_context
+    assert context.resolve_spark_path("main.diabetes.training") == "main.diabetes.training"
+    assert context.resolve_spark_path("`my-cat`.s.t") == "`my-cat`.s.t"
+    volume = context.resolve_spark_path("/Volumes/main/d/x.csv")
+    assert volume == str(tmp_path / "Volumes/main/d/x.csv")

@@ -239,7 +239,7 @@ def test_a_workspace_file_where_a_notebook_belongs_is_imported_as_a_notebook(
     capsys.readouterr()
     assert deploy(project, "--plan") == 0
     out = capsys.readouterr().out
-    assert f"notebook {path}: upload" in out
+    assert f"notebook {path}: upload" in out and "replaces the workspace FILE there" in out
     assert deploy(project) == 0
     assert fake_workspace.objects[path]["object_type"] == "NOTEBOOK"
     assert fake_workspace.objects[path]["language"] == "PYTHON"
@@ -329,5 +329,20 @@ def test_what_is_not_a_server_default_is_a_change(edit):
     current = JobSettings.from_dict(returned)
     assert same_settings(wanted, current, "alice@example.com")
     assert not same_settings(wanted, current, "bob@example.com")  # run_as: not the creator
+    by_ci = copy.deepcopy(returned)  # created by a service principal (keyless CI): its own run_as
+    by_ci["run_as"] = {"service_principal_name": "6f1a-app-id"}
+    assert same_settings(wanted, JobSettings.from_dict(by_ci), "6f1a-app-id")
     edit(returned)
     assert not same_settings(wanted, JobSettings.from_dict(returned), "alice@example.com")
+
+
+def test_following_a_run_ends_on_status_alone():
+    """A server may fill only `status` (Jobs API 2.2), not the older `state`."""
+    from databricks.sdk.service.jobs import Run
+
+    from diabetes_mlops.deploy.runs import ended
+
+    assert ended(Run.from_dict({"run_id": 1, "status": {"state": "TERMINATED"}}))
+    assert not ended(Run.from_dict({"run_id": 1, "status": {"state": "RUNNING"}}))
+    assert not ended(Run.from_dict({"run_id": 1}))
+    assert ended(Run.from_dict({"run_id": 1, "state": {"life_cycle_state": "TERMINATED"}}))

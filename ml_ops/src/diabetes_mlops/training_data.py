@@ -3,9 +3,9 @@ contract and fitted in pandas on the driver.
 
 Databricks teams keep training data in Delta tables; the sample data is a CSV file. CSV keeps
 its strict pandas reader (diabetes.schema.read_dataset, no Spark). The other formats are read
-with Spark (spark_input.read_input: the same one-line read errors as batch scoring), counted
-against `max_training_rows` before anything is collected, so a table too large for the driver is
-one clear line instead of an out-of-memory crash, and then checked by diabetes.schema.check_frame
+with Spark (spark_input.read_input: the same one-line read errors as batch scoring) and at most
+`max_training_rows` + 1 rows are collected, so a table too large for the driver is one clear line
+instead of an out-of-memory crash; then they are checked by diabetes.schema.check_frame
 like the CSV rows, so every format gives the same verdict on the same values.
 
 A Delta source is read at one version, found first and then read AS OF it, so the lineage the
@@ -65,7 +65,7 @@ def read_training_data(
     `spark` is touched only for the formats Spark reads (the local runner's session starts on
     first use, so CSV training starts no Spark). Bad data is one DataValidationError line
     naming the source and the column; more than `max_rows` rows is a ParameterError naming
-    max_training_rows, raised before any row reaches the driver."""
+    max_training_rows (at most max_rows + 1 rows are ever collected)."""
     require_choice("data_format", fmt, DATA_FORMATS)
     if fmt == "table" and not _TABLE_NAME.fullmatch(location.strip()):
         raise ParameterError(
@@ -81,9 +81,11 @@ def read_training_data(
     rows = _read(spark, location, fmt, version)
     check_columns(list(rows.columns), location, "training")
     rows = rows.select(*[f"`{c}`" for c in (*FEATURES, TARGET)])
-    _check_size(rows.limit(max_rows + 1).count(), max_rows, location, counted=False)
+    # One scan, bounded: at most max_rows + 1 rows ever reach the driver, and the count checked
+    # is the rows fitted (nothing appended between a count and a collect).
     with temporary_conf(spark, ARROW, "true"):  # ~10x faster than row by row
-        frame = rows.toPandas()
+        frame = rows.limit(max_rows + 1).toPandas()
+    _check_size(len(frame), max_rows, location, counted=False)
     return TrainingData(check_frame(frame, location, "training").valid, location, fmt, version)
 
 

@@ -4,7 +4,8 @@ From deploy.yml alone: the Unity Catalog schemas and volumes of the target's dat
 wheel_dir (`/Volumes/<catalog>/<schema>/<volume>/...`) and of its model (`parameters.model_name`
 catalog.schema.model, with registry unity_catalog), the folders, the MLflow experiment, the secret
 scope, the all-purpose cluster (`cluster:`) and the grants of the group that runs the jobs
-(`run_as_group`). Each step prints one line: created, exists, differs (what), or missing.
+(`run_as_group`). Each step prints one line: created, exists, missing, or differs (a cluster:
+then one more line per field that differs).
 
 Nothing that exists is changed or deleted: a cluster whose spec differs is reported field by
 field, and grants are only added. Catalogs are not created (that is a metastore admin's decision,
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import NotFound, ResourceAlreadyExists
 from databricks.sdk.service.catalog import Privilege, VolumeType
+from databricks.sdk.service.compute import ClusterDetails
 
 from diabetes_mlops.deploy import grants
 from diabetes_mlops.deploy.clusters import create_args, differences
@@ -53,6 +55,58 @@ def volume_of(path: str) -> Volume | None:
     return Volume(parts[1], parts[2], parts[3])
 
 
+def in_volume(path: str) -> bool:
+    """A Unity Catalog volume path (the Files API), not a workspace path."""
+    return path.startswith("/Volumes/")
+
+
+def ensure_folder(w: WorkspaceClient, label: str, path: str) -> str:
+    """A folder in a volume (Files API directories) or in the workspace: CREATED or EXISTS; a
+    workspace object there that is no folder is a DeployError (not ours to replace)."""
+    if in_volume(path):
+        try:
+            w.files.get_directory_metadata(path)
+            return EXISTS
+        except NotFound:
+            w.files.create_directory(path)
+            return CREATED
+    try:
+        status = w.workspace.get_status(path)
+    except NotFound:
+        w.workspace.mkdirs(path)
+        return CREATED
+    kind = status.object_type.value if status.object_type else "unknown"
+    if kind != "DIRECTORY":
+        raise DeployError(f"{label} {path}: holds a {kind}, not a folder: move it away")
+    return EXISTS
+
+
+def ensure_experiment(w: WorkspaceClient, target: Target) -> str:
+    """The target's MLflow experiment (parameters.experiment_name): CREATED or EXISTS."""
+    name = target.experiment_name
+    if not name:
+        raise DeployError(f"target '{target.name}' sets no parameters.experiment_name")
+    try:
+        w.experiments.get_by_name(name)
+        return EXISTS
+    except NotFound:
+        w.workspace.mkdirs(name.rsplit("/", 1)[0])
+        w.experiments.create_experiment(name)
+        return CREATED
+
+
+def find_cluster(w: WorkspaceClient, name: str) -> ClusterDetails | None:
+    """The one cluster named `name`, None when there is none; several are a DeployError naming
+    their ids (which one the jobs should use cannot be told)."""
+    found = [c for c in w.clusters.list() if c.cluster_name == name]
+    if len(found) > 1:
+        ids = ", ".join(c.cluster_id or "?" for c in found)
+        raise DeployError(
+            f"{len(found)} clusters are named '{name}' (ids {ids}): rename or delete all but one"
+        )
+    return found[0] if found else None
+
+
 class Bootstrap:
     def __init__(
         self, w: WorkspaceClient, target: Target, report: Callable[[str], None] = print
@@ -77,7 +131,8 @@ class Bootstrap:
             self._schema(schema)
         for volume in volumes:
             self._volume(volume)
-        self._folder("folder", t.notebooks_dir)
+        if t.source != "git":  # git-source jobs import no notebook
+            self._folder("folder", t.notebooks_dir)
         folders = (("wheel folder", t.wheel_dir, wheels), ("data folder", t.data_dir, data))
         for label, path, volume in folders:
             if path and (volume is None or volume in volumes):
@@ -154,38 +209,11 @@ class Bootstrap:
         self._say(f"volume {volume.full_name}: {state}")
 
     def _folder(self, label: str, path: str) -> None:
-        """A folder in a volume (Files API directories) or in the workspace."""
-        if path.startswith("/Volumes/"):
-            try:
-                self.w.files.get_directory_metadata(path)
-                state = EXISTS
-            except NotFound:
-                self.w.files.create_directory(path)
-                state = CREATED
-        else:
-            try:
-                status = self.w.workspace.get_status(path)
-                kind = status.object_type.value if status.object_type else "unknown"
-                if kind != "DIRECTORY":
-                    raise DeployError(f"{label} {path}: holds a {kind}, not a folder: move it away")
-                state = EXISTS
-            except NotFound:
-                self.w.workspace.mkdirs(path)
-                state = CREATED
-        self._say(f"{label} {path}: {state}")
+        self._say(f"{label} {path}: {ensure_folder(self.w, label, path)}")
 
     def _experiment(self) -> None:
-        name = self.target.experiment_name
-        if not name:
-            raise DeployError(f"target '{self.target.name}' sets no parameters.experiment_name")
-        try:
-            self.w.experiments.get_by_name(name)
-            state = EXISTS
-        except NotFound:
-            self.w.workspace.mkdirs(name.rsplit("/", 1)[0])
-            self.w.experiments.create_experiment(name)
-            state = CREATED
-        self._say(f"experiment {name}: {state}")
+        state = ensure_experiment(self.w, self.target)
+        self._say(f"experiment {self.target.experiment_name}: {state}")
 
     def _secret_scope(self) -> None:
         scope = self.target.secret_scope
@@ -202,15 +230,8 @@ class Bootstrap:
         """The cluster's id: found by name (compared with deploy.yml's spec) or created (not
         waited for: it starts in the background, and a job run starts it anyway)."""
         name, spec = self.target.cluster_name, self.target.cluster
-        found = [c for c in self.w.clusters.list() if c.cluster_name == name]
-        if len(found) > 1:
-            ids = ", ".join(c.cluster_id or "?" for c in found)
-            raise DeployError(
-                f"{len(found)} clusters are named '{name}' (ids {ids}): rename or delete all but"
-                " one; databricks-init changes none of them"
-            )
-        if found:
-            cluster = found[0]
+        cluster = find_cluster(self.w, name)
+        if cluster is not None:
             found_differences = differences(spec, cluster.as_dict())
             if not found_differences:
                 self._say(f"cluster {name}: exists (id {cluster.cluster_id})")

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from diabetes_mlops.deploy.clusters import spec_problems
-from diabetes_mlops.deploy.git_source import GIT_REFS, PROVIDER_NAMES, SOURCES
+from diabetes_mlops.deploy.git_source import settings_problem
 from diabetes_mlops.serving_names import user_slug
 
 DEFAULT_CONFIG = Path("deploy.yml")
@@ -110,17 +110,13 @@ def load_target(name: str, path: str | Path = DEFAULT_CONFIG) -> Target:
             f"{path}: target '{name}': serving_trigger must be one of"
             f" {', '.join(SERVING_TRIGGERS)}, got {trigger!r}"
         )
-    for key, allowed in (("source", SOURCES), ("git_ref", GIT_REFS)):
-        value = merged.get(key, allowed[0])
-        if value not in allowed:
-            raise ConfigError(
-                f"{path}: target '{name}': {key} must be one of {', '.join(allowed)}, got {value!r}"
-            )
-    if merged.get("git_provider") and merged["git_provider"] not in PROVIDER_NAMES:
-        raise ConfigError(
-            f"{path}: target '{name}': git_provider must be one of {', '.join(PROVIDER_NAMES)},"
-            f" got {merged['git_provider']!r}"
-        )
+    git_problem = settings_problem(
+        merged.get("source", "workspace"),
+        merged.get("git_ref", "commit"),
+        merged.get("git_provider"),
+    )
+    if git_problem:
+        raise ConfigError(f"{path}: target '{name}': {git_problem}")
     cluster_problems = spec_problems(merged.get("cluster") or {})
     if cluster_problems:  # the first: one line
         raise ConfigError(f"{path}: target '{name}': {cluster_problems[0]}")

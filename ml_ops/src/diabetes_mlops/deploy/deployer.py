@@ -22,7 +22,13 @@ from databricks.sdk.errors import NotFound
 from databricks.sdk.service.jobs import JobSettings
 from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Language
 
-from diabetes_mlops.deploy.bootstrap import Bootstrap
+from diabetes_mlops.deploy.bootstrap import (
+    Bootstrap,
+    ensure_experiment,
+    ensure_folder,
+    find_cluster,
+    in_volume,
+)
 from diabetes_mlops.deploy.config import Target
 from diabetes_mlops.deploy.git_source import (
     GitSource,
@@ -154,6 +160,8 @@ class Deployer:
         self.report(f"target {plan.target.name} on {self.w.config.host}")
         for upload in plan.uploads:
             state = f"upload {upload.size} bytes" if upload.needed else "already there"
+            if upload.replaces_file:
+                state += " (replaces the workspace FILE there, deleted first)"
             self.report(f"  {upload.kind:8} {upload.remote}: {state}")
         experiment = "exists" if plan.experiment_exists else "will be created"
         self.report(f"  experiment {plan.target.experiment_name}: {experiment}")
@@ -174,7 +182,7 @@ class Deployer:
         for upload in plan.uploads:
             if upload.needed:
                 self._upload(upload)
-        self._ensure_experiment()
+        ensure_experiment(self.w, self.target)
         # Stale jobs go first: a job that serves the champion must never run beside the one that
         # replaces it (two deployers racing on one endpoint), even if a later step fails.
         for job in plan.stale:
@@ -257,16 +265,13 @@ class Deployer:
 
     def _cluster_id(self) -> str:
         name = self.target.cluster_name
-        found = [c for c in self.w.clusters.list() if c.cluster_name == name]
-        if not found:
+        cluster = find_cluster(self.w, name)
+        if cluster is None:
             raise DeployError(
                 f"no cluster named '{name}' (target '{self.target.name}', cluster_name in"
-                " deploy.yml): create an all-purpose cluster with that name"
+                " deploy.yml): `make databricks-init` creates it from deploy.yml's cluster spec"
             )
-        if len(found) > 1:
-            ids = ", ".join(c.cluster_id or "?" for c in found)
-            raise DeployError(f"{len(found)} clusters are named '{name}' (ids {ids}): rename one")
-        return found[0].cluster_id or ""
+        return cluster.cluster_id or ""
 
     def _already_there(self, upload: Upload) -> bool:
         """Wheels carry a content hash in their name, so same name and size means same bytes;
@@ -279,7 +284,7 @@ class Deployer:
                 exported = self.w.workspace.export(upload.remote, format=ExportFormat.SOURCE)
                 remote = base64.b64decode(exported.content or "").decode("utf-8", "replace")
                 return _normal(remote) == _normal(upload.local.read_text(encoding="utf-8"))
-            if _in_volume(upload.remote):
+            if in_volume(upload.remote):
                 return self.w.files.get_metadata(upload.remote).content_length == upload.size
             return self.w.workspace.get_status(upload.remote).size == upload.size
         except NotFound:
@@ -315,7 +320,7 @@ class Deployer:
                 language=Language.PYTHON,
                 overwrite=True,
             )
-        elif _in_volume(upload.remote):
+        elif in_volume(upload.remote):
             self.w.files.upload(upload.remote, io.BytesIO(data), overwrite=True)
         else:
             self.w.workspace.import_(
@@ -331,9 +336,15 @@ class Deployer:
         if t.source != "git":
             return None
         try:
-            return from_checkout(self.repo, t.git_ref, t.git_url or None, t.git_provider or None)
+            git = from_checkout(self.repo, t.git_ref, t.git_url or None, t.git_provider or None)
         except GitSourceError as exc:
             raise DeployError(f"target '{t.name}': {exc}") from None
+        if not git.pushed:
+            self.report(
+                f"warning: {git.ref_kind} {git.ref} is on no remote branch this checkout knows:"
+                f" the jobs cannot check it out from {git.url} until it is pushed"
+            )
+        return git
 
     def _notebook_uploads(self) -> list[Upload]:
         folder = self.target.notebooks_dir
@@ -342,15 +353,11 @@ class Deployer:
             for path in sorted((self.repo / "orchestrator_notebooks").glob("*.py"))
         ]
 
-    def _make_folders(self) -> list[str]:
+    def _make_folders(self) -> None:
         t = self.target
         if t.source != "git":  # git-source jobs import no notebook
-            self.w.workspace.mkdirs(t.notebooks_dir)
-        if _in_volume(t.wheel_dir):
-            self.w.files.create_directory(t.wheel_dir)
-        else:
-            self.w.workspace.mkdirs(t.wheel_dir)
-        return [f"folder {t.notebooks_dir}: ready", f"wheel folder {t.wheel_dir}: ready"]
+            ensure_folder(self.w, "folder", t.notebooks_dir)
+        ensure_folder(self.w, "wheel folder", t.wheel_dir)
 
     def _experiment_id(self) -> str | None:
         try:
@@ -359,25 +366,11 @@ class Deployer:
         except NotFound:
             return None
 
-    def _ensure_experiment(self) -> str:
-        name = self.target.experiment_name
-        if not name:
-            raise DeployError(f"target '{self.target.name}' sets no parameters.experiment_name")
-        if self._experiment_id() is not None:
-            return f"experiment {name}: exists"
-        self.w.workspace.mkdirs(name.rsplit("/", 1)[0])
-        self.w.experiments.create_experiment(name)
-        return f"experiment {name}: created"
-
 
 def _normal(source: str) -> str:
     """Notebook source as compared for "already there": the workspace may re-emit a notebook
     with other line endings or trailing whitespace, which are no change of ours."""
     return "\n".join(line.rstrip() for line in source.splitlines()).strip()
-
-
-def _in_volume(path: str) -> bool:
-    return path.startswith("/Volumes/")
 
 
 def _create_args(settings: dict[str, Any]) -> dict[str, Any]:

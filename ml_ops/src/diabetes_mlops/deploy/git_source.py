@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -25,7 +25,10 @@ from urllib.parse import urlsplit, urlunsplit
 SOURCES = ("workspace", "git")
 GIT_REFS = ("commit", "branch", "tag")
 NOTEBOOKS_FOLDER = "orchestrator_notebooks"  # relative to the repository's root
-# Host -> the Jobs API's git_provider (jobs.GitProvider); other hosts need `git_provider`.
+# Host -> the Jobs API's git_provider (jobs.GitProvider); other hosts need `git_provider`. Their
+# ssh remotes (git@host:org/repo) have the same path over https; other hosts' do not (Azure
+# DevOps: ssh.dev.azure.com:v3/org/project/repo vs dev.azure.com/org/project/_git/repo;
+# Bitbucket Server adds /scm/), so those need `git_url`.
 PROVIDERS = {
     "github.com": "gitHub",
     "gitlab.com": "gitLab",
@@ -55,6 +58,11 @@ class GitSource:
     provider: str
     ref_kind: str  # commit, branch or tag
     ref: str
+    # Notebook paths in the repository: the project may sit in a folder of a larger repository.
+    folder: str = NOTEBOOKS_FOLDER
+    # HEAD is on a remote-tracking branch (what the local refs know: nothing is fetched). When
+    # not, the jobs would fail to check the commit out until it is pushed: the deploy warns.
+    pushed: bool = field(default=True, compare=False)
 
     def settings(self) -> dict[str, str]:
         """The job's `git_source` field."""
@@ -65,6 +73,18 @@ class GitSource:
         }
 
 
+def settings_problem(source: str, git_ref: str, git_provider: str | None) -> str | None:
+    """What is wrong with a target's git settings (deploy.yml), in one line; None when fine."""
+    for key, value, allowed in (
+        ("source", source, SOURCES),
+        ("git_ref", git_ref, GIT_REFS),
+        ("git_provider", git_provider or PROVIDER_NAMES[0], PROVIDER_NAMES),
+    ):
+        if value not in allowed:
+            return f"{key} must be one of {', '.join(allowed)}, got {value!r}"
+    return None
+
+
 def https_url(remote: str) -> str:
     """The remote as the https URL Databricks clones: ssh and scp-like forms rewritten, and any
     user or password in it dropped (a token in a remote URL must never reach a job's settings)."""
@@ -72,10 +92,15 @@ def https_url(remote: str) -> str:
     scp = _SCP_LIKE.match(text)
     if scp and "://" not in text:
         host, path = scp.groups()
-        text = f"https://{host}/{path}"
+        text = f"ssh://{host}/{path}"
     parts = urlsplit(text)
     if parts.scheme not in ("https", "http", "ssh", "git") or not parts.hostname:
         raise GitSourceError(f"git remote {_without_credentials(remote)!r} is not a URL of a host")
+    if parts.scheme != "https" and parts.hostname not in PROVIDERS:
+        raise GitSourceError(
+            f"git remote {_without_credentials(remote)!r} is not https and its https URL cannot"
+            " be told from it: set git_url (the https URL Databricks clones) in deploy.yml"
+        )
     host = parts.hostname + (f":{parts.port}" if parts.port and parts.scheme == "https" else "")
     return urlunsplit(("https", host, parts.path, "", ""))
 
@@ -83,10 +108,9 @@ def https_url(remote: str) -> str:
 def provider_for(url: str, given: str | None) -> str:
     """`given` (deploy.yml's git_provider) or the provider known from the URL's host."""
     if given:
-        if given not in PROVIDER_NAMES:
-            raise GitSourceError(
-                f"git_provider must be one of {', '.join(PROVIDER_NAMES)}, got {given!r}"
-            )
+        problem = settings_problem("git", GIT_REFS[0], given)
+        if problem:
+            raise GitSourceError(problem)
         return given
     host = urlsplit(url).hostname or ""
     if host in PROVIDERS:
@@ -104,24 +128,30 @@ def from_checkout(
 ) -> GitSource:
     """The git source of the checkout at `repo`: its `origin` remote (or `url`), and the commit,
     branch or tag of HEAD. Refuses when the notebooks differ from HEAD."""
-    if ref_kind not in GIT_REFS:
-        raise GitSourceError(f"git_ref must be one of {', '.join(GIT_REFS)}, got {ref_kind!r}")
+    problem = settings_problem("git", ref_kind, provider)
+    if problem:
+        raise GitSourceError(problem)
     remote = url or _git(repo, "remote", "get-url", "origin", what="the remote 'origin'")
     clone_url = https_url(remote)
-    changed = _git(repo, "status", "--porcelain", "--", NOTEBOOKS_FOLDER, what="the status")
+    changed = _git(
+        repo, "status", "--porcelain", "--", NOTEBOOKS_FOLDER, what="the status", empty=True
+    )
     if changed:
         first = changed.splitlines()[0].strip()
         raise GitSourceError(
             f"{NOTEBOOKS_FOLDER}/ differs from the commit the jobs would run ({first}"
             f"{', ...' if len(changed.splitlines()) > 1 else ''}): commit it, then deploy"
         )
+    folder = _git(repo, "rev-parse", "--show-prefix", what="its folder", empty=True)
+    pushed = bool(_git(repo, "branch", "-r", "--contains", "HEAD", what="branches", empty=True))
     if ref_kind == "commit":
         ref = _git(repo, "rev-parse", "HEAD", what="HEAD's commit")
     elif ref_kind == "branch":
         ref = _git(repo, "symbolic-ref", "--short", "-q", "HEAD", what="the current branch")
     else:
         ref = _git(repo, "describe", "--exact-match", "--tags", "HEAD", what="a tag on HEAD")
-    return GitSource(clone_url, provider_for(clone_url, provider), ref_kind, ref)
+    notebooks = f"{folder}{NOTEBOOKS_FOLDER}"
+    return GitSource(clone_url, provider_for(clone_url, provider), ref_kind, ref, notebooks, pushed)
 
 
 def with_git_source(settings: Mapping[str, Any], source: GitSource) -> dict[str, Any]:
@@ -133,21 +163,22 @@ def with_git_source(settings: Mapping[str, Any], source: GitSource) -> dict[str,
         notebook = task.get("notebook_task")
         if notebook:
             name = notebook["notebook_path"].rstrip("/").rsplit("/", 1)[-1]
-            notebook = {**notebook, "notebook_path": f"{NOTEBOOKS_FOLDER}/{name}", "source": "GIT"}
+            notebook = {**notebook, "notebook_path": f"{source.folder}/{name}", "source": "GIT"}
             task = {**task, "notebook_task": notebook}
         tasks.append(task)
     resolved["tasks"] = tasks
     return resolved
 
 
-def _git(repo: Path, *args: str, what: str) -> str:
+def _git(repo: Path, *args: str, what: str, empty: bool = False) -> str:
+    """git's output in `repo`; GitSourceError when it fails, or prints nothing unless `empty`."""
     try:
         done = subprocess.run(
             ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise GitSourceError(f"cannot run git in {repo}: {exc}") from None
-    if done.returncode != 0 or (not done.stdout.strip() and args[0] != "status"):
+    if done.returncode != 0 or (not done.stdout.strip() and not empty):
         detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise GitSourceError(f"source: git needs {what} of the checkout {repo}: {detail}")
     return done.stdout.strip()

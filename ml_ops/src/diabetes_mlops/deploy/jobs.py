@@ -149,8 +149,9 @@ def same_settings(
     want = comparable(JobSettings.from_dict(wanted).as_dict())
     have = comparable(current.as_dict())
     _drop_defaults(have, want, JOB_DEFAULTS)
-    if "run_as" not in want and creator and have.get("run_as") == {"user_name": creator}:
-        del have["run_as"]
+    as_creator = ({"user_name": creator}, {"service_principal_name": creator})
+    if "run_as" not in want and creator and have.get("run_as") in as_creator:
+        del have["run_as"]  # a user's job, or a service principal's (keyless CI deploys)
     for key, task in have.get("tasks", {}).items():
         wanted_task = want.get("tasks", {}).get(key, {})
         _drop_defaults(task, wanted_task, TASK_DEFAULTS)

@@ -57,7 +57,7 @@ def check_reachable(host: str) -> None:
     proxy = _proxy(url, parsed.scheme)
     if proxy is not None:
         what = f"proxy {proxy.hostname} for workspace host {name}"
-        name, port = proxy.hostname or "", proxy.port or 80
+        name, port = proxy.hostname or "", proxy.port or (443 if proxy.scheme == "https" else 80)
     addresses = _resolve(name, port, what)
     deadline = time.monotonic() + CONNECT_SECONDS
     problem = "no address"

@@ -167,7 +167,7 @@ def follow(w: WorkspaceClient, run: Run, poll_seconds: float, report) -> Run:
     started = time.monotonic()
     live = sys.stdout.isatty()
     last = ""
-    while run.state is None or run.state.life_cycle_state not in FINAL:
+    while not ended(run):
         line = status_line(run, time.monotonic() - started)
         if live:
             sys.stdout.write("\r" + line.ljust(60))
@@ -180,6 +180,16 @@ def follow(w: WorkspaceClient, run: Run, poll_seconds: float, report) -> Run:
     if live:
         sys.stdout.write("\n")
     return run
+
+
+def ended(run: Run) -> bool:
+    """Over, by `state` (Jobs API 2.1) or by `status` (2.2's replacement, which a server may send
+    alone): a poll must not outlive the run whichever of the two the server fills."""
+    if run.state is not None and run.state.life_cycle_state is not None:
+        return run.state.life_cycle_state in FINAL
+    status = getattr(run, "status", None)
+    state = getattr(status, "state", None)
+    return getattr(state, "value", None) == "TERMINATED"
 
 
 def status_line(run: Run, elapsed: float) -> str:

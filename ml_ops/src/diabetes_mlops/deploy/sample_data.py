@@ -18,11 +18,15 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import NotFound
 from databricks.sdk.service.files import FilesAPI
 
+from diabetes_mlops.deploy.bootstrap import in_volume
 from diabetes_mlops.deploy.config import Target
 from diabetes_mlops.deploy.jobs import DeployError
 
-# The job parameter naming where each sample file is read.
-SAMPLES = (("data_path", "data_raw.csv"), ("input_path", "data_batch_input.csv"))
+# The job parameter naming where each sample file is read, the one naming its format, the file.
+SAMPLES = (
+    ("data_path", "data_format", "data_raw.csv"),
+    ("input_path", "input_format", "data_batch_input.csv"),
+)
 
 
 def upload_sample_data(
@@ -35,9 +39,15 @@ def upload_sample_data(
     """Upload each sample file to its parameter's path; one line each. Raises DeployError (after
     every file's line) when a different file was refused."""
     lines, refused = [], []
-    for parameter, name in SAMPLES:
+    for parameter, format_parameter, name in SAMPLES:
         remote = target.parameters.get(parameter, "")
-        if not remote.startswith("/Volumes/"):
+        fmt = target.parameters.get(format_parameter, "csv")
+        if fmt != "csv":  # the jobs would read a CSV file as Parquet, Delta or a table
+            raise DeployError(
+                f"target '{target.name}': parameters.{format_parameter} is {fmt!r}; the sample"
+                f" data is CSV, so {parameter} would not read it: load your own data there"
+            )
+        if not in_volume(remote):
             raise DeployError(
                 f"target '{target.name}': parameters.{parameter} is {remote!r}; sample data goes"
                 " only to a /Volumes/... path (the Files API)"

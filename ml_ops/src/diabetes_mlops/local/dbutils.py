@@ -140,6 +140,10 @@ class LocalJobContext(DatabricksJobContext):
         return str(local_path(path, self.root))
 
     def resolve_spark_path(self, path: str) -> str:
+        """A location mapped like a path; a name with no '/' (a table, catalog.schema.table, for
+        input_format or data_format `table`) is left as it is: Spark resolves it, not a folder."""
+        if "/" not in path and not path.startswith(".") and ":" not in path:
+            return path
         return str(local_path(path, self.root))
 
     def spark_session(self) -> Any:
