@@ -267,13 +267,18 @@ def _job_ids_in(value: Any) -> list[str]:
     return [f"placeholder '${{job_id.{name}}}'" for name in names]
 
 
+def notebook_name(notebook_path: str) -> str:
+    """The notebook a task's notebook_path names: its last part (the file's stem here)."""
+    return notebook_path.rstrip("/").rsplit("/", 1)[-1]
+
+
 def _notebook_task(
     task: dict[str, Any], notebooks_dir: Path, job_parameters: dict[str, str]
 ) -> NotebookTask:
     notebook_task = task.get("notebook_task")
     if not notebook_task or not notebook_task.get("notebook_path"):
         raise SpecError(["only notebook tasks are supported (notebook_task.notebook_path)"])
-    name = notebook_task["notebook_path"].rstrip("/").rsplit("/", 1)[-1]
+    name = notebook_name(notebook_task["notebook_path"])
     notebook_file = notebooks_dir / f"{name}.py"
     if not notebook_file.is_file():
         raise SpecError([f"notebook '{name}' is not in {notebooks_dir}/"])

@@ -70,6 +70,11 @@ _NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatTyp
                   T.DecimalType)  # fmt: skip
 
 
+def quote_identifier(text: str) -> str:
+    """`text` as one backquoted Spark SQL identifier (a column, a path, a table name's part)."""
+    return "`" + text.replace("`", "``") + "`"
+
+
 def read_input(spark: SparkSession, location: str, fmt: str) -> DataFrame:
     """The input as a DataFrame; CSV values stay text (check_input reports a bad one with it)."""
     require_choice("input_format", fmt, INPUT_FORMATS)

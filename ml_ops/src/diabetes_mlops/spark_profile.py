@@ -51,6 +51,7 @@ from pyspark.sql import types as T
 from diabetes.contract import CATEGORICAL_FEATURE, NUMERIC_FEATURES, PREDICTION, TARGET
 from diabetes.drift import CategoryProfile, NumericProfile, Profile
 from diabetes_mlops.spark_conf import temporary_conf
+from diabetes_mlops.spark_input import quote_identifier
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class _Query:
             ]
             found.append(f"count(nanvl({x}, CAST(NULL AS DOUBLE))) AS n{index}_present")
         for index, (name, levels) in enumerate(self.levels.items()):
-            text = f"CAST({_quoted(name)} AS STRING)"
+            text = f"CAST({quote_identifier(name)} AS STRING)"
             found += [
                 f"count(CASE WHEN {text} = {_text_literal(v)} THEN 1 END) AS c{index}_{j}"
                 for j, v in enumerate(levels)
@@ -198,18 +199,14 @@ class _Query:
         }
 
 
-def _quoted(column: str) -> str:
-    return "`" + column.replace("`", "``") + "`"
-
-
 def _double(column: str, kind: T.DataType) -> str:
     """The column as a double, as spark_input.as_double reads it: text trimmed and parsed with
     try_cast (a value that does not parse is null, and ANSI mode does not fail the job)."""
     if isinstance(kind, T.StringType):
-        return f"try_cast(trim({_quoted(column)}) AS DOUBLE)"
+        return f"try_cast(trim({quote_identifier(column)}) AS DOUBLE)"
     if isinstance(kind, T.DoubleType):
-        return _quoted(column)
-    return f"CAST({_quoted(column)} AS DOUBLE)"
+        return quote_identifier(column)
+    return f"CAST({quote_identifier(column)} AS DOUBLE)"
 
 
 def _double_literal(value: float) -> str:
@@ -235,7 +232,7 @@ def _row_hash(number: dict[str, str], target: str | None) -> str:
     """
     columns = [*NUMERIC_FEATURES, *([target] if target else [])]
     values = [f"coalesce({number[c]}, CAST('NaN' AS DOUBLE))" for c in columns]
-    sex = f"CAST({_quoted(CATEGORICAL_FEATURE)} AS STRING)"
+    sex = f"CAST({quote_identifier(CATEGORICAL_FEATURE)} AS STRING)"
     return f"xxhash64({', '.join(values)}, {sex} IS NULL, coalesce({sex}, ''))"
 
 

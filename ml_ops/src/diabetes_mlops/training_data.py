@@ -24,9 +24,11 @@ import pandas as pd
 
 from diabetes.contract import FEATURES, TARGET, check_columns
 from diabetes.schema import check_frame, read_dataset
+from diabetes_mlops import spark_input
 from diabetes_mlops.errors import ParameterError, require_choice
 from diabetes_mlops.output import driver_path
 from diabetes_mlops.spark_conf import temporary_conf
+from diabetes_mlops.spark_input import quote_identifier
 
 DATA_FORMATS = ("csv", "parquet", "delta", "table")
 DEFAULT_MAX_TRAINING_ROWS = 5_000_000
@@ -80,7 +82,7 @@ def read_training_data(
     version = delta_version(spark, location, fmt)
     rows = _read(spark, location, fmt, version)
     check_columns(list(rows.columns), location, "training")
-    rows = rows.select(*[f"`{c}`" for c in (*FEATURES, TARGET)])
+    rows = rows.select(*[quote_identifier(c) for c in (*FEATURES, TARGET)])
     # One scan, bounded: at most max_rows + 1 rows ever reach the driver, and the count checked
     # is the rows fitted (nothing appended between a count and a collect).
     with temporary_conf(spark, ARROW, "true"):  # ~10x faster than row by row
@@ -107,8 +109,6 @@ def delta_version(spark: Any, location: str, fmt: str) -> int | None:
 
 
 def _read(spark: Any, location: str, fmt: str, version: int | None) -> Any:
-    from diabetes_mlops import spark_input
-
     if version is None:
         return spark_input.read_input(spark, location, fmt)
     try:
@@ -127,11 +127,6 @@ def _check_size(rows: int, max_rows: int, location: str, counted: bool) -> None:
             f" {max_rows:,} the driver is allowed to fit on; raise max_training_rows (and the"
             " driver's memory) or train on a sample"
         )
-
-
-def quote_identifier(text: str) -> str:
-    """`text` as one backquoted SQL identifier."""
-    return "`" + text.replace("`", "``") + "`"
 
 
 def quote_table_name(name: str) -> str:

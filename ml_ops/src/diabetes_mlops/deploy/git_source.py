@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from diabetes_mlops.job_specs import notebook_name
+
 SOURCES = ("workspace", "git")
 GIT_REFS = ("commit", "branch", "tag")
 NOTEBOOKS_FOLDER = "orchestrator_notebooks"  # relative to the repository's root
@@ -162,7 +164,7 @@ def with_git_source(settings: Mapping[str, Any], source: GitSource) -> dict[str,
     for task in settings.get("tasks", []):
         notebook = task.get("notebook_task")
         if notebook:
-            name = notebook["notebook_path"].rstrip("/").rsplit("/", 1)[-1]
+            name = notebook_name(notebook["notebook_path"])
             notebook = {**notebook, "notebook_path": f"{source.folder}/{name}", "source": "GIT"}
             task = {**task, "notebook_task": notebook}
         tasks.append(task)
