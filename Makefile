@@ -14,13 +14,19 @@ PARAMS ?=
 TARGET ?= dev
 RUN_FLAGS ?=
 SERVE_PORT ?= 5001
+# Where `make dist` and `make deploy` build the wheels.
+DIST ?= dist
 DEPLOY = $(BIN)/diabetes-mlops
+# Test processes: each has its own Spark session, MLflow store and champion; a file's tests stay
+# together (they share module fixtures).
+TEST_WORKERS ?= 2
+PYTEST = $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
 RUN_LOCAL = $(BIN)/diabetes-mlops run-local --local-root $(LOCAL_ROOT) $(foreach p,$(PARAMS),--param $(p))
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYSPARK_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: help install test lint fmt dist validate data local-data run-local-training \
+.PHONY: help install test test-all lint fmt dist validate data local-data run-local-training \
 	run-local-batch-scoring demo demo-drift mlflow-ui serve serve-check bench-local bench-serving deploy deploy-plan databricks-init databricks-upload-data \
 	run-diabetes-model-training run-diabetes-batch-scoring integration-test bench-deploy \
 	bench-scoring bench clean
@@ -37,8 +43,11 @@ $(INSTALLED): requirements.txt ml_source/pyproject.toml ml_ops/pyproject.toml
 	$(BIN)/pip install --quiet -e ml_source -e "ml_ops[local]"
 	touch $@
 
-test: $(INSTALLED) ## unit + end-to-end tests (notebooks via the local runner), coverage >= 90% per package
-	$(PY) -m pytest --cov --cov-report=
+test: $(INSTALLED) ## everyday tier, offline, ~2.5-3 min: every capability end to end once, sampled bad inputs (docs/testing.md)
+	$(PYTEST) -m "not slow and not network"
+
+test-all: $(INSTALLED) ## every test, ~7-8 min: full matrices, crash points, real server, resolver (package index); coverage >= 90% per package
+	$(PYTEST) --hypothesis-profile=full --cov --cov-report=
 	$(PY) -m coverage report --include='ml_source/*' --fail-under=90
 	$(PY) -m coverage report --include='ml_ops/*' --fail-under=90
 
@@ -51,7 +60,7 @@ fmt: $(INSTALLED) ## format with black, fix what ruff can
 	$(BIN)/black .
 
 dist: $(INSTALLED) ## build the two wheels into dist/, versioned x.y.z+h<content hash> as deploy ships them
-	$(BIN)/diabetes-mlops wheels --out dist
+	$(BIN)/diabetes-mlops wheels --out $(DIST)
 
 validate: $(INSTALLED) ## check job specs (JobSettings, widgets, parameter values per deploy.yml target)
 	$(BIN)/diabetes-mlops validate --notebooks-dir orchestrator_notebooks job_specs/*.json
@@ -106,10 +115,10 @@ bench: bench-scoring bench-local bench-deploy bench-serving ## every benchmark; 
 
 # --- Databricks (TARGET=dev|staging|prod, see deploy.yml; auth: DATABRICKS_HOST/TOKEN or a profile)
 deploy: $(INSTALLED) ## validate, build, upload, import notebooks, create/reset jobs in TARGET
-	$(DEPLOY) deploy --target $(TARGET)
+	$(DEPLOY) deploy --target $(TARGET) --dist $(DIST)
 
 deploy-plan: $(INSTALLED) ## print the resolved JobSettings and the upload list; change nothing
-	$(DEPLOY) deploy --target $(TARGET) --plan
+	$(DEPLOY) deploy --target $(TARGET) --dist $(DIST) --plan
 
 databricks-init: $(INSTALLED) ## create what TARGET lacks: UC schemas + volumes, folders, experiment, secret scope, cluster, grants
 	$(DEPLOY) databricks-init --target $(TARGET)

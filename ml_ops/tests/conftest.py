@@ -2,6 +2,7 @@ import gzip
 import io
 import os
 import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -9,10 +10,62 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
+from tiers import sampled
+from trained_models import Champion, new_champion
 
+from diabetes_mlops.local.spark import JAVA_OPTIONS_ENV
 from diabetes_mlops.tracking import ARTIFACT_ROOT_ENV
 
 REPO = Path(__file__).resolve().parents[2]
+
+# Every local Spark session of the tests (and of processes they start) without the JVM's C2
+# compiler: measured on this 2-core machine, `make test` took 165 s instead of 257 s.
+os.environ.setdefault(JAVA_OPTIONS_ENV, "-XX:TieredStopAtLevel=1")
+
+# Property tests: a few examples in the everyday tier, more in `make test-all`
+# (--hypothesis-profile=full). Profiles are registered here, before Hypothesis reads the option.
+settings.register_profile("everyday", max_examples=8)
+settings.register_profile("full", max_examples=25)
+settings.load_profile("everyday")
+
+
+# What a test run may add to the checkout: the test tools' own caches. Anything else (dist/,
+# .local/, mlruns/ ...) is a test writing where a user's files are, and fails the run.
+TOOL_CACHES = (".pytest_cache", ".hypothesis", ".coverage", ".venv", ".ruff_cache")
+_EXTRAS = pytest.StashKey[set]()
+
+
+def _checkout_extras() -> set[str]:
+    """Untracked and ignored paths in the checkout, tool caches and bytecode aside."""
+    done = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored"], cwd=REPO, capture_output=True, text=True
+    )
+    paths = {line[3:].rstrip("/") for line in done.stdout.splitlines() if line[:2] in ("??", "!!")}
+    return {
+        path
+        for path in paths
+        if not path.startswith(TOOL_CACHES)
+        and "__pycache__" not in path
+        and not path.endswith(".egg-info")
+    }
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):  # the controller, with or without xdist
+        session.config.stash[_EXTRAS] = _checkout_extras()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = session.config.stash.get(_EXTRAS, None)
+    if before is None:
+        return
+    added = sorted(_checkout_extras() - before)
+    if added:
+        session.config.get_terminal_writer().line(
+            f"error: the tests wrote into the checkout: {', '.join(added)}", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)
@@ -42,21 +95,58 @@ def mlflow_store(tmp_path_factory):
     patch.undo()
 
 
+@pytest.fixture(autouse=True)
+def session_store_each_test(mlflow_store):
+    """Every test starts on the session's store, whatever the one before pointed MLflow at
+    (`serve` and the steps set the tracking and registry URIs, as a one-shot command may)."""
+    mlflow.set_tracking_uri(mlflow_store)
+    mlflow.set_registry_uri(mlflow_store)
+    yield
+
+
 @pytest.fixture
 def model_name() -> str:
     return f"diabetes_{uuid.uuid4().hex[:8]}"
 
 
+@pytest.fixture(scope="session")
+def built_wheels(tmp_path_factory) -> list:
+    """Both wheels of the checkout's sources, built once per session (~4 s)."""
+    from diabetes_mlops.deploy.wheels import build_wheels
+
+    return build_wheels(REPO, tmp_path_factory.mktemp("wheels"))
+
+
 @pytest.fixture
-def project(repo, tmp_path) -> Path:
-    """A copy of the project's deployable parts, so a test may change a source file."""
+def project(repo, tmp_path, built_wheels) -> Path:
+    """A copy of the project's deployable parts, so a test may change a source file.
+
+    Its dist/ starts with the session's wheels. A wheel's name holds the digest of its sources,
+    so a deploy of unchanged sources finds its wheel there, and a test that changes a source
+    builds a new one, as a deploy from a checkout would.
+    """
     copy = tmp_path / "project"
     for part in ("ml_source", "ml_ops", "orchestrator_notebooks", "job_specs"):
         shutil.copytree(
             repo / part, copy / part, ignore=shutil.ignore_patterns("build", "*.egg-info", "tests")
         )
     shutil.copy(repo / "deploy.yml", copy / "deploy.yml")
+    (copy / "dist").mkdir()
+    for wheel in built_wheels:
+        os.link(wheel.path, copy / "dist" / wheel.name)
     return copy
+
+
+@pytest.fixture(scope="session")
+def champion(mlflow_store) -> Champion:
+    """The session's one trained, validated and promoted model, for every test that only needs
+    a champion to score, monitor or serve with. Shared read-only: a test that changed its
+    versions, aliases or tags would make other tests depend on the order they run in, so the
+    session ends with an error if anything changed."""
+    shared = new_champion("diabetes_session_champion", "/Shared/diabetes-tests-champion")
+    before = shared.state()
+    yield shared
+    assert shared.state() == before, "a test changed the shared champion; train its own instead"
 
 
 @pytest.fixture
@@ -134,11 +224,31 @@ def _line(text: str, number: int, edit) -> str:
     return "\n".join(lines)
 
 
+# The kinds of failure `make test` runs of a matrix marked `everyday_sample` (unless the marker
+# names the cases itself).
+EVERYDAY_TRAINING = (
+    "missing column",
+    "non-numeric value",
+    "unknown SEX",
+    "extra field",
+    "UTF-16 file",
+)
+EVERYDAY_SCORING = (
+    "missing column", "non-numeric value", "unknown SEX codes", "extra field", "UTF-16 file"
+)  # fmt: skip
+
+
 def pytest_generate_tests(metafunc):
-    """Tests that take `bad_training` / `bad_scoring` run once per kind of bad input."""
-    for name, cases in (("bad_training", BAD_TRAINING), ("bad_scoring", BAD_SCORING)):
+    """Tests that take `bad_training` / `bad_scoring` run once per kind of bad input (in make
+    test only the everyday kinds, for a test marked `everyday_sample`)."""
+    sample = metafunc.definition.get_closest_marker("everyday_sample")
+    for name, cases, everyday in (
+        ("bad_training", BAD_TRAINING, EVERYDAY_TRAINING),
+        ("bad_scoring", BAD_SCORING, EVERYDAY_SCORING),
+    ):
         if name in metafunc.fixturenames:
-            metafunc.parametrize(name, list(cases.values()), ids=list(cases))
+            chosen = cases if sample is None else (sample.args or everyday)
+            metafunc.parametrize(name, sampled(cases, chosen))
 
 
 def write_bad_input(case, good: Path, bad: Path) -> Path:

@@ -29,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+# How often the server thread looks for shutdown(): the wait each stop() costs.
+POLL_SECONDS = 0.02
 TOKEN = "dapi-fake-0123456789abcdef0123456789abcdef"
 
 
@@ -127,7 +129,10 @@ class FakeWorkspace:
             do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _serve
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # serve_forever's default poll of 0.5 s would be 0.5 s of waiting in every stop()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:

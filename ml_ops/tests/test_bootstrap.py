@@ -312,6 +312,7 @@ def test_upload_data_refuses_a_target_that_reads_another_format(fake, config, re
     assert "parameters.data_format is 'delta'; the sample data is CSV" in err and not fake.files
 
 
+@pytest.mark.slow
 def test_make_upload_data_puts_the_files_where_a_deploy_points_the_jobs(fake, repo):
     """The Makefile target, with the repository's deploy.yml: dev's paths hold the deploying
     user, filled as a deploy fills them."""

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
-from fake_workspace import FakeWorkspace
+from fake_workspace import POLL_SECONDS, FakeWorkspace
 
 from diabetes_mlops.cli import main
 from diabetes_mlops.deploy.config import load_target
@@ -38,7 +38,7 @@ CURRENT_MAJORS = {
 WORKSPACE_TARGETS = re.compile(
     r"\bmake\s+(deploy|deploy-plan|databricks-init|integration-test|run-)"
 )
-DEPLOY_LINE = re.compile(r"diabetes-mlops deploy --target \S+$")
+DEPLOY_LINE = re.compile(r"diabetes-mlops deploy --target \S+ --dist \S+$")
 RUN_LINE = re.compile(r"diabetes-mlops run --target \S+ (\S+)")
 
 
@@ -314,7 +314,9 @@ def github_id_tokens():
             return _reply(self, 200, {"value": ID_TOKEN})
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": POLL_SECONDS}, daemon=True
+    ).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/token?api-version=2.0"
     yield {"ACTIONS_ID_TOKEN_REQUEST_URL": url, "ACTIONS_ID_TOKEN_REQUEST_TOKEN": REQUEST_TOKEN}, (
         audiences

@@ -16,21 +16,17 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from diabetes_mlops.output import MANIFEST, read_manifest
-from diabetes_mlops.steps import batch_score, promote, train, validate
+from diabetes_mlops.steps import batch_score
 from diabetes_mlops.tracking import KILLED_REASON_TAG, PID_TAG, process_start
 
 WRITER = Path(__file__).with_name("crash_writer.py")
 OLD_ROWS, NEW_ROWS, NEXT_ROWS = 100, 442, 300
 
 
-@pytest.fixture(scope="module")
-def champion(repo):
-    name = f"diabetes_crash_{uuid.uuid4().hex[:6]}"
-    experiment = "/Shared/diabetes-crash-tests"
-    out = train(str(repo / "ml_data" / "data_raw.csv"), name, experiment)
-    validate(name, out["model_version"], experiment)
-    promote(name, out["model_version"])
-    return name
+@pytest.fixture
+def model(champion) -> str:
+    """The session's champion: these tests only score with it."""
+    return champion.name
 
 
 @pytest.fixture
@@ -76,13 +72,13 @@ def the_orphan(experiment):
     return runs.iloc[0]
 
 
-def next_run_recovers(tmp_path, out, inputs, champion, experiment, caplog):
+def next_run_recovers(tmp_path, out, inputs, model, experiment, caplog):
     """The next run marks the orphan KILLED, removes the leftovers and writes its output."""
     orphan = the_orphan(experiment)
     assert orphan["status"] == "RUNNING"
     assert process_start(int(orphan[f"tags.{PID_TAG}"])) is None
     with caplog.at_level(logging.WARNING, logger="diabetes_mlops"):
-        batch_score(None, str(inputs[NEXT_ROWS]), str(out), champion, experiment, engine="pandas")
+        batch_score(None, str(inputs[NEXT_ROWS]), str(out), model, experiment, engine="pandas")
     run = MlflowClient().get_run(orphan["run_id"])
     assert run.info.status == "KILLED"
     assert "is gone" in run.data.tags[KILLED_REASON_TAG]
@@ -91,49 +87,51 @@ def next_run_recovers(tmp_path, out, inputs, champion, experiment, caplog):
     return caplog.text
 
 
+@pytest.mark.slow  # make test kills one writer (between the renames, below)
 @pytest.mark.parametrize(
     "point, rows_after_kill",
     [("writing", OLD_ROWS), ("staged", OLD_ROWS), ("swapped", NEW_ROWS)],
 )
 def test_killed_while_writing_leaves_one_complete_output(
-    point, rows_after_kill, tmp_path, inputs, champion, caplog
+    point, rows_after_kill, tmp_path, inputs, model, caplog
 ):
     experiment = f"/Shared/crash-{uuid.uuid4().hex[:8]}"
     out = tmp_path / "out" / "scores"
-    batch_score(None, str(inputs[OLD_ROWS]), str(out), champion, experiment, engine="pandas")
-    killed_writer(point, inputs[NEW_ROWS], out, champion, experiment)
+    batch_score(None, str(inputs[OLD_ROWS]), str(out), model, experiment, engine="pandas")
+    killed_writer(point, inputs[NEW_ROWS], out, model, experiment)
     assert complete_rows(out) == rows_after_kill
     assert len(os.listdir(out.parent)) == 2  # the output and the dead run's staging folder
     assert the_orphan(experiment)["status"] == "RUNNING"
-    log = next_run_recovers(tmp_path, out, inputs, champion, experiment, caplog)
+    log = next_run_recovers(tmp_path, out, inputs, model, experiment, caplog)
     assert "removed .scores.staging-" in log
 
 
 def test_killed_between_the_two_renames_the_next_run_completes_the_swap(
-    tmp_path, inputs, champion, caplog
+    tmp_path, inputs, model, caplog
 ):
     """Where the filesystem cannot exchange folders, the one moment with no output."""
     experiment = f"/Shared/crash-{uuid.uuid4().hex[:8]}"
     out = tmp_path / "out" / "scores"
-    batch_score(None, str(inputs[OLD_ROWS]), str(out), champion, experiment, engine="pandas")
-    killed_writer("between_renames", inputs[NEW_ROWS], out, champion, experiment)
+    batch_score(None, str(inputs[OLD_ROWS]), str(out), model, experiment, engine="pandas")
+    killed_writer("between_renames", inputs[NEW_ROWS], out, model, experiment)
     assert not out.exists()
     run_id = the_orphan(experiment)["run_id"]
     assert complete_rows(out.with_name(f".scores.previous-{run_id}")) == OLD_ROWS
     assert complete_rows(out.with_name(f".scores.staging-{run_id}")) == NEW_ROWS
-    log = next_run_recovers(tmp_path, out, inputs, champion, experiment, caplog)
+    log = next_run_recovers(tmp_path, out, inputs, model, experiment, caplog)
     assert f"completed the swap that run {run_id} left half done" in log
 
 
+@pytest.mark.slow
 def test_a_spark_writer_killed_mid_write_leaves_the_previous_output(
-    tmp_path, inputs, champion, caplog
+    tmp_path, inputs, model, caplog
 ):
     experiment = f"/Shared/crash-{uuid.uuid4().hex[:8]}"
     out = tmp_path / "out" / "scores"
-    batch_score(None, str(inputs[OLD_ROWS]), str(out), champion, experiment, engine="pandas")
+    batch_score(None, str(inputs[OLD_ROWS]), str(out), model, experiment, engine="pandas")
     work = tmp_path / "spark"
     work.mkdir()
-    killed_writer("spark_writing", inputs[NEW_ROWS], out, champion, experiment, work)
+    killed_writer("spark_writing", inputs[NEW_ROWS], out, model, experiment, work)
     jvm = int((work / "jvm.pid").read_text())
     deadline = time.monotonic() + 60
     while process_start(jvm) is not None and time.monotonic() < deadline:
@@ -142,5 +140,5 @@ def test_a_spark_writer_killed_mid_write_leaves_the_previous_output(
     assert complete_rows(out) == OLD_ROWS
     staging = [p for p in out.parent.iterdir() if p.name.startswith(".scores.staging-")]
     assert len(staging) == 1 and not (staging[0] / MANIFEST).exists()
-    log = next_run_recovers(tmp_path, out, inputs, champion, experiment, caplog)
+    log = next_run_recovers(tmp_path, out, inputs, model, experiment, caplog)
     assert f"removed {staging[0].name}" in log

@@ -317,16 +317,19 @@ def test_an_unresolved_placeholder_is_named(fake_workspace, project):
         fill_placeholders({"a": ["${cluster_id}"]}, {}, "spec.json")
 
 
-def test_make_integration_test_deploys_and_runs_both_jobs(fake_workspace, repo):
+@pytest.mark.slow
+def test_make_integration_test_deploys_and_runs_both_jobs(fake_workspace, repo, tmp_path):
     """The Makefile wiring CI uses: deploy, then both runs, failing when a run fails."""
     import os
     import subprocess
 
+    dist = tmp_path / "dist"  # the wheels go here: a test never writes into the checkout
     command = ["make", "--no-print-directory", "integration-test", "TARGET=staging",
-               "RUN_FLAGS=--poll-seconds 0"]  # fmt: skip
+               "RUN_FLAGS=--poll-seconds 0", f"DIST={dist}"]  # fmt: skip
     done = subprocess.run(command, cwd=repo, env=os.environ.copy(), capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("SUCCESS") == 2 and len(fake_workspace.jobs) == 2
+    assert len(list(dist.glob("*.whl"))) == 2
     fake_workspace.run_plans["diabetes-batch-scoring"] = RunPlan("FAILED", {"batch_score": "boom"})
     done = subprocess.run(command, cwd=repo, env=os.environ.copy(), capture_output=True, text=True)
     assert done.returncode != 0 and "task batch_score FAILED: boom" in done.stdout

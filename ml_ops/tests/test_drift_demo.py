@@ -1,9 +1,12 @@
 """`make demo-drift` end to end: the job specs close the loop on this machine."""
 
+import pytest
+
 from diabetes_mlops.local.drift_demo import run_demo
 from diabetes_mlops.local.runner import EXCLUDED, SUCCESS
 
 
+@pytest.mark.slow
 def test_the_drift_demo_retrains_only_when_drift_persists(repo, tmp_path, spark):
     lines: list[str] = []
     outcomes = run_demo(

@@ -1,8 +1,8 @@
 """The job specs run end to end through the local runner: the same notebooks Databricks runs."""
 
 import json
+import os
 import shutil
-import uuid
 
 import mlflow
 import numpy as np
@@ -57,6 +57,9 @@ def test_train_then_score_then_a_worse_model_is_not_promoted(repo, local_root, t
     assert worse.task("promote").outputs["promoted"] == "false"
     assert str(client.get_model_version_by_alias("diabetes", "champion").version) == "1"
     assert client.get_model_version("diabetes", "2").tags["validation_status"] == "failed"
+    # The caller's MLflow settings are back (the steps point the registry at the job's store).
+    assert mlflow.get_tracking_uri() == mlflow.get_registry_uri() != uri
+    assert os.environ.get("MLFLOW_REGISTRY_URI") != uri
 
 
 def snapshot(folder):
@@ -104,18 +107,18 @@ def test_bad_training_data_fails_the_job_and_registers_nothing(
 
 
 @pytest.fixture(scope="module")
-def scored_root(tmp_path_factory, repo):
-    """A local root with a champion and one good scoring output, shared by the bad-input cases."""
+def scored_root(tmp_path_factory, repo, champion):
+    """A local root with one good scoring output of the session's champion, shared by the
+    bad-input cases."""
     root = tmp_path_factory.mktemp("scored")
     (root / DATA).mkdir(parents=True)
     for name in ("data_raw.csv", "data_batch_input.csv"):
         shutil.copy(repo / "ml_data" / name, root / DATA / name)
-    name = f"scored_{uuid.uuid4().hex[:8]}"
-    assert run_local(repo, "diabetes_model_training.json", root, model_name=name) == 0
-    assert run_local(repo, "diabetes_batch_scoring.json", root, model_name=name) == 0
-    return root, name
+    assert run_local(repo, "diabetes_batch_scoring.json", root, model_name=champion.name) == 0
+    return root, champion.name
 
 
+@pytest.mark.everyday_sample("non-numeric value")  # a Spark job per case
 def test_bad_scoring_data_fails_the_job_and_keeps_the_previous_output(
     bad_scoring, bad_input, repo, scored_root, capsys
 ):
@@ -211,20 +214,23 @@ def test_references_resolve_to_task_values_and_run_ids():
         resolve_references("{{job.trigger}}", values, "t", "r1")
 
 
-def test_the_batch_scoring_job_on_parquet_input(repo, local_root, tmp_path):
-    uri = f"sqlite:///{tmp_path}/parquet.db"
-    runner = LocalRunner(local_root, tracking_uri=uri, report=lambda line: None)
-    assert runner.run(repo / "job_specs" / "diabetes_model_training.json").succeeded
+@pytest.mark.slow  # Parquet input is read and checked in make test by test_spark_scoring
+def test_the_batch_scoring_job_on_parquet_input(repo, local_root, champion):
+    runner = LocalRunner(local_root, report=lambda line: None)  # on the session's store
     batch = pd.read_csv(local_root / DATA / "data_batch_input.csv")
     batch.to_parquet(local_root / DATA / "batch.parquet")
-    overrides = {"input_path": f"/{DATA}/batch.parquet", "input_format": "parquet"}
+    overrides = {
+        "input_path": f"/{DATA}/batch.parquet",
+        "input_format": "parquet",
+        "model_name": champion.name,
+        "experiment_name": "/Shared/diabetes-parquet-job",
+    }
     job = runner.run(repo / "job_specs" / "diabetes_batch_scoring.json", overrides)
     assert job.succeeded, job.task("batch_score").error_line
     scored = pd.read_parquet(local_root / OUTPUT)
     assert len(scored) == len(batch) and np.isfinite(scored["prediction"]).all()
     assert list(scored.columns) == [*batch.columns, "prediction", "model_version", "scored_at"]
-    runs = MlflowClient(tracking_uri=uri).search_runs(
-        [MlflowClient(tracking_uri=uri).get_experiment_by_name("/Shared/diabetes").experiment_id],
-        filter_string="tags.step = 'batch_score'",
+    runs = mlflow.search_runs(
+        experiment_names=[overrides["experiment_name"]], filter_string="tags.step = 'batch_score'"
     )
-    assert runs[0].data.params["scoring_path"] == "native"
+    assert runs["params.scoring_path"].tolist() == ["native"]

@@ -2,31 +2,29 @@
 profile logged at training, drift of scored batches, the monitoring table, the N-of-M rule."""
 
 import logging
+import os
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from trained_models import FAST, new_champion
 
 from diabetes.drift import ProfileError
 from diabetes.sample_data import write_drifted_batches
 from diabetes_mlops import reference_profiles
 from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.monitoring_table import MonitoringTable
-from diabetes_mlops.steps import batch_score, monitor, promote, train, validate
+from diabetes_mlops.steps import batch_score, monitor
 
 EXPERIMENT = "/Shared/diabetes-monitor-tests"
 
 
-@pytest.fixture(scope="module")
-def champion(repo, tmp_path_factory, mlflow_store):
-    """A trained, validated and promoted model: (name, version)."""
-    name = "diabetes_monitor_tests"
-    trained = train(str(repo / "ml_data" / "data_raw.csv"), name, EXPERIMENT)
-    validate(name, trained["model_version"], EXPERIMENT)
-    promote(name, trained["model_version"])
-    return name, trained["model_version"]
+@pytest.fixture
+def own_champion(model_name):
+    """A champion of this test's own, for a test that changes the version's tags."""
+    return new_champion(model_name, EXPERIMENT, **FAST)
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +49,12 @@ class Loop:
         self.settings = settings
 
     def run(self, input_path, model_version="champion", **settings):
+        self.score(input_path, model_version)
+        return monitor(
+            self.spark, self.output, self.table, EXPERIMENT, **{**self.settings, **settings}
+        )
+
+    def score(self, input_path, model_version="champion"):
         batch_score(
             None,
             str(input_path),
@@ -59,9 +63,6 @@ class Loop:
             EXPERIMENT,
             model_version=model_version,
             engine="pandas",
-        )
-        return monitor(
-            self.spark, self.output, self.table, EXPERIMENT, **{**self.settings, **settings}
         )
 
     def history(self):
@@ -76,7 +77,7 @@ def last_run():
 
 
 def test_training_logs_a_reference_profile_with_the_version(champion):
-    name, version = champion
+    name, version = champion.name, champion.version
     found = MlflowClient().get_model_version(name, version)
     assert found.tags[reference_profiles.TAG] == reference_profiles.ARTIFACT
     profile = reference_profiles.load(found)
@@ -87,7 +88,7 @@ def test_training_logs_a_reference_profile_with_the_version(champion):
 
 
 def test_the_sample_batch_never_triggers(spark, champion, batches, tmp_path):
-    loop = Loop(spark, champion[0], tmp_path, drift_batches=1, drift_window=1)
+    loop = Loop(spark, champion.name, tmp_path, drift_batches=1, drift_window=1)
     out = loop.run(batches["sample"])
     assert (out["drift"], out["retrain"], out["drift_status"]) == ("false", "false", "stable")
     history = loop.history()
@@ -114,7 +115,7 @@ def test_the_sample_batch_never_triggers(spark, champion, batches, tmp_path):
 
 
 def test_a_shifted_batch_triggers_only_after_n_of_m(spark, champion, batches, tmp_path):
-    loop = Loop(spark, champion[0], tmp_path)  # 2 of 3, the job's default
+    loop = Loop(spark, champion.name, tmp_path)  # 2 of 3, the job's default
     first = loop.run(batches["drifted_1"])
     assert (first["drift"], first["retrain"]) == ("true", "false")  # one noisy batch
     second = loop.run(batches["drifted_2"])
@@ -125,10 +126,11 @@ def test_a_shifted_batch_triggers_only_after_n_of_m(spark, champion, batches, tm
     assert not drifted & {"AGE", "BP", "S1", "S2", "S3", "S6", "SEX"}
 
 
+@pytest.mark.slow  # five batches; make test keeps the 2-of-3 case above
 def test_n_of_m_counts_only_the_window_and_a_normal_batch_never_retrains(
     spark, champion, batches, tmp_path
 ):
-    loop = Loop(spark, champion[0], tmp_path, drift_batches=2, drift_window=2)
+    loop = Loop(spark, champion.name, tmp_path, drift_batches=2, drift_window=2)
     assert loop.run(batches["drifted_1"])["retrain"] == "false"
     back_to_normal = loop.run(batches["sample"])  # 1 of the last 2 and itself stable
     assert (back_to_normal["drift"], back_to_normal["retrain"]) == ("false", "false")
@@ -138,7 +140,7 @@ def test_n_of_m_counts_only_the_window_and_a_normal_batch_never_retrains(
 
 
 def test_monitoring_the_same_batch_again_adds_no_rows(spark, champion, batches, tmp_path):
-    loop = Loop(spark, champion[0], tmp_path)
+    loop = Loop(spark, champion.name, tmp_path)
     first = loop.run(batches["drifted_1"])
     rows = loop.history()
     again = monitor(spark, loop.output, loop.table, EXPERIMENT)  # the monitor task re-run
@@ -150,9 +152,9 @@ def test_monitoring_the_same_batch_again_adds_no_rows(spark, champion, batches, 
 
 
 def test_a_version_without_a_reference_is_recorded_and_never_triggers(
-    spark, champion, batches, tmp_path, caplog
+    spark, own_champion, batches, tmp_path, caplog
 ):
-    name, version = champion
+    name, version = own_champion.name, own_champion.version
     client = MlflowClient()
     client.delete_model_version_tag(name, version, reference_profiles.TAG)
     try:
@@ -170,8 +172,9 @@ def test_a_version_without_a_reference_is_recorded_and_never_triggers(
     assert last_run().data.tags["drift_status"] == "no_reference"
 
 
+@pytest.mark.slow  # make test: the Spark pass measures labels in test_spark_profile
 def test_labels_in_the_batch_give_rmse_and_mae(spark, champion, repo, tmp_path):
-    loop = Loop(spark, champion[0], tmp_path)
+    loop = Loop(spark, champion.name, tmp_path)
     loop.run(repo / "ml_data" / "data_raw.csv")  # the training file: it carries Y
     scored = pd.read_parquet(loop.output)
     error = scored["prediction"] - pd.to_numeric(scored["Y"])  # passed through as text
@@ -182,10 +185,10 @@ def test_labels_in_the_batch_give_rmse_and_mae(spark, champion, repo, tmp_path):
 
 
 def test_bad_parameters_and_outputs_write_nothing(spark, champion, batches, tmp_path):
-    loop = Loop(spark, champion[0], tmp_path)
+    loop = Loop(spark, champion.name, tmp_path)
     with pytest.raises(ParameterError, match="no scores written by batch_score"):
         monitor(spark, str(tmp_path), loop.table, EXPERIMENT)
-    loop.run(batches["sample"])
+    loop.score(batches["sample"])  # scores to monitor; each call below is refused before work
     with pytest.raises(ParameterError, match="drift_batches"):
         monitor(spark, loop.output, loop.table, EXPERIMENT, drift_batches=4, drift_window=3)
     foreign = tmp_path / "foreign"
@@ -196,10 +199,13 @@ def test_bad_parameters_and_outputs_write_nothing(spark, champion, batches, tmp_
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
     with pytest.raises(ParameterError, match="output_format"):
         monitor(spark, loop.output, loop.table, EXPERIMENT, output_format="delta")
+    assert not os.path.exists(loop.table)  # no refused call created the monitoring table
 
 
-def test_a_damaged_reference_fails_the_run_and_writes_no_rows(spark, champion, batches, tmp_path):
-    name, version = champion
+def test_a_damaged_reference_fails_the_run_and_writes_no_rows(
+    spark, own_champion, batches, tmp_path
+):
+    name, version = own_champion.name, own_champion.version
     client = MlflowClient()
     client.set_model_version_tag(name, version, reference_profiles.TAG, "monitoring/missing.json")
     try:

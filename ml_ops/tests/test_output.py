@@ -8,7 +8,6 @@ import time
 import uuid
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -17,7 +16,7 @@ from diabetes_mlops import directory_swap, output
 from diabetes_mlops.directory_swap import ExchangeUnsupported, exchange, recover, sibling
 from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.output import MANIFEST, prepare_output, read_manifest
-from diabetes_mlops.tracking import STALE_AFTER_SECONDS
+from diabetes_mlops.tracking import STALE_AFTER_SECONDS, use_experiment
 
 EXPERIMENT = "/Shared/diabetes-output-tests"
 
@@ -36,7 +35,7 @@ def snapshot(folder):
 def finished_run(status="FINISHED") -> str:
     """A run id as a batch-score run would have, in the given state."""
     client = MlflowClient()
-    experiment = mlflow.set_experiment(EXPERIMENT).experiment_id
+    experiment = use_experiment(EXPERIMENT)  # its artifacts under the session's root
     run_id = client.create_run(experiment).info.run_id
     if status != "RUNNING":
         client.set_terminated(run_id, status)

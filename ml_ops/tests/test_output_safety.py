@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from diabetes_mlops.cli import main
 from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.output import MANIFEST, prepare_output, read_manifest
-from diabetes_mlops.steps import batch_score, promote, train, validate
+from diabetes_mlops.steps import batch_score
 
 EXPERIMENT = "/Shared/diabetes-output-safety"
 DATA = "Volumes/main/diabetes/data"
@@ -30,13 +30,10 @@ def runs() -> int:
     return len(mlflow.search_runs(experiment_names=[EXPERIMENT]))
 
 
-@pytest.fixture(scope="module")
-def champion(repo):
-    name = f"diabetes_safety_{uuid.uuid4().hex[:6]}"
-    out = train(str(repo / "ml_data" / "data_raw.csv"), name, EXPERIMENT)
-    validate(name, out["model_version"], EXPERIMENT)
-    promote(name, out["model_version"])
-    return name
+@pytest.fixture
+def model(champion) -> str:
+    """The session's champion: these tests only score with it."""
+    return champion.name
 
 
 def refused(tmp_path, message, *args, **kwargs):
@@ -105,19 +102,19 @@ def test_other_stores_are_not_supported_for_output(tmp_path, data, spark):
             "abfss://c@account.dfs.core.windows.net/out")  # fmt: skip
 
 
-def test_each_engine_replaces_our_own_output_whole(tmp_path, data, spark, champion):
+def test_each_engine_replaces_our_own_output_whole(tmp_path, data, spark, model):
     source = str(data / "data_batch_input.csv")
     out = tmp_path / "scores"
-    batch_score(None, source, str(out), champion, EXPERIMENT, engine="pandas")
+    batch_score(None, source, str(out), model, EXPERIMENT, engine="pandas")
     assert read_manifest(out)["engine"] == "pandas"
-    result = batch_score(spark, source, str(out), champion, EXPERIMENT)
+    result = batch_score(spark, source, str(out), model, EXPERIMENT)
     manifest = read_manifest(out)
     assert manifest["engine"] == "spark" and manifest["rows"] == 442 == int(result["rows"])
-    assert manifest["model_name"] == champion and manifest["input_path"] == source
+    assert manifest["model_name"] == model and manifest["input_path"] == source
     assert manifest["mlflow_run_id"] == mlflow.last_active_run().info.run_id
     assert spark.read.parquet(str(out)).count() == len(pd.read_parquet(out)) == 442
     assert set(manifest["files"]) | {MANIFEST} == {p.name for p in out.iterdir()}
-    batch_score(None, source, str(out), champion, EXPERIMENT, engine="pandas")
+    batch_score(None, source, str(out), model, EXPERIMENT, engine="pandas")
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "part-00000.parquet"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "scores"]
 

@@ -26,7 +26,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from diabetes_mlops.deploy.wheels import Wheel, build_wheels
+from diabetes_mlops.deploy.wheels import Wheel
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME_FILE = REPO / "ml_ops" / "runtime" / "dbr-17.3-ml.txt"
@@ -148,9 +148,9 @@ def runtime() -> Runtime:
 
 
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory) -> list[Wheel]:
+def wheels(built_wheels) -> list[Wheel]:
     """Both wheels, built exactly as `make dist` and deploy build them (x.y.z+h<hash>)."""
-    return build_wheels(REPO, tmp_path_factory.mktemp("dist"))
+    return built_wheels
 
 
 def test_runtime_file_names_python_and_the_packages_our_wheels_touch(runtime):
@@ -205,6 +205,7 @@ def test_replaced_runtime_packages_reports_only_changed_versions(runtime):
     }
 
 
+@pytest.mark.network  # pip resolves against the package index
 def test_wheels_install_on_the_runtime_without_replacing_any_of_its_packages(
     wheels, runtime, tmp_path
 ):
@@ -220,6 +221,7 @@ def test_wheels_install_on_the_runtime_without_replacing_any_of_its_packages(
     print(f"added on {RUNTIME_FILE.name}: {', '.join(added) or 'nothing'}")
 
 
+@pytest.mark.network  # pip resolves against the package index
 def test_resolution_fails_naming_the_package_when_a_requirement_excludes_the_runtime(
     runtime, tmp_path
 ):

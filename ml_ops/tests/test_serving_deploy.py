@@ -13,6 +13,7 @@ import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import InvalidParameterValue
 from databricks.sdk.service.serving import Route, ServedEntityInput, TrafficConfig
+from trained_models import FAST
 
 from diabetes_mlops.cli import main
 from diabetes_mlops.deploy.config import ConfigError, load_target
@@ -42,6 +43,7 @@ from diabetes_mlops.preflight import check_job_parameters
 from diabetes_mlops.registry import load_version
 from diabetes_mlops.serving_names import endpoint_name_problem, user_slug
 from diabetes_mlops.steps import deploy_serving, promote, run_step, train, validate
+from diabetes_mlops.tracking import use_experiment
 
 # The step's module (the package exports the step function under the same name).
 deploy_serving_module = importlib.import_module("diabetes_mlops.steps.deploy_serving")
@@ -539,7 +541,8 @@ EXPERIMENT = "/Shared/diabetes-serving-tests"
 
 
 def promoted_version(data_dir, model_name, **kwargs) -> dict:
-    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT, **kwargs)
+    """A new version trained (FAST), validated and promoted: the serving tests need versions."""
+    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT, **{**FAST, **kwargs})
     validate(model_name, trained["model_version"], EXPERIMENT)
     return promote(model_name, trained["model_version"])
 
@@ -561,10 +564,16 @@ def serve_registered_models(fake, model_name, wrong_versions=()):
     fake.predict = predict
 
 
-def test_the_step_follows_the_champion(data_dir, model_name, fake_workspace):
+def test_the_step_follows_the_champion(data_dir, model_name, fake_workspace, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     fake_workspace.serving_update_polls = 0  # ready at the first look: no waiting
+    clock = FakeClock()  # the rollout's and the rollback's deadlines pass without waiting
+    monkeypatch.setattr(
+        deploy_serving_module,
+        "follow_champion",
+        lambda *args, **kwargs: follow_champion(*args, clock=clock, **kwargs),
+    )
     wrong = {"3"}
     serve_registered_models(fake_workspace, model_name, wrong_versions=wrong)
     args = {"serving_endpoint": NAME, "serving_timeout_seconds": 60}
@@ -696,15 +705,16 @@ def test_the_specs_validate_with_serving_in_them(repo, capsys, monkeypatch):
     assert "job 'diabetes-model-deployment', tasks deploy_serving" in out
 
 
-def test_the_local_training_job_runs_serving_as_a_no_op(repo, tmp_path):
+def test_the_local_training_job_runs_serving_as_a_no_op(repo, tmp_path, model_name):
     root = tmp_path / "local"
     data = root / "Volumes/main/diabetes/data"
     data.mkdir(parents=True)
     shutil.copy(repo / "ml_data" / "data_raw.csv", data)
     lines = []
-    runner = LocalRunner(root, tracking_uri=f"sqlite:///{tmp_path}/local.db", report=lines.append)
+    runner = LocalRunner(root, report=lines.append)  # on the session's store
     local = load_target("local", repo / "deploy.yml").parameters
-    job = runner.run(repo / "job_specs" / "diabetes_model_training.json", defaults=local)
+    quick = {"model_name": model_name, "alphas": "3", "cv_folds": "2"}
+    job = runner.run(repo / "job_specs" / "diabetes_model_training.json", quick, defaults=local)
     assert job.succeeded, lines
     assert job.task("promote").outputs["promoted"] == "true"
     assert job.task("deploy_serving").outputs == {
@@ -854,7 +864,7 @@ def test_a_champion_logged_before_the_contract_travelled_is_served_with_a_warnin
     fake_workspace.serving_update_polls = 0
     rows = pd.read_csv(data_dir / "data_raw.csv")
     pipeline = load_version_of(promoted_version(data_dir, model_name), model_name)
-    mlflow.set_experiment(EXPERIMENT)
+    use_experiment(EXPERIMENT)  # its artifacts under the session's root, not ./mlruns
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
             pipeline, name="plain", registered_model_name=model_name,

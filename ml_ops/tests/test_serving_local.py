@@ -24,24 +24,14 @@ from diabetes.contract import FEATURES, NUMERIC_FEATURES
 from diabetes_mlops import served_model
 from diabetes_mlops.cli import main
 from diabetes_mlops.local import serving
-from diabetes_mlops.steps import batch_score, promote, train, validate
+from diabetes_mlops.steps import batch_score
+from diabetes_mlops.tracking import use_experiment
 
 EXPERIMENT = "/Shared/diabetes-serving-tests"
 ROW = {
     "AGE": 50.0, "SEX": "Male", "BMI": 25.0, "BP": 90.0, "S1": 150.0,
     "S2": 100.0, "S3": 50.0, "S4": 3.0, "S5": 4.5, "S6": None,
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def champion(repo, mlflow_store):
-    """(name, version, sklearn pipeline) of a trained, validated, promoted model."""
-    name = "diabetes_serving_tests"
-    out = train(str(repo / "ml_data" / "data_raw.csv"), name, EXPERIMENT)
-    validate(name, out["model_version"], EXPERIMENT)
-    promote(name, out["model_version"])
-    uri = f"models:/{name}/{out['model_version']}"
-    return name, out["model_version"], mlflow.sklearn.load_model(uri)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +42,7 @@ def local_root(mlflow_store) -> Path:
 
 @pytest.fixture(scope="module")
 def batch_output(champion, repo, tmp_path_factory) -> Path:
-    name, version, _ = champion
+    name = champion.name
     out = tmp_path_factory.mktemp("scored") / "predictions"
     batch_score(
         None, str(repo / "ml_data" / "data_batch_input.csv"), str(out), name, EXPERIMENT,
@@ -69,7 +59,7 @@ def body(records: list[dict]) -> bytes:
 
 
 def test_the_logged_model_has_a_plain_sklearn_flavor_and_a_guarded_pyfunc(champion):
-    name, version, _ = champion
+    name, version = champion.name, champion.version
     folder = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}"))
     flavors = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]
     assert flavors["python_function"]["loader_module"] == "diabetes_mlops.served_model"
@@ -93,7 +83,7 @@ def test_the_logged_model_has_a_plain_sklearn_flavor_and_a_guarded_pyfunc(champi
 )
 def test_the_model_itself_refuses_a_request_breaking_the_contract(champion, record, words):
     """What Databricks Model Serving runs too: the check is in the model, not in our server."""
-    name, version, _ = champion
+    name, version = champion.name, champion.version
     served = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     with pytest.raises(MlflowException) as error:  # what the server's /invocations calls
         served.predict(pd.DataFrame([record]))
@@ -102,7 +92,7 @@ def test_the_model_itself_refuses_a_request_breaking_the_contract(champion, reco
 
 
 def test_the_served_model_predicts_what_the_pipeline_predicts(champion, repo):
-    name, version, pipeline = champion
+    name, version, pipeline = champion.name, champion.version, champion.pipeline
     batch = pd.read_csv(repo / "ml_data" / "data_batch_input.csv")
     batch = batch.astype({c: "float64" for c in NUMERIC_FEATURES})  # as a server's parser types
     served = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
@@ -134,10 +124,11 @@ def nothing_listens(port: int) -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_serve_serves_the_champion_agrees_with_batch_scoring_and_refuses_bad_requests(
     champion, local_root, batch_output, capsys
 ):
-    name, version, _ = champion
+    name, version = champion.name, champion.version
     port = serving.free_port()
     process = start_serve(local_root, name, port)
     url = f"http://{serving.HOST}:{port}"
@@ -170,24 +161,61 @@ def test_serve_serves_the_champion_agrees_with_batch_scoring_and_refuses_bad_req
     serving.check_port_free(port)  # `make serve` may start again at once
 
 
-def test_serve_check_fails_when_the_server_disagrees_with_batch_scoring(
-    champion, local_root, batch_output, tmp_path
+@pytest.fixture(scope="module")
+def scoring_app(champion):
+    """MLflow's scoring app (what `mlflow models serve` runs under uvicorn) for the champion,
+    served by uvicorn on a free loopback port in a thread of this process: the same HTTP
+    requests and answers as `make serve`, without starting a process and loading MLflow again.
+    The served process itself is tested above (slow tier)."""
+    import threading
+
+    import uvicorn
+    from mlflow.pyfunc import scoring_server
+
+    local = mlflow.artifacts.download_artifacts(champion.uri)
+    app = scoring_server.init(scoring_server.load_model_with_mlflow_config(local))
+    port = serving.free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host=serving.HOST, port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started, "the in-process scoring app did not start"
+    yield serving.Served(f"http://{serving.HOST}:{port}", champion.name, champion.version, pid=0)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_the_scoring_app_answers_as_batch_scoring_and_refuses_bad_requests(
+    scoring_app, batch_output, capsys
 ):
-    name, version, _ = champion
+    serving.serve_check(scoring_app, batch_output)  # both formats, 6 bad requests, still serving
+    report = capsys.readouterr().out
+    assert "dataframe_split: 442 predictions" in report
+    assert "dataframe_records: 442 predictions" in report
+    assert "an unknown SEX code: HTTP 400: request: column 'SEX'" in report
+    status, answer = serving.post(scoring_app.url, body([{**ROW, "S3": 0}]))
+    assert status == 400 and "column 'S3'" in serving.error_message(answer)
+    status, answer = serving.post(scoring_app.url, body([ROW]))
+    assert status == 200 and len(answer["predictions"]) == 1
+
+
+def test_serve_check_fails_when_the_server_disagrees_with_batch_scoring(
+    scoring_app, batch_output, tmp_path
+):
     scored = pd.read_parquet(batch_output)
     scored["prediction"] += 1e-6
     wrong = tmp_path / "wrong"
     wrong.mkdir()
     scored.to_parquet(wrong / "part-0.parquet")
-    with serving.running_server(local_root, f"models:/{name}/{version}") as server:
-        url = server.url
-        served = serving.Served(url, name, version, pid=0)
-        with pytest.raises(serving.ServingError, match=r"dataframe_split: row \d+ served"):
-            serving.serve_check(served, wrong, report=lambda line: None)
-        with pytest.raises(serving.ServingError, match="scored by version"):
-            serving.serve_check(
-                serving.Served(url, name, str(int(version) + 1), 0), batch_output, print
-            )
+    with pytest.raises(serving.ServingError, match=r"dataframe_split: row \d+ served"):
+        serving.serve_check(scoring_app, wrong, report=lambda line: None)
+    url, name, version = scoring_app.url, scoring_app.model_name, scoring_app.version
+    with pytest.raises(serving.ServingError, match="scored by version"):
+        serving.serve_check(
+            serving.Served(url, name, str(int(version) + 1), 0), batch_output, print
+        )
 
 
 def test_serve_and_serve_check_fail_in_one_line_before_starting_anything(
@@ -201,7 +229,7 @@ def test_serve_and_serve_check_fail_in_one_line_before_starting_anything(
         taken.bind((serving.HOST, 0))
         taken.listen()
         port = taken.getsockname()[1]
-        args = ["serve", "--local-root", str(local_root), "--model-name", champion[0]]
+        args = ["serve", "--local-root", str(local_root), "--model-name", champion.name]
         assert main([*args, "--port", str(port)]) == 1
     assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
     assert main(["serve-check", "--local-root", str(tmp_path)]) == 1
@@ -222,9 +250,9 @@ def test_request_bodies_carry_missing_values_as_null():
 
 
 def test_a_model_logged_before_the_contract_travelled_with_it_is_told_apart(champion):
-    name, version, pipeline = champion
+    name, version, pipeline = champion.name, champion.version, champion.pipeline
     assert served_model.checks_requests(f"models:/{name}/{version}")
-    mlflow.set_experiment(EXPERIMENT)
+    use_experiment(EXPERIMENT)  # its artifacts under the session's root, not ./mlruns
     with mlflow.start_run():
         plain = mlflow.sklearn.log_model(pipeline, name="plain", pip_requirements=["scikit-learn"],
                                          serialization_format="cloudpickle")  # fmt: skip

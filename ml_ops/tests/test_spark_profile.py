@@ -152,6 +152,7 @@ def test_fingerprint_changes_with_any_value(spark, reference, sample):
     assert fingerprint(spark, reference, two) != fingerprint(spark, reference, one_twice)
 
 
+@pytest.mark.slow  # make test: the two fingerprint tests above
 def test_fingerprint_tells_where_a_value_is_missing(spark, reference):
     """xxhash64 skips null arguments, so (null, 30) and (30, null) would hash alike: a missing
     value keeps its place (null and NaN are the same missing value)."""
@@ -165,6 +166,7 @@ def test_fingerprint_tells_where_a_value_is_missing(spark, reference):
     assert fingerprint(spark, reference, no_sex) != fingerprint(spark, reference, empty_sex)
 
 
+@pytest.mark.slow  # make test: the two fingerprint tests above
 def test_fingerprint_ignores_what_scoring_added(spark, reference, sample):
     """A re-score of the same input by another model version is the same batch."""
     scored = fingerprint(spark, reference, sample, model_version=3, scored_at="2026-01-01")
@@ -309,17 +311,16 @@ def test_wide_codegen_runs_the_query_where_the_session_refuses_the_setting():
 
 
 def test_the_target_survives_batch_score_and_is_measured(
-    spark, repo, tmp_path, model_name, reference
+    spark, repo, tmp_path, champion, reference
 ):
     """The Spark engine keeps extra input columns: Y from a labelled CSV input reaches the scored
     output (as text, as the CSV had it) and the pass turns it into the batch's error."""
-    from diabetes_mlops.steps import batch_score, train
+    from diabetes_mlops.steps import batch_score
 
     experiment = "/Shared/diabetes-spark-profile-tests"
     labelled = str(repo / "ml_data" / "data_raw.csv")
-    version = train(labelled, model_name, experiment)["model_version"]
     out = tmp_path / "scored"
-    batch_score(spark, labelled, str(out), model_name, experiment, model_version=version)
+    batch_score(spark, labelled, str(out), champion.name, experiment)
     frame = spark.read.parquet(str(out))
     assert isinstance(frame.schema[TARGET].dataType, T.StringType)
     stats = batch_stats(frame, reference)

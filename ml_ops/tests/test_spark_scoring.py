@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from tiers import sampled
 
 from diabetes.linear_form import NotLinear, linear_form
 from diabetes.schema import FEATURES, NUMERIC_FEATURES, DataValidationError
@@ -25,7 +26,8 @@ from diabetes_mlops.spark_scoring import (
     predict,
     rows_into_python_udfs,
 )
-from diabetes_mlops.steps import batch_score, promote, train, validate
+from diabetes_mlops.steps import batch_score
+from diabetes_mlops.tracking import use_experiment
 
 EXPERIMENT = "/Shared/diabetes-spark-tests"
 SCHEMA = T.StructType(
@@ -33,30 +35,16 @@ SCHEMA = T.StructType(
 )
 
 
-@pytest.fixture(scope="module")
-def champion(repo, tmp_path_factory, mlflow_store):
-    """A trained, validated, promoted model in the session store: (name, version, pyfunc)."""
-    import mlflow
-
-    name = "diabetes_spark_tests"
-    out = train(str(repo / "ml_data" / "data_raw.csv"), name, EXPERIMENT)
-    validate(name, out["model_version"], EXPERIMENT)
-    promote(name, out["model_version"])
-    uri = f"models:/{name}/{out['model_version']}"
-    return name, uri, mlflow.sklearn.load_model(uri), mlflow.pyfunc.load_model(uri)
-
-
 def native(spark, champion, rows: pd.DataFrame) -> np.ndarray:
-    _, uri, model, _ = champion
     frame = spark.createDataFrame(rows.astype(object).where(rows.notna(), None), SCHEMA)
-    scored, path = predict(typed_features(frame), model, uri)
+    scored, path = predict(typed_features(frame), champion.pipeline, champion.uri)
     assert path == NATIVE
     return np.array([r["prediction"] for r in scored.select("prediction").collect()])
 
 
 def test_native_equals_the_mlflow_model_on_the_sample_data(spark, champion, repo):
     rows = pd.read_csv(repo / "ml_data" / "data_batch_input.csv")
-    expected = champion[3].predict(rows.astype({c: "float64" for c in NUMERIC_FEATURES}))
+    expected = champion.pyfunc.predict(rows.astype({c: "float64" for c in NUMERIC_FEATURES}))
     assert np.abs(native(spark, champion, rows) - np.asarray(expected)).max() <= 1e-9
 
 
@@ -71,7 +59,7 @@ def random_rows(n: int, seed: int) -> pd.DataFrame:
 
 def test_native_equals_the_model_on_random_rows_with_gaps_and_unknown_categories(spark, champion):
     rows = random_rows(3000, seed=7)
-    expected = champion[2].predict(rows)
+    expected = champion.pipeline.predict(rows)
     assert np.abs(native(spark, champion, rows) - expected).max() <= 1e-9
 
 
@@ -81,17 +69,17 @@ row = st.fixed_dictionaries(
 )
 
 
-@settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+# Examples: the loaded Hypothesis profile's (conftest.py: fewer in `make test`, more in test-all).
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(row, min_size=1, max_size=20))
 def test_native_equals_the_model_for_any_rows(spark, champion, rows):
     frame = pd.DataFrame(rows, columns=list(FEATURES))
     numbers = frame[list(NUMERIC_FEATURES)].astype("float64")
-    expected = champion[2].predict(numbers.assign(SEX=frame["SEX"])[list(FEATURES)])
+    expected = champion.pipeline.predict(numbers.assign(SEX=frame["SEX"])[list(FEATURES)])
     assert np.abs(native(spark, champion, frame) - expected).max() <= 1e-9
 
 
+@pytest.mark.slow  # the fallback path: spark_udf starts Python workers
 def test_a_model_that_does_not_translate_is_scored_with_spark_udf(spark, tmp_path, caplog):
     import logging
 
@@ -109,7 +97,7 @@ def test_a_model_that_does_not_translate_is_scored_with_spark_udf(spark, tmp_pat
     model.fit(raw[list(FEATURES)], raw["Y"])
     with pytest.raises(NotLinear):
         linear_form(model)
-    mlflow.set_experiment(EXPERIMENT)
+    use_experiment(EXPERIMENT)  # its artifacts under the session's root, not ./mlruns
     with mlflow.start_run():  # as the train step logs it: the pyfunc flavor refuses unknown SEX
         info = served_model.log_model(model, name="tree", pip_requirements=["scikit-learn"],
                                       serialization_format="cloudpickle")  # fmt: skip
@@ -132,25 +120,28 @@ HEADER = "AGE,SEX,BMI,BP,S1,S2,S3,S4,S5,S6"
 ROW = "59,Male,32.1,101,157,93.2,38,4,4.8598,87"
 
 
+BAD_CSV = {
+    "missing column": (
+        "AGE,SEX,BP,S1,S2,S3,S4,S5,S6\n59,Male,101,157,93.2,38,4,4.8,87\n",
+        "column 'BMI' missing",
+    ),
+    "non-numeric": (
+        f"{HEADER}\n{ROW}\n48,Female,x1,87,183,103.2,70,3,3.89,69\n",
+        "'BMI': non-numeric value 'x1'",
+    ),
+    "header only": (f"{HEADER}\n", "has a header but no data rows"),
+    "empty": ("", "file is empty"),
+    "all missing": (f"{HEADER}\n59,Male,32.1,,157,93.2,38,4,4.8,87\n", "'BP': has no values"),
+    "infinite": (f"{HEADER}\n59,Male,inf,101,157,93.2,38,4,4.8,87\n", "'BMI': non-finite value"),
+    "reserved name": (f"prediction,{HEADER}\n1,{ROW}\n", "'prediction': name is reserved"),
+}
+
+
 @pytest.mark.parametrize(
-    "text, message",
-    [
-        (
-            "AGE,SEX,BP,S1,S2,S3,S4,S5,S6\n59,Male,101,157,93.2,38,4,4.8,87\n",
-            "column 'BMI' missing",
-        ),
-        (
-            f"{HEADER}\n{ROW}\n48,Female,x1,87,183,103.2,70,3,3.89,69\n",
-            "'BMI': non-numeric value 'x1'",
-        ),
-        (f"{HEADER}\n", "has a header but no data rows"),
-        ("", "file is empty"),
-        (f"{HEADER}\n59,Male,32.1,,157,93.2,38,4,4.8,87\n", "'BP': has no values"),
-        (f"{HEADER}\n59,Male,inf,101,157,93.2,38,4,4.8,87\n", "'BMI': non-finite value"),
-        (f"prediction,{HEADER}\n1,{ROW}\n", "'prediction': name is reserved"),
-    ],
+    "case", sampled(BAD_CSV, ("missing column", "non-numeric", "reserved name"))
 )
-def test_bad_csv_input_is_caught_before_scoring(spark, tmp_path, text, message):
+def test_bad_csv_input_is_caught_before_scoring(spark, tmp_path, case):
+    text, message = case
     path = csv(tmp_path, text)
     with pytest.raises(DataValidationError, match=message):
         check_input(read_input(spark, path, "csv"), path)
@@ -172,8 +163,13 @@ def test_wrong_types_in_parquet_are_caught_from_the_schema(spark, tmp_path):
     "column, values, message",
     [
         ("S4", [4.0, float("inf")], "'S4': non-finite value"),
-        ("S4", [float("nan"), None], "'S4': has no values: all 2 rows are missing"),
-        ("AGE", [None, None], "'AGE': has no values"),
+        pytest.param(
+            "S4",
+            [float("nan"), None],
+            "'S4': has no values: all 2 rows are missing",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param("AGE", [None, None], "'AGE': has no values", marks=pytest.mark.slow),
     ],
 )
 def test_numbers_typed_as_numbers_are_checked_without_parsing(
@@ -224,7 +220,7 @@ def test_python_udfs_take_rows_while_scoring_and_the_setting_is_restored(spark, 
 
 
 def test_spark_and_pandas_paths_give_the_same_output(spark, champion, repo, tmp_path):
-    name = champion[0]
+    name = champion.name
     source = str(repo / "ml_data" / "data_batch_input.csv")
     batch_score(spark, source, str(tmp_path / "spark_out"), name, EXPERIMENT)
     batch_score(None, source, str(tmp_path / "pandas.parquet"), name, EXPERIMENT, engine="pandas")
@@ -263,7 +259,7 @@ def test_quarantine_scores_the_good_rows_and_sets_the_bad_ones_aside(
     side output the others with their reason, and the run logs the counts."""
     import mlflow
 
-    name = champion[0]
+    name = champion.name
     lines = (repo / "ml_data" / "data_batch_input.csv").read_text().splitlines()
     lines[3] = "-5" + lines[3][lines[3].index(",") :]  # a negative age
     lines[5] = lines[5].replace("Female", "F").replace("Male", "M")  # an unknown code
@@ -299,7 +295,7 @@ def test_a_failed_run_changes_neither_the_output_nor_its_quarantine(
     the scores leaves the previous quarantine as it was, too."""
     from diabetes_mlops import output
 
-    name = champion[0]
+    name = champion.name
     lines = (repo / "ml_data" / "data_batch_input.csv").read_text().splitlines()
     lines[3] = "-5" + lines[3][lines[3].index(",") :]
     source = tmp_path / "input.csv"

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from trained_models import FAST
 
 from diabetes.schema import DataValidationError
 from diabetes_mlops.errors import ModelNotFoundError, ParameterError
@@ -17,8 +18,8 @@ EXPERIMENT = "/Shared/diabetes-tests"
 
 
 def run_training(data_dir, model_name, **kwargs):
-    """train -> validate -> promote, as the training job chains them."""
-    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT, **kwargs)
+    """train -> validate -> promote, as the training job chains them (FAST unless told)."""
+    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT, **{**FAST, **kwargs})
     verdict = validate(model_name, trained["model_version"], EXPERIMENT)
     promoted = promote(model_name, trained["model_version"])
     return trained, verdict, promoted
@@ -114,45 +115,46 @@ def test_decide_rules():
 
 
 def test_promote_never_promotes_an_unvalidated_version(data_dir, model_name):
-    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT)
+    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT, **FAST)
     assert promote(model_name, trained["model_version"])["promoted"] == "false"
     with pytest.raises(mlflow.exceptions.MlflowException):
         MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
 
 
-def test_batch_score_writes_input_columns_prediction_version_and_time(
-    data_dir, model_name, tmp_path
-):
-    run_training(data_dir, model_name)
+def test_batch_score_writes_input_columns_prediction_version_and_time(data_dir, champion, tmp_path):
     output = tmp_path / "out" / "scores.parquet"
-    out = score_pandas(str(data_dir / "data_batch_input.csv"), str(output), model_name, EXPERIMENT)
+    out = score_pandas(
+        str(data_dir / "data_batch_input.csv"), str(output), champion.name, EXPERIMENT
+    )
     scored = pd.read_parquet(output)
     batch = pd.read_csv(data_dir / "data_batch_input.csv")
-    assert out == {"output_path": str(output), "rows": str(len(batch)), "model_version": "1"}
+    assert out == {
+        "output_path": str(output), "rows": str(len(batch)), "model_version": champion.version
+    }  # fmt: skip
     assert list(scored.columns) == [*batch.columns, "prediction", "model_version", "scored_at"]
     assert len(scored) == len(batch) and np.isfinite(scored["prediction"]).all()
-    assert (scored["model_version"] == 1).all() and scored["scored_at"].nunique() == 1
+    assert (scored["model_version"] == int(champion.version)).all()
+    assert scored["scored_at"].nunique() == 1
     run = last_run("batch_score")
     assert run["metrics.rows_in"] == run["metrics.rows_out"] == len(batch)
     assert run["params.output_path"] == str(output)
 
 
-def test_batch_score_a_given_version_to_csv(data_dir, model_name, tmp_path):
-    run_training(data_dir, model_name)
+def test_batch_score_a_given_version_to_csv(data_dir, champion, tmp_path):
     output = tmp_path / "scores"
     score_pandas(
         str(data_dir / "data_batch_input.csv"),
         str(output),
-        model_name,
+        champion.name,
         EXPERIMENT,
-        model_version="1",
+        model_version=champion.version,
         output_format="csv",
     )
     assert len(pd.read_csv(output / "part-00000.csv")) == 442
 
 
 def test_batch_score_without_a_champion_is_a_clear_error(data_dir, model_name, tmp_path):
-    train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT)
+    train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT, **FAST)
     output = tmp_path / "scores.parquet"
     with pytest.raises(
         ModelNotFoundError, match="has no version with alias 'champion' \\(run the training job"
@@ -182,9 +184,9 @@ def test_bad_training_data_registers_nothing_and_fails_the_run(
 
 
 def test_bad_scoring_data_leaves_the_previous_output_intact(
-    bad_scoring, bad_input, data_dir, model_name, tmp_path
+    bad_scoring, bad_input, data_dir, champion, tmp_path
 ):
-    run_training(data_dir, model_name)
+    model_name = champion.name
     output = tmp_path / "out" / "scores.parquet"
     good = data_dir / "data_batch_input.csv"
     score_pandas(str(good), str(output), model_name, EXPERIMENT)
@@ -233,7 +235,7 @@ def test_the_champion_is_compared_only_on_rows_it_was_not_trained_on(data_dir, m
     from diabetes.training import row_fingerprints, split_holdout
 
     run_training(data_dir, model_name)  # seed 42
-    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT, seed=7)
+    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT, seed=7, **FAST)
     validate(model_name, trained["model_version"], EXPERIMENT, min_comparison_rows=5)
     frame = read_dataset(data_dir / "data_raw.csv", "training")
     champion_train, _ = split_holdout(frame, 0.2, 42)
@@ -246,7 +248,7 @@ def test_the_champion_is_compared_only_on_rows_it_was_not_trained_on(data_dir, m
 
 def test_too_few_unseen_rows_is_a_failed_validation(data_dir, model_name):
     run_training(data_dir, model_name)
-    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT, seed=7)
+    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT, seed=7, **FAST)
     verdict = validate(model_name, trained["model_version"], EXPERIMENT, min_comparison_rows=80)
     assert verdict == {"validation_passed": "false"}
     reason = MlflowClient().get_model_version(model_name, "2").tags["validation_reason"]
@@ -259,7 +261,7 @@ def test_a_verdict_against_an_older_champion_is_not_enough(data_dir, model_name)
     run_training(data_dir, model_name)  # v2: better, champion now
     assert promote(model_name, "1")["promoted"] == "false"  # v1 passed only against "none"
     assert str(MlflowClient().get_model_version_by_alias(model_name, CHAMPION).version) == "2"
-    trained = train(data, model_name, EXPERIMENT)
+    trained = train(data, model_name, EXPERIMENT, **FAST)
     validate(model_name, trained["model_version"], EXPERIMENT)
     run_training(data_dir, model_name)  # v4 validated and promoted meanwhile
     assert promote(model_name, trained["model_version"])["promoted"] == "false"
@@ -290,8 +292,8 @@ def test_native_aliases_everywhere_but_the_databricks_workspace_registry():
     assert native_aliases("databricks-uc") and native_aliases("sqlite:///x.db")
 
 
-def test_extra_input_columns_pass_through_scoring(data_dir, model_name, tmp_path):
-    run_training(data_dir, model_name)
+def test_extra_input_columns_pass_through_scoring(data_dir, champion, tmp_path):
+    model_name = champion.name
     batch = pd.read_csv(data_dir / "data_batch_input.csv")
     batch.insert(0, "PATIENT_ID", [f"p{i:04d}" for i in range(len(batch))])
     batch.to_csv(data_dir / "with_id.csv", index=False)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from conftest import BAD_TRAINING, write_bad_input
 from mlflow.tracking import MlflowClient
+from trained_models import FAST
 
 from diabetes.contract import FEATURES, TARGET
 from diabetes.schema import DataValidationError
@@ -183,6 +184,7 @@ def test_the_train_step_fits_a_parquet_source_and_records_it(spark, data_dir, mo
         EXPERIMENT,
         data_format="parquet",
         spark=spark,
+        **FAST,
     )
     run = MlflowClient().get_run(out["run_id"])
     assert run.data.tags["data_format"] == "parquet"

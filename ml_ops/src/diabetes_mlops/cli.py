@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument(
                 "--plan", action="store_true", help="print what would change; change nothing"
             )
+            sub.add_argument(
+                "--dist", type=Path, default=None, help="where to build the wheels (<repo>/dist)"
+            )
         if command == "databricks-upload-data":
             sub.add_argument(
                 "--overwrite", action="store_true", help="replace a different file already there"
@@ -157,7 +160,7 @@ def _remote(args: argparse.Namespace) -> int:
             resolved = for_current_user(w, target)  # as a deploy resolves it
             upload_sample_data(w, resolved, args.repo / "ml_data", args.overwrite)
             return 0
-        deployer = Deployer(w, target, args.repo)
+        deployer = Deployer(w, target, args.repo, dist=getattr(args, "dist", None))
         if args.command == "databricks-init":
             deployer.init()
         elif args.plan:

@@ -108,10 +108,12 @@ class Deployer:
         target: Target,
         repo: Path,
         report: Callable[[str], None] = print,
+        dist: Path | None = None,
     ) -> None:
         self.w = w
         self.report = report
         self.repo = repo
+        self.dist = dist or repo / "dist"  # where the wheels are built (and found again)
         self.target = for_current_user(w, target)
 
     # --- read-only ---------------------------------------------------------------------------
@@ -122,7 +124,7 @@ class Deployer:
         check_deployed(specs, t)
         specs = deploy_order(specs)
         self._check_model_trigger(specs)
-        wheels = build_wheels(self.repo, self.repo / "dist")
+        wheels = build_wheels(self.repo, self.dist)
         wheel_paths = {w.package: f"{t.wheel_dir.rstrip('/')}/{w.name}" for w in wheels}
         git = self._git_source()
         uploads = [Upload("wheel", w.path, wheel_paths[w.package], False) for w in wheels]

@@ -259,12 +259,15 @@ class LocalRunner:
         """Point MLflow at the local store for the run; restore the caller's settings after."""
         settings = {
             "MLFLOW_TRACKING_URI": self.tracking_uri,
+            # the steps' use_registry sets it (in the environment too, for subprocesses)
+            "MLFLOW_REGISTRY_URI": self.tracking_uri,
             ARTIFACT_ROOT_ENV: str(self.root / "mlartifacts"),
             "MLFLOW_DISABLE_TELEMETRY": "true",
         }
         saved = {key: os.environ.get(key) for key in settings}
         os.environ.update(settings)
         mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
         try:
             yield
         finally:
@@ -274,6 +277,8 @@ class LocalRunner:
                 else:
                     os.environ[key] = value
             mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"] or "")
+            # "" leaves the registry to MLFLOW_REGISTRY_URI as restored, else the tracking URI
+            mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"] or "")
 
 
 @dataclass(frozen=True)

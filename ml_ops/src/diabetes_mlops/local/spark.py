@@ -8,6 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# Extra JVM options for the local session's driver. The tests set "-XX:TieredStopAtLevel=1":
+# their many short queries on small data cost a third less CPU without the C2 compiler, whose
+# work only pays off on long runs (docs/testing.md).
+JAVA_OPTIONS_ENV = "DIABETES_MLOPS_SPARK_JAVA_OPTIONS"
+
 
 def local_spark_session(work_dir: Path) -> Any:
     """local[*] Spark bound to loopback, UDF workers on this interpreter, no UI."""
@@ -15,6 +20,7 @@ def local_spark_session(work_dir: Path) -> Any:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
+    java_options = f"-Dderby.system.home={work_dir} {os.environ.get(JAVA_OPTIONS_ENV, '')}"
     session = (
         SparkSession.builder.master("local[*]")
         .appName("diabetes-mlops-local")
@@ -23,7 +29,7 @@ def local_spark_session(work_dir: Path) -> Any:
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.warehouse.dir", str(work_dir / "spark-warehouse"))
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={work_dir}")
+        .config("spark.driver.extraJavaOptions", java_options.strip())
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
