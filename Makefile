@@ -44,6 +44,7 @@ $(INSTALLED): requirements.txt ml_source/pyproject.toml ml_ops/pyproject.toml
 	touch $@
 
 test: $(INSTALLED) ## everyday tier, offline, ~2.5-3 min: every capability end to end once, sampled bad inputs (docs/testing.md)
+	@echo "make test: the everyday tier; tests marked slow or network are left to make test-all"
 	$(PYTEST) -m "not slow and not network"
 
 test-all: $(INSTALLED) ## every test, ~7-8 min: full matrices, crash points, real server, resolver (package index); coverage >= 90% per package

@@ -20,7 +20,7 @@ from diabetes_mlops.tracking import ARTIFACT_ROOT_ENV
 REPO = Path(__file__).resolve().parents[2]
 
 # Every local Spark session of the tests (and of processes they start) without the JVM's C2
-# compiler: measured on this 2-core machine, `make test` took 165 s instead of 257 s.
+# compiler: on the 2-core dev machine `make test` took 141-167 s instead of 212 s.
 os.environ.setdefault(JAVA_OPTIONS_ENV, "-XX:TieredStopAtLevel=1")
 
 # Property tests: a few examples in the everyday tier, more in `make test-all`
