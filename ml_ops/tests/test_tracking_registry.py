@@ -2,7 +2,8 @@ import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
-from diabetes_mlops.errors import ParameterError
+from diabetes_mlops.errors import ModelNotFoundError, ParameterError
+from diabetes_mlops.parameters import VersionOrAlias
 from diabetes_mlops.registry import champion, get_version
 from diabetes_mlops.tracking import use_experiment, use_registry
 
@@ -61,3 +62,36 @@ def test_registry_errors_other_than_not_found_are_not_hidden():
         get_version(BrokenClient(), "diabetes", "champion")
     with pytest.raises(MlflowException, match="unavailable"):
         champion(BrokenClient(), "diabetes")  # never mistaken for "no champion yet"
+
+
+class NoCallClient:
+    """A registry that must not be asked: the reference is refused before any lookup."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the registry was asked ({name})")
+
+
+@pytest.mark.parametrize("ref", ["01", "0", "٣", "²", "3.0", "-1", "cham pion"])
+def test_a_reference_the_parameter_rule_refuses_is_no_lookup_either(ref):
+    """One rule for what names a version: the pre-run check and the registry agree."""
+    assert VersionOrAlias().problem(ref) is not None
+    with pytest.raises(ModelNotFoundError, match="must be a version number or an alias"):
+        get_version(NoCallClient(), "diabetes", ref)
+
+
+@pytest.mark.parametrize("ref, method", [("3", "get_model_version"), ("champion", "alias")])
+def test_what_the_rule_accepts_is_looked_up_as_what_it_took_it_for(ref, method):
+    asked = []
+
+    class Client:
+        def get_model_version(self, name, version):
+            asked.append(("get_model_version", version))
+            return "v"
+
+        def get_model_version_by_alias(self, name, alias):
+            asked.append(("alias", alias))
+            return "v"
+
+    assert VersionOrAlias().problem(ref) is None
+    assert get_version(Client(), "diabetes", ref) == "v"
+    assert asked == [(method, ref)]

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from diabetes_mlops import model_refs
 from diabetes_mlops.context import FilePath, SparkPath
 from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.serving_names import endpoint_name_problem
@@ -138,9 +139,9 @@ class VersionOrAlias(Rule):
     """A model version number ("3") or an alias ("champion"); MLflow's alias characters."""
 
     def problem(self, value: Any) -> str | None:
-        if re.fullmatch(r"[1-9][0-9]*|[A-Za-z_][A-Za-z0-9_-]*", value):
+        if model_refs.is_version_number(value) or model_refs.is_alias(value):
             return None
-        return "must be a version number or an alias (letters, digits, '_' and '-')"
+        return model_refs.PROBLEM
 
 
 @dataclass(frozen=True)

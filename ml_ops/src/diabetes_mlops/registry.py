@@ -13,6 +13,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from diabetes_mlops import model_refs
 from diabetes_mlops.errors import ModelNotFoundError
 
 CHAMPION = "champion"
@@ -46,8 +47,11 @@ def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None
 def get_version(client: MlflowClient, name: str, version_or_alias: str) -> ModelVersion:
     """A version given as a number ("3") or an alias ("champion")."""
     ref = str(version_or_alias).strip()
+    number = model_refs.is_version_number(ref)
+    if not number and not model_refs.is_alias(ref):
+        raise ModelNotFoundError(f"registered model '{name}': '{ref}' {model_refs.PROBLEM}")
     try:
-        if ref.isdigit():
+        if number:
             return client.get_model_version(name, ref)
         if native_aliases():
             return client.get_model_version_by_alias(name, ref)
@@ -59,7 +63,7 @@ def get_version(client: MlflowClient, name: str, version_or_alias: str) -> Model
         if exc.error_code not in _NOT_FOUND:
             raise
         problem = exc.message
-    what = f"version {ref}" if ref.isdigit() else f"version with alias '{ref}'"
+    what = f"version {ref}" if number else f"version with alias '{ref}'"
     hint = " (run the training job first)" if ref == CHAMPION else ""
     raise ModelNotFoundError(f"registered model '{name}' has no {what}{hint}: {problem}")
 
