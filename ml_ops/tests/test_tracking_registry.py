@@ -95,3 +95,13 @@ def test_what_the_rule_accepts_is_looked_up_as_what_it_took_it_for(ref, method):
     assert VersionOrAlias().problem(ref) is None
     assert get_version(Client(), "diabetes", ref) == "v"
     assert asked == [(method, ref)]
+
+
+def test_an_error_is_one_line_whatever_its_message():
+    from diabetes_mlops.errors import first_line
+
+    assert first_line(ValueError("bad value\n  at line 3")) == "bad value"
+    assert first_line(RuntimeError("")) == "RuntimeError"
+    assert first_line(OSError("  \n")) == "OSError"
+    assert first_line(ValueError("packed", "in two parts")) == "packed; in two parts"
+    assert first_line(ValueError("x" * 300), limit=200) == "x" * 200

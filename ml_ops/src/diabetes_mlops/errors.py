@@ -18,3 +18,14 @@ def require_choice(parameter: str, value: str, allowed: tuple[str, ...]) -> None
         raise ParameterError(
             f"parameter '{parameter}': expected one of {', '.join(allowed)}, got {value!r}"
         )
+
+
+def first_line(error: BaseException, limit: int | None = None) -> str:
+    """An error as one line: the first line of its message (at most `limit` characters), or its
+    type's name when it has no message. An error built from several texts (pyarrow packs its
+    message that way) reads as those texts joined, not as a tuple."""
+    args = error.args
+    several = len(args) > 1 and all(isinstance(arg, str) for arg in args)
+    lines = ("; ".join(args) if several else str(error)).strip().splitlines()
+    line = lines[0] if lines else type(error).__name__
+    return line[:limit] if limit else line

@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from diabetes_mlops import output
-from diabetes_mlops.errors import ParameterError, require_choice
+from diabetes_mlops.errors import ParameterError, first_line, require_choice
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ class MonitoringTable:
         try:
             table = pq.read_table(file).replace_schema_metadata(None)
         except (OSError, pa.ArrowException) as error:
-            raise self._damaged(file, f"cannot be read: {_one_line(error)}") from None
+            raise self._damaged(file, f"cannot be read: {first_line(error)}") from None
         if not table.schema.equals(SCHEMA):
             raise self._damaged(file, "does not have the monitoring table's columns")
         ids = pc.unique(table["batch_id"]).to_pylist()
@@ -372,7 +372,7 @@ def _to_table(batch_id: str, rows: pd.DataFrame) -> pa.Table:
     try:
         table = pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
     except (pa.ArrowException, TypeError, ValueError) as error:
-        raise ValueError(f"{what} do not fit the schema: {_one_line(error)}") from None
+        raise ValueError(f"{what} do not fit the schema: {first_line(error)}") from None
     table = table.replace_schema_metadata(None)
     if len(table):
         any_drifted = pc.any(table["drifted"]).as_py()
@@ -434,11 +434,3 @@ def _spark_schema() -> Any:
         pa.bool_(): T.BooleanType(),
     }
     return T.StructType([T.StructField(f.name, kinds[f.type], f.nullable) for f in SCHEMA])
-
-
-def _one_line(error: BaseException) -> str:
-    """pyarrow packs its message into several args; everything else reads well as str()."""
-    args = error.args
-    text = "; ".join(args) if args and all(isinstance(a, str) for a in args) else str(error)
-    lines = text.strip().splitlines()
-    return lines[0] if lines else type(error).__name__

@@ -24,7 +24,7 @@ from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from diabetes_mlops.errors import ParameterError, TrackingStoreError, require_choice
+from diabetes_mlops.errors import ParameterError, TrackingStoreError, first_line, require_choice
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def store_errors() -> Iterator[None]:
         if not _is_read_only(cause):
             raise
         raise TrackingStoreError(
-            f"MLflow store {_redacted(mlflow.get_tracking_uri())}: {_first_line(cause)}"
+            f"MLflow store {_redacted(mlflow.get_tracking_uri())}: {first_line(cause)}"
         ) from exc
     finally:
         quiet.setLevel(level)
@@ -219,11 +219,6 @@ def _is_read_only(cause: BaseException) -> bool:
     if isinstance(cause, sqlite3.OperationalError):
         return "readonly" in str(cause) or "read-only" in str(cause)
     return isinstance(cause, OSError) and cause.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
-
-
-def _first_line(cause: BaseException) -> str:
-    lines = str(cause).strip().splitlines()
-    return lines[0] if lines else type(cause).__name__
 
 
 def _redacted(uri: str) -> str:

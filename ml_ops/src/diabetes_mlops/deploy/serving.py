@@ -73,6 +73,7 @@ from databricks.sdk.service.serving import (
 )
 
 from diabetes.scoring import same_prediction
+from diabetes_mlops.errors import first_line
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ def endpoint_state(w: WorkspaceClient, name: str) -> str:
     except DatabricksError as exc:
         # The SDK appends its config (". Config: host=..., token=***") to 401/403 messages
         # (databricks/sdk/core.py, wrap_debug_info): the plan shows the error itself.
-        message = _first_line(exc).split(". Config: ")[0]
+        message = first_line(exc).split(". Config: ")[0]
         return (
             f"unknown ({exc.error_code}: {message})" if exc.error_code else f"unknown ({message})"
         )
@@ -373,7 +374,7 @@ class _Rollout:
         try:
             self.on_failure(reason)
         except Exception as exc:  # recording the reason must not hide the failure itself
-            log.warning("could not record the rollback reason: %s", _first_line(exc))
+            log.warning("could not record the rollback reason: %s", first_line(exc))
         raise RolloutError(
             f"serving endpoint '{name}': version {version} not served: {reason}; {restored}"
         ) from None
@@ -393,7 +394,7 @@ class _Rollout:
             pass
         except DatabricksError as exc:
             return (
-                f"the endpoint this run created could not be deleted ({_first_line(exc)}):"
+                f"the endpoint this run created could not be deleted ({first_line(exc)}):"
                 f" {self._serving_now()}; the next run of this task finishes the job"
             )
         return "the endpoint this run created was deleted (it served nothing before)"
@@ -429,7 +430,7 @@ class _Rollout:
         except Exception as exc:
             log.error("rollback of %s failed: %s", self.settings.name, _reason(exc))
             return (
-                f"ROLLBACK FAILED ({_first_line(exc)}): {self._serving_now()}; the next run of"
+                f"ROLLBACK FAILED ({first_line(exc)}): {self._serving_now()}; the next run of"
                 " this task finishes the job"
             )
 
@@ -719,10 +720,5 @@ def _reason(exc: Exception) -> str:
     """A failure as one line; one no step anticipated is logged with its traceback too."""
     if not isinstance(exc, _Failure | DatabricksError | TimeoutError):
         log.error("unexpected failure", exc_info=exc)
-        return f"{type(exc).__name__}: {_first_line(exc)}"
-    return _first_line(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        return f"{type(exc).__name__}: {first_line(exc)}"
+    return first_line(exc)

@@ -9,6 +9,7 @@ from databricks.sdk import WorkspaceClient
 from diabetes_mlops.deploy.auth import auth_help
 from diabetes_mlops.deploy.config import Target
 from diabetes_mlops.deploy.reachability import ProbedConfig, check_reachable
+from diabetes_mlops.errors import first_line
 
 
 class AuthError(RuntimeError):
@@ -32,7 +33,7 @@ def connect(target: Target) -> WorkspaceClient:
         raise AuthError(
             f"cannot connect to the workspace of target '{target.name}': "
             + auth_help(target.profile or target.name.upper())
-            + f" ({_first_line(exc)})"
+            + f" ({first_line(exc, limit=200)})"
         ) from None
     if not client.config.host:
         raise AuthError(
@@ -47,7 +48,3 @@ def connect(target: Target) -> WorkspaceClient:
 def for_current_user(w: WorkspaceClient, target: Target) -> Target:
     """The target with {user} filled by the user the client is authenticated as."""
     return target.for_user(w.current_user.me().user_name or "unknown")
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
