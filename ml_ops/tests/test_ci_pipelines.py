@@ -1,4 +1,4 @@
-"""The CI pipelines (issue 11) and what they rely on.
+"""The CI pipelines and what they rely on.
 
 The pipeline files parse, call only make targets that exist, take secrets from the CI, use the
 current major of each GitHub action, deploy once per job, and plan on Azure only where secrets

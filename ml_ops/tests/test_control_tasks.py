@@ -1,4 +1,4 @@
-"""Condition and run_job tasks (issue 10): a job decides in its spec whether to run another.
+"""Condition and run_job tasks: a job decides in its spec whether to run another.
 
 The specs here are small ones of their own (a `monitor` notebook that sets task values with
 `dbutils.jobs.taskValues.set`, a `train` notebook, no Spark), in a folder of their own: the shape

@@ -1,4 +1,4 @@
-"""The drift monitoring table (issue 10): one row per (batch, feature, metric), so drift can be
+"""The drift monitoring table: one row per (batch, feature, metric), so drift can be
 followed batch after batch and alerted on, long after the monitor step's MLflow run.
 
 It follows output.py's rules, because a monitoring table sits next to data that is not ours:
