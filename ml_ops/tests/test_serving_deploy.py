@@ -13,7 +13,7 @@ import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import InvalidParameterValue
 from databricks.sdk.service.serving import Route, ServedEntityInput, TrafficConfig
-from trained_models import FAST
+from trained_models import FAST, train_validate_promote
 
 from diabetes_mlops.cli import main
 from diabetes_mlops.deploy.config import ConfigError, load_target
@@ -42,7 +42,7 @@ from diabetes_mlops.local.runner import LocalRunner
 from diabetes_mlops.preflight import check_job_parameters
 from diabetes_mlops.registry import load_version
 from diabetes_mlops.serving_names import endpoint_name_problem, user_slug
-from diabetes_mlops.steps import deploy_serving, promote, run_step, train, validate
+from diabetes_mlops.steps import deploy_serving, run_step, train
 from diabetes_mlops.tracking import use_experiment
 
 # The step's module (the package exports the step function under the same name).
@@ -541,10 +541,10 @@ EXPERIMENT = "/Shared/diabetes-serving-tests"
 
 
 def promoted_version(data_dir, model_name, **kwargs) -> dict:
-    """A new version trained (FAST), validated and promoted: the serving tests need versions."""
-    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT, **{**FAST, **kwargs})
-    validate(model_name, trained["model_version"], EXPERIMENT)
-    return promote(model_name, trained["model_version"])
+    """A new version trained (FAST), validated and promoted: the serving tests need versions.
+    The promote step's outputs."""
+    data = data_dir / "data_raw.csv"
+    return train_validate_promote(model_name, EXPERIMENT, data, **{**FAST, **kwargs})[2]
 
 
 def serve_registered_models(fake, model_name, wrong_versions=()):

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
-from trained_models import FAST
+from trained_models import FAST, train_validate_promote
 
 from diabetes.schema import DataValidationError
 from diabetes_mlops.errors import ModelNotFoundError, ParameterError
@@ -19,10 +19,8 @@ EXPERIMENT = "/Shared/diabetes-tests"
 
 def run_training(data_dir, model_name, **kwargs):
     """train -> validate -> promote, as the training job chains them (FAST unless told)."""
-    trained = train(str(data_dir / "data_raw.csv"), model_name, EXPERIMENT, **{**FAST, **kwargs})
-    verdict = validate(model_name, trained["model_version"], EXPERIMENT)
-    promoted = promote(model_name, trained["model_version"])
-    return trained, verdict, promoted
+    data = data_dir / "data_raw.csv"
+    return train_validate_promote(model_name, EXPERIMENT, data, **{**FAST, **kwargs})
 
 
 def score_pandas(*args, **kwargs):

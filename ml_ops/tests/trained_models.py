@@ -20,13 +20,13 @@ FAST: dict[str, Any] = {"alphas": (3.0,), "cv_folds": 2}
 
 def train_validate_promote(
     model_name: str, experiment: str, data: Path = TRAINING_DATA, **training: Any
-) -> dict[str, str]:
-    """train -> validate -> promote, as the training job chains them: all three steps' outputs."""
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """train -> validate -> promote, as the training job chains them: each step's outputs."""
     from diabetes_mlops.steps import promote, train, validate
 
     trained = train(str(data), model_name, experiment, **training)
     verdict = validate(model_name, trained["model_version"], experiment)
-    return {**trained, **verdict, **promote(model_name, trained["model_version"])}
+    return trained, verdict, promote(model_name, trained["model_version"])
 
 
 class Champion:
@@ -65,6 +65,6 @@ class Champion:
 
 
 def new_champion(name: str, experiment: str, **training: Any) -> Champion:
-    out = train_validate_promote(name, experiment, **training)
-    assert out["promoted"] == "true", out
-    return Champion(name, out["model_version"], experiment)
+    trained, _, promoted = train_validate_promote(name, experiment, **training)
+    assert promoted["promoted"] == "true", promoted
+    return Champion(name, trained["model_version"], experiment)
