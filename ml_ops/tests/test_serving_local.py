@@ -5,6 +5,7 @@ loopback ports, stopped by their own process group."""
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import socket
@@ -257,3 +258,20 @@ def test_a_model_logged_before_the_contract_travelled_with_it_is_told_apart(cham
         plain = mlflow.sklearn.log_model(pipeline, name="plain", pip_requirements=["scikit-learn"],
                                          serialization_format="cloudpickle")  # fmt: skip
     assert not served_model.checks_requests(plain.model_uri)
+
+
+def test_a_model_logged_before_the_package_was_grouped_by_layer_still_loads_and_checks(tmp_path):
+    """Every logged model names `diabetes_mlops.served_model` as its pyfunc loader. A process that
+    has this package installed imports that module from the installed package, not from the
+    model's code/ folder: the path must keep working after any reorganisation."""
+    fixture = Path(__file__).parent / "data" / "model_logged_before_layers.zip"
+    shutil.unpack_archive(fixture, tmp_path)
+    rows = pd.read_csv(tmp_path / "rows.csv")
+    expected = json.loads((tmp_path / "expected.json").read_text())["predictions"]
+    model_folder = tmp_path / "model"
+    assert served_model.checks_requests(str(model_folder))
+    loaded = mlflow.pyfunc.load_model(str(model_folder))
+    assert type(loaded.get_raw_model()).__name__ == "Pipeline"
+    np.testing.assert_allclose(loaded.predict(rows), expected, rtol=1e-9)
+    with pytest.raises(MlflowException, match="AGE"):
+        loaded.predict(rows.assign(AGE=-5.0))

@@ -74,9 +74,7 @@ class ServedModel:
 def checks_requests(model_uri: str) -> bool:
     """Whether a logged model's pyfunc flavor is this one: models logged before the contract
     travelled with the model load as plain `mlflow.sklearn` and answer any request."""
-    from mlflow.models import get_model_info
-
-    flavor = get_model_info(model_uri).flavors.get(PYFUNC, {})
+    flavor = Model.load(model_uri).flavors.get(PYFUNC, {})
     return flavor.get("loader_module") == __name__
 
 
