@@ -35,7 +35,7 @@ PHASES = [
     ("diabetes/training.py", "train_model", "train: 5-fold CV over 9 alphas + refit"),
     ("steps/train.py", "_log_result", "train: log params/metrics/tables/plots"),
     ("mlflow/sklearn/__init__.py", "log_model", "train: log_model + register version"),
-    ("diabetes_mlops/tracking.py", "use_experiment", "all: experiment lookup"),
+    ("diabetes_mlops/tracking/runs.py", "use_experiment", "all: experiment lookup"),
     ("steps/validate.py", "validate", "validate task"),
     ("steps/promote.py", "promote", "promote task"),
 ]

@@ -1,6 +1,6 @@
 """Benchmark: batch-scoring throughput on Spark local[2], five ways, side by side in one run.
 
-- native: the model as one Spark column expression (diabetes_mlops.spark_scoring)
+- native: the model as one Spark column expression (diabetes_mlops.spark.scoring)
 - spark_udf: mlflow.pyfunc.spark_udf, what other templates use, with Spark's defaults
 - spark_udf, rows in: the same, as the batch step's fallback runs it (rows_into_python_udfs)
 - pandas_udf: a plain pandas_udf calling the scikit-learn pipeline, Spark's defaults
@@ -17,7 +17,7 @@ workers) scoring the same input once with the path.
 Drift monitor section: the same input, scored natively into Parquet as the batch step writes it
 (typed features, prediction, model_version, scored_at), then read by
 - bare scan: the columns the monitor reads, driven through the `noop` sink
-- monitor: diabetes_mlops.spark_profile.batch_stats over a reference profile of the sample data
+- monitor: diabetes_mlops.spark.profile.batch_stats over a reference profile of the sample data
   (one aggregation: bin counts of 9 features and the prediction, SEX counts, fingerprint)
 and, at --pandas-rows, by what a user might pick instead, in a fresh process each (time and peak
 memory): pandas reading the Parquet and computing diabetes.drift.profile_like + compare, and
@@ -152,8 +152,8 @@ def spark_paths(spark, work: Path, model, clean_text: bool) -> dict[str, Callabl
 
     from diabetes.linear_form import linear_form
     from diabetes.schema import FEATURES
-    from diabetes_mlops.spark_input import typed_features
-    from diabetes_mlops.spark_scoring import prediction_column, rows_into_python_udfs
+    from diabetes_mlops.spark.inputs import typed_features
+    from diabetes_mlops.spark.scoring import prediction_column, rows_into_python_udfs
     from diabetes_mlops.steps.train import model_signature
 
     mlflow.set_tracking_uri(f"sqlite:///{work}/mlflow.db")
@@ -236,8 +236,8 @@ def make_scored(spark, model, source: Path, path: Path) -> None:
 
     from diabetes.contract import MODEL_VERSION, PREDICTION, SCORED_AT
     from diabetes.linear_form import linear_form
-    from diabetes_mlops.spark_input import typed_features
-    from diabetes_mlops.spark_scoring import prediction_column
+    from diabetes_mlops.spark.inputs import typed_features
+    from diabetes_mlops.spark.scoring import prediction_column
 
     frame = typed_features(spark.read.parquet(str(source)), clean_text=False)
     scored = frame.withColumn(PREDICTION, prediction_column(linear_form(model)))
@@ -265,7 +265,7 @@ def monitored_columns() -> list[str]:
 def monitor_paths(spark, reference) -> dict[str, Callable[[Path], object]]:
     """The Spark side, timed in this process: a bare scan of what the monitor reads, and the
     monitor's pass."""
-    from diabetes_mlops.spark_profile import batch_stats
+    from diabetes_mlops.spark.profile import batch_stats
 
     def scan(path: Path) -> None:
         frame = spark.read.parquet(str(path)).select(*monitored_columns())
@@ -444,7 +444,7 @@ def main() -> int:
 
 def measure_scoring(spark, args, work: Path) -> tuple[dict, dict]:
     """The scoring paths at each row count: (median time and peak memory per path, baselines)."""
-    from diabetes_mlops.spark_input import check_input, read_input
+    from diabetes_mlops.spark.inputs import check_input, read_input
 
     def check(path: Path) -> bool:
         """The batch step's input check; says whether SEX needs cleaning before scoring."""
@@ -480,7 +480,7 @@ def measure_scoring(spark, args, work: Path) -> tuple[dict, dict]:
 
 
 def render(args, results, baseline, spark_version: str, mlflow_version: str) -> str:
-    from diabetes_mlops.spark_scoring import UDF_COLUMNAR_INPUT
+    from diabetes_mlops.spark.scoring import UDF_COLUMNAR_INPUT
 
     small, large = min(args.rows), max(args.rows)
     lines = [
@@ -552,7 +552,7 @@ def render_monitor(args, found: dict, spark_version: str) -> str:
         " local[2]. Input: the rows above, scored natively into Parquet as the batch step writes"
         " them (typed features, prediction, model_version, scored_at). Bare scan: the columns"
         " the monitor reads (features, prediction) driven through the noop sink. Monitor: its"
-        " one pass, diabetes_mlops.spark_profile.batch_stats over a reference profile of the"
+        " one pass, diabetes_mlops.spark.profile.batch_stats over a reference profile of the"
         " sample data (a count per bin edge of 9 features and the prediction, SEX counts, a"
         f" content fingerprint). Median of {args.repeats} runs after a warm-up, the two taking"
         " turns.",
@@ -574,7 +574,7 @@ def render_monitor(args, found: dict, spark_version: str) -> str:
     verdict = (
         "The target is not met: the pass costs a count per bin edge per row (~110 aggregates),"
         " which Spark's row-at-a-time generated code does at about this rate; the formulations"
-        " tried and why this one was kept are in diabetes_mlops/spark_profile.py."
+        " tried and why this one was kept are in diabetes_mlops/spark/profile.py."
         if missed
         else "The target is met at every row count."
     )

@@ -1,12 +1,13 @@
 """Benchmark: real-time requests to MLflow's scoring server on loopback, side by side in one run.
 
-A model is trained on ml_data and logged as the train step logs it (diabetes_mlops.served_model:
-the contract check and the linear prediction inside the pyfunc flavor); `mlflow models serve
---env-manager local` serves it, as `make serve` does, with 1 and with 2 uvicorn workers. Client
-threads in this process, each on its own keep-alive connection, send 1-row and 100-row
-`dataframe_split` requests at 1, 8 and 32 concurrent clients. Every cell stops at --requests
-requests or --seconds seconds, whichever comes first. `GET /ping` at the same concurrency is the
-floor of the HTTP stack (uvicorn, FastAPI, MLflow's middleware) with no model work.
+A model is trained on ml_data and logged as the train step logs it (the contract check and
+the linear prediction inside the pyfunc flavor: diabetes_mlops.serving.served_model);
+`mlflow models serve --env-manager local` serves it, as `make serve` does, with 1 and with 2
+uvicorn workers. Client threads in this process, each on its own keep-alive connection, send
+1-row and 100-row `dataframe_split` requests at 1, 8 and 32 concurrent clients. Every cell stops
+at --requests requests or --seconds seconds, whichever comes first. `GET /ping` at the same
+concurrency is the floor of the HTTP stack (uvicorn, FastAPI, MLflow's middleware) with no model
+work.
 
 Where the time of a 1-row request goes is measured in this process, on the same objects the
 server uses: MLflow's JSON parsing, its schema enforcement, our contract check, the prediction
@@ -44,8 +45,8 @@ def log_model(local_root: Path) -> str:
 
     from diabetes.schema import FEATURES, read_dataset
     from diabetes.training import TrainingConfig, train_model
-    from diabetes_mlops import served_model
     from diabetes_mlops.local.store import tracking_uri
+    from diabetes_mlops.serving import served_model
     from diabetes_mlops.steps.train import SERIALIZATION, model_requirements, model_signature
 
     mlflow.set_tracking_uri(tracking_uri(local_root))

@@ -15,7 +15,7 @@ from tiers import sampled
 from trained_models import Champion, new_champion
 
 from diabetes_mlops.local.spark import JAVA_OPTIONS_ENV
-from diabetes_mlops.tracking import ARTIFACT_ROOT_ENV
+from diabetes_mlops.tracking.runs import ARTIFACT_ROOT_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -27,7 +27,7 @@ def die() -> None:
 def arm(point: str, output: str) -> None:
     import pandas as pd
 
-    from diabetes_mlops import directory_swap
+    from diabetes_mlops.data import directory_swap
 
     if point == "writing":
         original = pd.DataFrame.to_parquet

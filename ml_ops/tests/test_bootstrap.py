@@ -10,9 +10,9 @@ import yaml
 
 from diabetes_mlops.cli import main
 from diabetes_mlops.deploy.clusters import differences
-from diabetes_mlops.deploy.config import load_target
 from diabetes_mlops.deploy.deployer import Deployer
 from diabetes_mlops.deploy.workspace import connect
+from diabetes_mlops.jobs.targets import load_target
 
 GROUP = "ml-jobs"
 USER = "alice@example.com"

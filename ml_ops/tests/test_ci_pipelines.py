@@ -23,9 +23,9 @@ import yaml
 from fake_workspace import POLL_SECONDS, FakeWorkspace
 
 from diabetes_mlops.cli import main
-from diabetes_mlops.deploy.config import load_target
 from diabetes_mlops.deploy.workspace import connect
-from diabetes_mlops.job_specs import SpecError, check_spec
+from diabetes_mlops.jobs.specs import SpecError, check_spec
+from diabetes_mlops.jobs.targets import load_target
 
 # The current major of every action the workflows use; each runs on Node 24 (GitHub removes
 # Node 20 from its runners on 2026-09-16).

@@ -3,10 +3,10 @@ import logging
 
 import pytest
 
-from diabetes_mlops.context import DatabricksJobContext, FilePath, context_for
-from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.local.dbutils import LocalDbutils, LocalJobContext
-from diabetes_mlops.step_runner import bind_parameters, configure_logging, convert, run_step
+from diabetes_mlops.runtime.context import DatabricksJobContext, FilePath, context_for
+from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.runtime.step_runner import bind_parameters, configure_logging, convert, run_step
 from diabetes_mlops.steps import parameter_rules, promote
 from diabetes_mlops.steps import run_step as run_notebook_step
 

@@ -1,6 +1,6 @@
 """One corpus of malformed and borderline CSV files through both engines: the same verdict.
 
-Each case is a file; pandas (diabetes.schema) and Spark (diabetes_mlops.spark_input) must both
+Each case is a file; pandas (diabetes.schema) and Spark (diabetes_mlops.spark.inputs) must both
 reject it, naming the same column and the same kind of problem, or both accept it with the same
 rows and values. The contract itself lives in diabetes.contract; this is where the two engines
 that apply it are held to one answer.
@@ -16,7 +16,7 @@ from tiers import sampled
 
 from diabetes.contract import FEATURES, NUMERIC_FEATURES, QUARANTINE, QUARANTINE_REASON
 from diabetes.schema import DataValidationError, check_frame, read_csv_rows
-from diabetes_mlops.spark_input import check_input, read_input, typed_features
+from diabetes_mlops.spark.inputs import check_input, read_input, typed_features
 
 HEADER = "AGE,SEX,BMI,BP,S1,S2,S3,S4,S5,S6"
 GOOD = [

@@ -11,10 +11,10 @@ import json
 import pytest
 
 from diabetes_mlops.cli import main
-from diabetes_mlops.control_tasks import ConditionError, evaluate
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.job_specs import SpecError, check_job_references, check_spec
+from diabetes_mlops.jobs.control_tasks import ConditionError, evaluate
+from diabetes_mlops.jobs.specs import SpecError, check_job_references, check_spec
 from diabetes_mlops.local.runner import EXCLUDED, FAILED, SKIPPED, SUCCESS, LocalRunner
+from diabetes_mlops.runtime.errors import ParameterError
 
 COMPUTE = {
     "existing_cluster_id": "${cluster_id}",

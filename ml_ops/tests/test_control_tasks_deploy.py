@@ -12,7 +12,7 @@ from fake_workspace import RunPlan
 
 from diabetes_mlops.cli import main
 from diabetes_mlops.deploy.jobs import DeployError, for_serving_trigger
-from diabetes_mlops.job_specs import check_spec
+from diabetes_mlops.jobs.specs import check_spec
 
 WATCH = "diabetes-drift-watch"
 TRAINING = "diabetes-model-training"

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from diabetes_mlops.output import MANIFEST, read_manifest
+from diabetes_mlops.data.output import MANIFEST, read_manifest
 from diabetes_mlops.steps import batch_score
-from diabetes_mlops.tracking import KILLED_REASON_TAG, PID_TAG, process_start
+from diabetes_mlops.tracking.runs import KILLED_REASON_TAG, PID_TAG, process_start
 
 WRITER = Path(__file__).with_name("crash_writer.py")
 OLD_ROWS, NEW_ROWS, NEXT_ROWS = 100, 442, 300

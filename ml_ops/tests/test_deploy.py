@@ -9,10 +9,10 @@ from fake_workspace import RunPlan
 
 from diabetes_mlops.cli import main
 from diabetes_mlops.deploy import wheels
-from diabetes_mlops.deploy.config import ConfigError, load_target
 from diabetes_mlops.deploy.deployer import Deployer
 from diabetes_mlops.deploy.jobs import DeployError
 from diabetes_mlops.deploy.workspace import AuthError, connect
+from diabetes_mlops.jobs.targets import ConfigError, load_target
 
 JOBS = ("diabetes-batch-scoring", "diabetes-model-training")
 TASK_LEVEL = ("seed", "rmse_tolerance")
@@ -362,9 +362,9 @@ def test_a_notebook_reformatted_by_the_workspace_is_not_imported_again(fake_work
 
 
 def test_target_parameters_reach_the_tasks_that_declare_them(repo, tmp_path):
-    from diabetes_mlops.deploy.config import Target
     from diabetes_mlops.deploy.jobs import resolve_settings
-    from diabetes_mlops.job_specs import check_spec
+    from diabetes_mlops.jobs.specs import check_spec
+    from diabetes_mlops.jobs.targets import Target
 
     # A copy of the training spec where seed and rmse_tolerance are task parameters again.
     spec = json.loads((repo / "job_specs" / "diabetes_model_training.json").read_text())

@@ -229,7 +229,7 @@ def test_uncommitted_notebooks_stop_a_git_deploy_before_any_change(
 
 
 def test_bad_git_settings_in_deploy_yml_are_one_line(tmp_path, repo):
-    from diabetes_mlops.deploy.config import ConfigError, load_target
+    from diabetes_mlops.jobs.targets import ConfigError, load_target
 
     config = tmp_path / "deploy.yml"
     for line, message in (

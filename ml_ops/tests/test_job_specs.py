@@ -4,7 +4,7 @@ import json
 import pytest
 
 from diabetes_mlops.cli import main
-from diabetes_mlops.job_specs import SpecError, check_spec, load_json
+from diabetes_mlops.jobs.specs import SpecError, check_spec, load_json
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 import pytest
 
-from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.local.dbutils import (
     InputWidgetNotDefined,
     LocalDbutils,
@@ -8,6 +7,7 @@ from diabetes_mlops.local.dbutils import (
     Secrets,
     local_path,
 )
+from diabetes_mlops.runtime.errors import ParameterError
 
 
 def make(tmp_path, parameters=None, environ=None, store=None, task="t"):

@@ -11,8 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from diabetes_mlops.cli import main
-from diabetes_mlops.errors import ParameterError
 from diabetes_mlops.local.runner import LocalRunner, resolve_references
+from diabetes_mlops.runtime.errors import ParameterError
 
 DATA = "Volumes/main/diabetes/data"
 OUTPUT = f"{DATA}/predictions/diabetes"

@@ -13,10 +13,10 @@ from trained_models import FAST, new_champion
 
 from diabetes.drift import ProfileError
 from diabetes.sample_data import write_drifted_batches
-from diabetes_mlops import reference_profiles
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.monitoring_table import MonitoringTable
+from diabetes_mlops.data.monitoring_table import MonitoringTable
+from diabetes_mlops.runtime.errors import ParameterError
 from diabetes_mlops.steps import batch_score, monitor
+from diabetes_mlops.tracking import reference_profiles
 
 EXPERIMENT = "/Shared/diabetes-monitor-tests"
 

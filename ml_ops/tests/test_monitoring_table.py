@@ -20,9 +20,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from diabetes_mlops import monitoring_table as mt
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.monitoring_table import (
+from diabetes_mlops.data import monitoring_table as mt
+from diabetes_mlops.data.monitoring_table import (
     COLUMNS,
     MARKER,
     SCHEMA,
@@ -30,7 +29,8 @@ from diabetes_mlops.monitoring_table import (
     batch_file_name,
     replace_where,
 )
-from diabetes_mlops.output import MANIFEST, prepare_output
+from diabetes_mlops.data.output import MANIFEST, prepare_output
+from diabetes_mlops.runtime.errors import ParameterError
 
 T0 = pd.Timestamp("2024-05-01 12:00", tz="UTC")
 DTYPES = {
@@ -174,7 +174,7 @@ def test_a_write_that_fails_leaves_the_old_rows_and_no_temporary_file(table, mon
 CHILD = """
 import os, pickle, signal, sys
 import pyarrow.parquet as pq
-from diabetes_mlops.monitoring_table import MonitoringTable
+from diabetes_mlops.data.monitoring_table import MonitoringTable
 
 write_table = pq.write_table
 

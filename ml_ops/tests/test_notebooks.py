@@ -1,6 +1,6 @@
 import pytest
 
-from diabetes_mlops.notebooks import NotebookError, parse_notebook
+from diabetes_mlops.jobs.notebooks import NotebookError, parse_notebook
 
 
 def write(tmp_path, text, name="nb.py"):

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from diabetes_mlops import directory_swap, output
-from diabetes_mlops.directory_swap import ExchangeUnsupported, exchange, recover, sibling
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.output import MANIFEST, prepare_output, read_manifest
-from diabetes_mlops.tracking import STALE_AFTER_SECONDS, use_experiment
+from diabetes_mlops.data import directory_swap, output
+from diabetes_mlops.data.directory_swap import ExchangeUnsupported, exchange, recover, sibling
+from diabetes_mlops.data.output import MANIFEST, prepare_output, read_manifest
+from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.tracking.runs import STALE_AFTER_SECONDS, use_experiment
 
 EXPERIMENT = "/Shared/diabetes-output-tests"
 

@@ -11,8 +11,8 @@ import pytest
 from pyspark.sql import functions as F
 
 from diabetes_mlops.cli import main
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.output import MANIFEST, prepare_output, read_manifest
+from diabetes_mlops.data.output import MANIFEST, prepare_output, read_manifest
+from diabetes_mlops.runtime.errors import ParameterError
 from diabetes_mlops.steps import batch_score
 
 EXPERIMENT = "/Shared/diabetes-output-safety"

@@ -8,12 +8,17 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from diabetes_mlops.cli import main
-from diabetes_mlops.context import SparkPath
-from diabetes_mlops.deploy.config import load_target
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.job_specs import check_spec
+from diabetes_mlops.jobs.preflight import (
+    check_job_parameters,
+    data_location_clashes,
+    data_locations,
+)
+from diabetes_mlops.jobs.specs import check_spec
+from diabetes_mlops.jobs.targets import load_target
 from diabetes_mlops.local.dbutils import LocalDbutils
-from diabetes_mlops.parameters import (
+from diabetes_mlops.runtime.context import SparkPath
+from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.runtime.parameters import (
     Above,
     AllowNonFinite,
     AtLeast,
@@ -29,8 +34,7 @@ from diabetes_mlops.parameters import (
     parameter_registry,
     read_arguments,
 )
-from diabetes_mlops.preflight import check_job_parameters, data_location_clashes, data_locations
-from diabetes_mlops.step_runner import bind_parameters
+from diabetes_mlops.runtime.step_runner import bind_parameters
 from diabetes_mlops.steps import STEPS, batch_score, parameter_rules, train
 
 TRAINING = "diabetes_model_training.json"
@@ -331,7 +335,7 @@ def test_targets_sharing_data_are_refused(repo, tmp_path, specs):
 )
 def test_output_locations_that_cannot_be_an_output_are_refused_before_the_job(name, value, words):
     """Judged from the text by the pre-run checks (exit 2), before any task starts."""
-    from diabetes_mlops.parameters import read_arguments
+    from diabetes_mlops.runtime.parameters import read_arguments
     from diabetes_mlops.steps import batch_score
 
     texts = {

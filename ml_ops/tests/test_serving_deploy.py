@@ -16,8 +16,14 @@ from databricks.sdk.service.serving import Route, ServedEntityInput, TrafficConf
 from trained_models import FAST, train_validate_promote
 
 from diabetes_mlops.cli import main
-from diabetes_mlops.deploy.config import ConfigError, load_target
-from diabetes_mlops.deploy.serving import (
+from diabetes_mlops.jobs.preflight import check_job_parameters
+from diabetes_mlops.jobs.specs import check_spec
+from diabetes_mlops.jobs.targets import ConfigError, load_target
+from diabetes_mlops.local.dbutils import LocalDbutils
+from diabetes_mlops.local.runner import LocalRunner
+from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.serving.names import endpoint_name_problem, user_slug
+from diabetes_mlops.serving.rollout import (
     CREATED,
     MAX_TIMEOUT_SECONDS,
     NO_CHAMPION,
@@ -35,15 +41,9 @@ from diabetes_mlops.deploy.serving import (
     _scaled,
     follow_champion,
 )
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.job_specs import check_spec
-from diabetes_mlops.local.dbutils import LocalDbutils
-from diabetes_mlops.local.runner import LocalRunner
-from diabetes_mlops.preflight import check_job_parameters
-from diabetes_mlops.registry import load_version
-from diabetes_mlops.serving_names import endpoint_name_problem, user_slug
 from diabetes_mlops.steps import deploy_serving, run_step, train
-from diabetes_mlops.tracking import use_experiment
+from diabetes_mlops.tracking.registry import load_version
+from diabetes_mlops.tracking.runs import use_experiment
 
 # The step's module (the package exports the step function under the same name).
 deploy_serving_module = importlib.import_module("diabetes_mlops.steps.deploy_serving")
@@ -859,7 +859,7 @@ def test_a_champion_logged_before_the_contract_travelled_is_served_with_a_warnin
     from mlflow.tracking import MlflowClient
 
     from diabetes.schema import FEATURES
-    from diabetes_mlops.registry import CHAMPION, set_alias
+    from diabetes_mlops.tracking.registry import CHAMPION, set_alias
 
     fake_workspace.serving_update_polls = 0
     rows = pd.read_csv(data_dir / "data_raw.csv")

@@ -5,8 +5,8 @@ loopback ports, stopped by their own process group."""
 from __future__ import annotations
 
 import json
-import shutil
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,11 +22,11 @@ import yaml
 from mlflow.exceptions import MlflowException
 
 from diabetes.contract import FEATURES, NUMERIC_FEATURES
-from diabetes_mlops import served_model
 from diabetes_mlops.cli import main
 from diabetes_mlops.local import serving
+from diabetes_mlops.serving import served_model
 from diabetes_mlops.steps import batch_score
-from diabetes_mlops.tracking import use_experiment
+from diabetes_mlops.tracking.runs import use_experiment
 
 EXPERIMENT = "/Shared/diabetes-serving-tests"
 ROW = {
@@ -67,9 +67,11 @@ def test_the_logged_model_has_a_plain_sklearn_flavor_and_a_guarded_pyfunc(champi
     assert flavors["python_function"]["code"] == "code"
     assert flavors["sklearn"]["code"] is None  # batch loads never touch sys.path
     shipped = {p.relative_to(folder / "code").as_posix() for p in (folder / "code").rglob("*")}
-    assert {"diabetes/contract.py", "diabetes/schema.py", "diabetes_mlops/served_model.py"} <= (
-        shipped
-    )
+    assert {
+        "diabetes/contract.py",
+        "diabetes/schema.py",
+        "diabetes_mlops/serving/served_model.py",
+    } <= (shipped)
     assert not any("__pycache__" in p or p.endswith(".pyc") for p in shipped)
 
 

@@ -1,4 +1,4 @@
-"""The monitor's Spark pass (diabetes_mlops.spark_profile): its profile equals the pandas one
+"""The monitor's Spark pass (diabetes_mlops.spark.profile): its profile equals the pandas one
 (diabetes.drift.profile_like) on the sample batch and on hostile values, its fingerprint names the
 batch's content and nothing else, its label errors equal numpy's, and it scans the batch once."""
 
@@ -14,7 +14,7 @@ from pyspark.sql import types as T
 from diabetes.contract import FEATURES, NUMERIC_FEATURES, PREDICTION, TARGET
 from diabetes.drift import CategoryProfile, NumericProfile, Profile, profile_like, reference_profile
 from diabetes.schema import read_dataset
-from diabetes_mlops.spark_profile import MAX_FIELDS, aggregation, batch_stats, wide_codegen
+from diabetes_mlops.spark.profile import MAX_FIELDS, aggregation, batch_stats, wide_codegen
 
 NAN = float("nan")
 DOUBLE_COLUMNS = (*NUMERIC_FEATURES, PREDICTION, TARGET)

@@ -15,11 +15,11 @@ from tiers import sampled
 
 from diabetes.linear_form import NotLinear, linear_form
 from diabetes.schema import FEATURES, NUMERIC_FEATURES, DataValidationError
-from diabetes_mlops import served_model
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.parameters import read_arguments
-from diabetes_mlops.spark_input import check_input, read_input, typed_features
-from diabetes_mlops.spark_scoring import (
+from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.runtime.parameters import read_arguments
+from diabetes_mlops.serving import served_model
+from diabetes_mlops.spark.inputs import check_input, read_input, typed_features
+from diabetes_mlops.spark.scoring import (
     NATIVE,
     SPARK_UDF,
     UDF_COLUMNAR_INPUT,
@@ -27,7 +27,7 @@ from diabetes_mlops.spark_scoring import (
     rows_into_python_udfs,
 )
 from diabetes_mlops.steps import batch_score
-from diabetes_mlops.tracking import use_experiment
+from diabetes_mlops.tracking.runs import use_experiment
 
 EXPERIMENT = "/Shared/diabetes-spark-tests"
 SCHEMA = T.StructType(
@@ -293,7 +293,7 @@ def test_a_failed_run_changes_neither_the_output_nor_its_quarantine(
 ):
     """Both outputs are staged completely before either is swapped in: a failure while staging
     the scores leaves the previous quarantine as it was, too."""
-    from diabetes_mlops import output
+    from diabetes_mlops.data import output
 
     name = champion.name
     lines = (repo / "ml_data" / "data_batch_input.csv").read_text().splitlines()

@@ -8,11 +8,11 @@ from mlflow.tracking import MlflowClient
 from trained_models import FAST, train_validate_promote
 
 from diabetes.schema import DataValidationError
-from diabetes_mlops.errors import ModelNotFoundError, ParameterError
-from diabetes_mlops.registry import CHALLENGER, CHAMPION
+from diabetes_mlops.runtime.errors import ModelNotFoundError, ParameterError
 from diabetes_mlops.steps import batch_score, promote, train, validate
 from diabetes_mlops.steps.train import model_requirements
 from diabetes_mlops.steps.validate import decide
+from diabetes_mlops.tracking.registry import CHALLENGER, CHAMPION
 
 EXPERIMENT = "/Shared/diabetes-tests"
 
@@ -269,7 +269,7 @@ def test_workspace_registry_keeps_aliases_as_model_tags(
     data_dir, model_name, monkeypatch, tmp_path
 ):
     """MLflow's client for the Databricks workspace registry refuses alias calls."""
-    from diabetes_mlops import registry
+    from diabetes_mlops.tracking import registry
 
     monkeypatch.setattr(registry, "native_aliases", lambda: False)
     run_training(data_dir, model_name)
@@ -284,7 +284,7 @@ def test_workspace_registry_keeps_aliases_as_model_tags(
 
 
 def test_native_aliases_everywhere_but_the_databricks_workspace_registry():
-    from diabetes_mlops.registry import native_aliases
+    from diabetes_mlops.tracking.registry import native_aliases
 
     assert not native_aliases("databricks") and not native_aliases("databricks://prod")
     assert native_aliases("databricks-uc") and native_aliases("sqlite:///x.db")

@@ -14,8 +14,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from diabetes_mlops.cli import main
-from diabetes_mlops.errors import TrackingStoreError
-from diabetes_mlops.tracking import (
+from diabetes_mlops.runtime.errors import TrackingStoreError
+from diabetes_mlops.tracking.runs import (
     HOST_TAG,
     KILLED_REASON_TAG,
     PID_TAG,
@@ -139,7 +139,7 @@ def test_the_local_runner_prints_a_read_only_store_as_one_line(
 
 
 def test_a_password_in_the_store_uri_is_never_shown():
-    from diabetes_mlops.tracking import _redacted
+    from diabetes_mlops.tracking.runs import _redacted
 
     assert (
         _redacted("postgresql://ml:s3cret@db:5432/mlflow") == "postgresql://ml:***@db:5432/mlflow"

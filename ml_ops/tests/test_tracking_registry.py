@@ -2,10 +2,10 @@ import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
-from diabetes_mlops.errors import ModelNotFoundError, ParameterError
-from diabetes_mlops.parameters import VersionOrAlias
-from diabetes_mlops.registry import champion, get_version
-from diabetes_mlops.tracking import use_experiment, use_registry
+from diabetes_mlops.runtime.errors import ModelNotFoundError, ParameterError
+from diabetes_mlops.runtime.parameters import VersionOrAlias
+from diabetes_mlops.tracking.registry import champion, get_version
+from diabetes_mlops.tracking.runs import use_experiment, use_registry
 
 
 def test_unity_catalog_registry_is_selected_for_a_three_level_name(mlflow_store):
@@ -98,7 +98,7 @@ def test_what_the_rule_accepts_is_looked_up_as_what_it_took_it_for(ref, method):
 
 
 def test_an_error_is_one_line_whatever_its_message():
-    from diabetes_mlops.errors import first_line
+    from diabetes_mlops.runtime.errors import first_line
 
     assert first_line(ValueError("bad value\n  at line 3")) == "bad value"
     assert first_line(RuntimeError("")) == "RuntimeError"

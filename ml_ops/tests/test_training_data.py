@@ -10,15 +10,15 @@ from trained_models import FAST
 
 from diabetes.contract import FEATURES, TARGET
 from diabetes.schema import DataValidationError
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.steps import train
-from diabetes_mlops.training_data import (
+from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.spark.training_data import (
     TrainingData,
     dataset_source,
     delta_version,
     quote_table_name,
     read_training_data,
 )
+from diabetes_mlops.steps import train
 
 EXPERIMENT = "/Shared/diabetes-training-data"
 # The bad-input corpus cases a Parquet file can hold too (the others are about CSV bytes).
@@ -153,7 +153,7 @@ def test_a_delta_source_is_read_at_the_version_it_records():
     assert delta_version(spark, "main.diabetes.training", "table") == 7
     assert spark.queries[-1] == "DESCRIBE HISTORY `main`.`diabetes`.`training` LIMIT 1"
     assert delta_version(spark, "/x.parquet", "parquet") is None
-    from diabetes_mlops.training_data import _read
+    from diabetes_mlops.spark.training_data import _read
 
     assert _read(spark, "/Volumes/main/d/rows", "delta", 7) == "the rows"
     assert spark.options == {"format": "delta", "versionAsOf": 7, "path": "/Volumes/main/d/rows"}

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from databricks.sdk.errors import DatabricksError
 
-from diabetes_mlops.deploy.config import DEFAULT_CONFIG, LOCAL, ConfigError, Target, load_target
 from diabetes_mlops.deploy.jobs import DeployError
 from diabetes_mlops.deploy.reachability import Unreachable
 from diabetes_mlops.deploy.workspace import AuthError
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.job_specs import SpecError, check_job_references, check_spec
+from diabetes_mlops.jobs.specs import SpecError, check_job_references, check_spec
+from diabetes_mlops.jobs.targets import DEFAULT_CONFIG, LOCAL, ConfigError, Target, load_target
+from diabetes_mlops.runtime.errors import ParameterError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,7 +194,7 @@ def _validate(specs: list[Path], notebooks_dir: Path, config: Path | None) -> in
     then the specs together (the jobs run_job tasks name: checked once every spec is valid, as a
     name is known only from a valid spec), then, with a deploy config, each target's parameters
     applied to the specs, and that the targets keep their data apart."""
-    from diabetes_mlops.preflight import check_job_parameters, check_targets
+    from diabetes_mlops.jobs.preflight import check_job_parameters, check_targets
 
     if not specs:
         print("no job specs found (looked for job_specs/*.json)", file=sys.stderr)
@@ -239,7 +239,7 @@ def _preflight(args: argparse.Namespace, target: Target, parameters: dict[str, s
     """Before any request to the workspace: deploy checks that the targets keep their data
     apart; run checks the values the job will run with. Deploy checks the target's parameter
     values itself (Deployer.plan)."""
-    from diabetes_mlops.preflight import check_job_parameters, data_location_clashes
+    from diabetes_mlops.jobs.preflight import check_job_parameters, data_location_clashes
 
     if args.command == "databricks-init":
         return

@@ -25,9 +25,9 @@ from databricks.sdk.service.compute import ClusterDetails
 
 from diabetes_mlops.deploy import grants
 from diabetes_mlops.deploy.clusters import create_args, differences
-from diabetes_mlops.deploy.config import Target
 from diabetes_mlops.deploy.jobs import DeployError
-from diabetes_mlops.tracking import UNITY_CATALOG
+from diabetes_mlops.jobs.targets import Target
+from diabetes_mlops.tracking.runs import UNITY_CATALOG
 
 CREATED, EXISTS = "created", "exists"
 

@@ -29,7 +29,6 @@ from diabetes_mlops.deploy.bootstrap import (
     find_cluster,
     in_volume,
 )
-from diabetes_mlops.deploy.config import Target
 from diabetes_mlops.deploy.git_source import (
     GitSource,
     GitSourceError,
@@ -53,10 +52,11 @@ from diabetes_mlops.deploy.jobs import (
 from diabetes_mlops.deploy.serving_plan import ServingPlan, serving_plans
 from diabetes_mlops.deploy.wheels import build_wheels
 from diabetes_mlops.deploy.workspace import for_current_user
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.job_specs import JobSpec, check_job_references, check_spec
-from diabetes_mlops.preflight import check_job_parameters
-from diabetes_mlops.tracking import UNITY_CATALOG
+from diabetes_mlops.jobs.preflight import check_job_parameters
+from diabetes_mlops.jobs.specs import JobSpec, check_job_references, check_spec
+from diabetes_mlops.jobs.targets import Target
+from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.tracking.runs import UNITY_CATALOG
 
 CREATED, UPDATED, UNCHANGED, DELETED = "created", "updated", "unchanged", "deleted"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from diabetes_mlops.job_specs import notebook_name
+from diabetes_mlops.jobs.specs import notebook_name
 
 SOURCES = ("workspace", "git")
 GIT_REFS = ("commit", "branch", "tag")

@@ -11,9 +11,9 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from diabetes_mlops.deploy.config import Target
 from diabetes_mlops.deploy.jobs import DeployError, fill_job_ids, job_id_placeholders
-from diabetes_mlops.job_specs import JobSpec
+from diabetes_mlops.jobs.specs import JobSpec
+from diabetes_mlops.jobs.targets import Target
 
 PENDING = "<id of job '{}', created by this deploy>"
 

@@ -10,9 +10,9 @@ from typing import Any
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.jobs import BaseJob, JobSettings
 
-from diabetes_mlops.control_tasks import JOB_ID, RUN_JOB
-from diabetes_mlops.deploy.config import Target
-from diabetes_mlops.job_specs import PLACEHOLDER, JobSpec
+from diabetes_mlops.jobs.control_tasks import JOB_ID, RUN_JOB
+from diabetes_mlops.jobs.specs import PLACEHOLDER, JobSpec
+from diabetes_mlops.jobs.targets import Target
 
 SERVING_STEP = "deploy_serving"
 

@@ -18,9 +18,9 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import DatabricksError
 from databricks.sdk.service.jobs import Run, RunLifeCycleState, RunTask
 
-from diabetes_mlops.deploy.config import Target
 from diabetes_mlops.deploy.jobs import DeployError, find_job
 from diabetes_mlops.deploy.workspace import for_current_user
+from diabetes_mlops.jobs.targets import Target
 
 FINAL = {
     RunLifeCycleState.TERMINATED,

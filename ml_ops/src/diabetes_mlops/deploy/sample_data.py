@@ -19,8 +19,8 @@ from databricks.sdk.errors import NotFound
 from databricks.sdk.service.files import FilesAPI
 
 from diabetes_mlops.deploy.bootstrap import in_volume
-from diabetes_mlops.deploy.config import Target
 from diabetes_mlops.deploy.jobs import DeployError
+from diabetes_mlops.jobs.targets import Target
 
 # The job parameter naming where each sample file is read, the one naming its format, the file.
 SAMPLES = (

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from databricks.sdk import WorkspaceClient
 
 from diabetes_mlops.deploy.jobs import SERVING_STEP
-from diabetes_mlops.deploy.serving import EndpointSettings, endpoint_state
-from diabetes_mlops.job_specs import REFERENCE, JobSpec
-from diabetes_mlops.parameters import read_arguments
-from diabetes_mlops.preflight import task_texts
+from diabetes_mlops.jobs.preflight import task_texts
+from diabetes_mlops.jobs.specs import REFERENCE, JobSpec
+from diabetes_mlops.runtime.parameters import read_arguments
+from diabetes_mlops.serving.rollout import EndpointSettings, endpoint_state
 from diabetes_mlops.steps.deploy_serving import deploy_serving, endpoint_settings
 
 

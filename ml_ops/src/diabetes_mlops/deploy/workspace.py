@@ -7,9 +7,9 @@ import os
 from databricks.sdk import WorkspaceClient
 
 from diabetes_mlops.deploy.auth import auth_help
-from diabetes_mlops.deploy.config import Target
 from diabetes_mlops.deploy.reachability import ProbedConfig, check_reachable
-from diabetes_mlops.errors import first_line
+from diabetes_mlops.jobs.targets import Target
+from diabetes_mlops.runtime.errors import first_line
 
 
 class AuthError(RuntimeError):

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from diabetes_mlops.context import DatabricksJobContext
-from diabetes_mlops.errors import ParameterError
+from diabetes_mlops.runtime.context import DatabricksJobContext
+from diabetes_mlops.runtime.errors import ParameterError
 
 SECRET_ENV_PREFIX = "SECRET__"
 _MISSING = object()

@@ -22,9 +22,9 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from diabetes.sample_data import BATCH_FILE, RAW_FILE, write_drifted_batches
-from diabetes_mlops.deploy.config import LOCAL, load_target
+from diabetes_mlops.data.monitoring_table import MonitoringTable
+from diabetes_mlops.jobs.targets import LOCAL, load_target
 from diabetes_mlops.local.runner import JobRun, LocalRunner
-from diabetes_mlops.monitoring_table import MonitoringTable
 
 DATA = "/Volumes/main/diabetes/data"  # where the local target's jobs read (under local_root)
 TRAINING_SPEC = "job_specs/diabetes_model_training.json"

@@ -7,14 +7,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from diabetes_mlops.control_tasks import (
+from diabetes_mlops.jobs.control_tasks import (
     ConditionError,
     ConditionTask,
     evaluate,
     operand_value_problem,
 )
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.job_specs import REFERENCE, TASK_VALUE
+from diabetes_mlops.jobs.specs import REFERENCE, TASK_VALUE
+from diabetes_mlops.runtime.errors import ParameterError
 
 
 def resolve_references(

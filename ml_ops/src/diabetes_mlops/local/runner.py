@@ -23,10 +23,10 @@ from typing import Any
 import mlflow
 
 from diabetes.schema import DataValidationError
-from diabetes_mlops.control_tasks import ConditionError, ConditionTask, RunJobTask
-from diabetes_mlops.deploy.serving import RolloutError
-from diabetes_mlops.errors import ModelNotFoundError, ParameterError, TrackingStoreError
-from diabetes_mlops.job_specs import (
+from diabetes_mlops.jobs.control_tasks import ConditionError, ConditionTask, RunJobTask
+from diabetes_mlops.jobs.notebooks import NotebookError
+from diabetes_mlops.jobs.preflight import check_job_parameters
+from diabetes_mlops.jobs.specs import (
     JobSpec,
     NotebookTask,
     SpecError,
@@ -38,9 +38,9 @@ from diabetes_mlops.local.dbutils import LocalDbutils, NotebookExit
 from diabetes_mlops.local.references import condition_outcome, resolve_references
 from diabetes_mlops.local.spark import LazySpark, local_spark_session
 from diabetes_mlops.local.store import tracking_uri as store_uri
-from diabetes_mlops.notebooks import NotebookError
-from diabetes_mlops.preflight import check_job_parameters
-from diabetes_mlops.tracking import ARTIFACT_ROOT_ENV
+from diabetes_mlops.runtime.errors import ModelNotFoundError, ParameterError, TrackingStoreError
+from diabetes_mlops.serving.rollout import RolloutError
+from diabetes_mlops.tracking.runs import ARTIFACT_ROOT_ENV
 
 
 class JobFailed(Exception):

@@ -33,8 +33,8 @@ from diabetes.contract import (
     SEX_VALUES,
 )
 from diabetes.scoring import PREDICTION_TOLERANCE, same_prediction
-from diabetes_mlops import served_model
 from diabetes_mlops.local.store import STORE_FILE, tracking_uri
+from diabetes_mlops.serving import served_model
 
 HOST = "127.0.0.1"
 STATE_FILE = "serving.json"
@@ -60,8 +60,8 @@ def champion_version(local_root: Path, model_name: str) -> str:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from diabetes_mlops.errors import ModelNotFoundError
-    from diabetes_mlops.registry import CHAMPION, get_version
+    from diabetes_mlops.runtime.errors import ModelNotFoundError
+    from diabetes_mlops.tracking.registry import CHAMPION, get_version
 
     if not (Path(local_root) / STORE_FILE).exists():
         raise ServingError(f"no local MLflow store in {local_root}: run `make demo` first")

@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
-from diabetes_mlops import step_runner
-from diabetes_mlops.parameters import Declared, parameter_registry
+from diabetes_mlops.runtime import step_runner
+from diabetes_mlops.runtime.parameters import Declared, parameter_registry
 from diabetes_mlops.steps.batch_score import batch_score
 from diabetes_mlops.steps.deploy_serving import deploy_serving
 from diabetes_mlops.steps.monitor import monitor

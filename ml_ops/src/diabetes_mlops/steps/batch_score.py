@@ -28,13 +28,14 @@ from diabetes.contract import (
 )
 from diabetes.schema import check_frame, read_csv_rows
 from diabetes.scoring import add_predictions
-from diabetes_mlops import output, spark_input, spark_scoring
-from diabetes_mlops.context import SparkPath, fuse_path
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.parameters import Between, OneOf, cross_check
-from diabetes_mlops.registry import CHAMPION, get_version, load_version
+from diabetes_mlops.data import output
+from diabetes_mlops.runtime.context import SparkPath, fuse_path
+from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.runtime.parameters import Between, OneOf, cross_check
+from diabetes_mlops.spark import inputs, scoring
 from diabetes_mlops.steps.common import ExperimentName, ModelName, ModelRef, Registry
-from diabetes_mlops.tracking import tracked_run, use_experiment, use_registry
+from diabetes_mlops.tracking.registry import CHAMPION, get_version, load_version
+from diabetes_mlops.tracking.runs import tracked_run, use_experiment, use_registry
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def batch_score(
     experiment_name: ExperimentName,
     registry: Registry = "workspace",
     model_version: ModelRef = CHAMPION,
-    input_format: Annotated[str, OneOf(*spark_input.INPUT_FORMATS)] = "csv",
+    input_format: Annotated[str, OneOf(*inputs.INPUT_FORMATS)] = "csv",
     output_format: Annotated[str, OneOf(*output.OUTPUT_FORMATS)] = "parquet",
     engine: Annotated[str, OneOf(*ENGINES)] = "spark",
     bad_rows: Annotated[str, OneOf(*BAD_ROW_POLICIES)] = FAIL,
@@ -144,16 +145,16 @@ def _check_choices(engine: str, input_format: str, output_format: str) -> None:
 
 
 def _score_spark(spark, input_path, target, model_name, model_ref, input_format, policy):
-    frame = spark_input.read_input(spark, input_path, input_format)
-    check = spark_input.check_input(frame, input_path, policy.bad_rows, policy.max_unknown_share)
+    frame = inputs.read_input(spark, input_path, input_format)
+    check = inputs.check_input(frame, input_path, policy.bad_rows, policy.max_unknown_share)
     version = get_version(MlflowClient(), model_name, model_ref)
     uri = f"models:/{version.name}/{version.version}"
-    typed = spark_input.typed_features(check.valid, clean_text=check.sex_needs_cleaning)
-    scored, path = spark_scoring.predict(typed, load_version(version), uri)
+    typed = inputs.typed_features(check.valid, clean_text=check.sex_needs_cleaning)
+    scored, path = scoring.predict(typed, load_version(version), uri)
     scored = scored.withColumn(MODEL_VERSION, F.lit(int(version.version))).withColumn(
         SCORED_AT, F.lit(datetime.now(UTC))
     )
-    with spark_scoring.rows_into_python_udfs(spark):
+    with scoring.rows_into_python_udfs(spark):
         rows_out = target.write_spark(scored)
     if policy.quarantine is not None:
         policy.quarantine.write_spark(check.quarantined)

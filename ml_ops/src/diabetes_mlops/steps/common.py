@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from diabetes_mlops.parameters import (
+from diabetes_mlops.runtime.parameters import (
     NotEmpty,
     OneOf,
     RegisteredModelName,
     VersionOrAlias,
     cross_check,
 )
-from diabetes_mlops.tracking import REGISTRIES, check_model_name
+from diabetes_mlops.tracking.runs import REGISTRIES, check_model_name
 
 ModelName = Annotated[str, RegisteredModelName()]
 ExperimentName = Annotated[str, NotEmpty()]

@@ -3,7 +3,7 @@
 Runs after `promote` in the training job, and only does something when promotion happened (or,
 with deploy.yml's `serving_trigger: model`, as the job Unity Catalog starts when the champion
 alias moves). The rollout itself (create, canary, smoke test, full traffic, rollback) is
-`diabetes_mlops.deploy.serving`; this step finds the champion, its sample rows and the model's
+`diabetes_mlops.serving.rollout`; this step finds the champion, its sample rows and the model's
 own predictions for them, and records on the version why a rollout was rolled back.
 
 A target without an endpoint gives `serving_endpoint` an empty value (deploy.yml's `local`
@@ -25,8 +25,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.models.utils import SERVING_INPUT_FILENAME, load_serving_example
 from mlflow.tracking import MlflowClient
 
-from diabetes_mlops import served_model
-from diabetes_mlops.deploy.serving import (
+from diabetes_mlops.runtime.errors import ModelNotFoundError
+from diabetes_mlops.runtime.parameters import Between, OneOf, ServingEndpointName, TableLocation
+from diabetes_mlops.serving import served_model
+from diabetes_mlops.serving.rollout import (
     MAX_TIMEOUT_SECONDS,
     WORKLOAD_SIZES,
     Champion,
@@ -34,11 +36,9 @@ from diabetes_mlops.deploy.serving import (
     InferenceTable,
     follow_champion,
 )
-from diabetes_mlops.errors import ModelNotFoundError
-from diabetes_mlops.parameters import Between, OneOf, ServingEndpointName, TableLocation
-from diabetes_mlops.registry import champion, load_version, set_version_tags
 from diabetes_mlops.steps.common import ModelName, Registry
-from diabetes_mlops.tracking import use_registry
+from diabetes_mlops.tracking.registry import champion, load_version, set_version_tags
+from diabetes_mlops.tracking.runs import use_registry
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Monitor step: label-free drift of the batch that batch_score just wrote, and whether to retrain.
 
 It reads the scored output (its manifest names the model version that scored it), counts the
-batch over that version's reference profile in one Spark pass (diabetes_mlops.spark_profile),
+batch over that version's reference profile in one Spark pass (diabetes_mlops.spark.profile),
 compares the two (diabetes.drift: PSI per feature and for the prediction, the change in missing
 rate, the share of unknown SEX codes), logs the metrics and an HTML drift report to MLflow, and
 writes one row per feature and metric into the monitoring table, replacing that batch's rows if
@@ -36,13 +36,19 @@ from diabetes.drift import (
     should_retrain,
 )
 from diabetes.drift_report import drift_figure, drift_report_html
-from diabetes_mlops import output, reference_profiles, spark_profile
-from diabetes_mlops.context import SparkPath
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.monitoring_table import COLUMNS, FORMATS, MonitoringTable
-from diabetes_mlops.parameters import AtLeast, Between, OneOf, cross_check
+from diabetes_mlops.data import output
+from diabetes_mlops.data.monitoring_table import COLUMNS, FORMATS, MonitoringTable
+from diabetes_mlops.runtime.context import SparkPath
+from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.runtime.parameters import AtLeast, Between, OneOf, cross_check
+from diabetes_mlops.spark import profile
 from diabetes_mlops.steps.common import ExperimentName, Registry
-from diabetes_mlops.tracking import tracked_run, use_experiment, use_registry
+from diabetes_mlops.tracking import reference_profiles
+from diabetes_mlops.tracking.runs import (
+    tracked_run,
+    use_experiment,
+    use_registry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +96,7 @@ def monitor(
         version = MlflowClient().get_model_version(model_name, version_number)
         reference = reference_profiles.load(version)
         frame = spark.read.format(output_format).load(scored.spark)
-        stats = spark_profile.batch_stats(frame, reference)
+        stats = profile.batch_stats(frame, reference)
         batch = Batch(
             batch_id or stats.fingerprint,
             _scored_at(manifest),

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 from mlflow.tracking import MlflowClient
 
-from diabetes_mlops.registry import (
+from diabetes_mlops.steps.common import ModelName, ModelRef, Registry
+from diabetes_mlops.tracking.registry import (
     CHAMPION,
     NO_CHAMPION,
     PASSED,
@@ -19,8 +20,7 @@ from diabetes_mlops.registry import (
     set_alias,
     set_version_tags,
 )
-from diabetes_mlops.steps.common import ModelName, ModelRef, Registry
-from diabetes_mlops.tracking import use_registry
+from diabetes_mlops.tracking.runs import use_registry
 
 log = logging.getLogger(__name__)
 

@@ -30,18 +30,23 @@ from diabetes.training import (
     row_fingerprints,
     train_model,
 )
-from diabetes_mlops import reference_profiles, served_model
-from diabetes_mlops.context import SparkPath
-from diabetes_mlops.parameters import Above, AtLeast, Below, Between, Each, OneOf
-from diabetes_mlops.registry import CHALLENGER, set_alias, set_version_tags
-from diabetes_mlops.steps.common import ExperimentName, ModelName, Registry
-from diabetes_mlops.tracking import tracked_run, use_experiment, use_registry
-from diabetes_mlops.training_data import (
+from diabetes_mlops.runtime.context import SparkPath
+from diabetes_mlops.runtime.parameters import Above, AtLeast, Below, Between, Each, OneOf
+from diabetes_mlops.serving import served_model
+from diabetes_mlops.spark.training_data import (
     DATA_FORMATS,
     DEFAULT_MAX_TRAINING_ROWS,
     TrainingData,
     dataset_source,
     read_training_data,
+)
+from diabetes_mlops.steps.common import ExperimentName, ModelName, Registry
+from diabetes_mlops.tracking import reference_profiles
+from diabetes_mlops.tracking.registry import CHALLENGER, set_alias, set_version_tags
+from diabetes_mlops.tracking.runs import (
+    tracked_run,
+    use_experiment,
+    use_registry,
 )
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,10 @@ from mlflow.tracking import MlflowClient
 from diabetes.evaluation import evaluate, mean_baseline
 from diabetes.schema import validate_frame
 from diabetes.training import row_fingerprints
-from diabetes_mlops.parameters import AtLeast
-from diabetes_mlops.registry import (
+from diabetes_mlops.runtime.parameters import AtLeast
+from diabetes_mlops.steps.common import ExperimentName, ModelName, ModelRef, Registry
+from diabetes_mlops.steps.train import HOLDOUT_ARTIFACT, TRAIN_ROWS_ARTIFACT
+from diabetes_mlops.tracking.registry import (
     FAILED,
     NO_CHAMPION,
     PASSED,
@@ -34,9 +36,7 @@ from diabetes_mlops.registry import (
     load_version,
     set_version_tags,
 )
-from diabetes_mlops.steps.common import ExperimentName, ModelName, ModelRef, Registry
-from diabetes_mlops.steps.train import HOLDOUT_ARTIFACT, TRAIN_ROWS_ARTIFACT
-from diabetes_mlops.tracking import tracked_run, use_experiment, use_registry
+from diabetes_mlops.tracking.runs import tracked_run, use_experiment, use_registry
 
 log = logging.getLogger(__name__)
 

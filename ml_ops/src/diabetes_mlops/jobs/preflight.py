@@ -2,8 +2,8 @@
 targets keep their data apart.
 
 `check_job_parameters` judges each task's values by the rules its step declares (see
-`diabetes_mlops.parameters`), so a value that a later task would refuse is refused before the
-first task writes anything. It runs in `make validate` (the specs, and each deploy.yml target's
+`diabetes_mlops.runtime.parameters`), so a value that a later task would refuse is refused before
+the first task writes anything. It runs in `make validate` (the specs, and each deploy.yml target's
 parameters applied to them), in deploy and `deploy --plan`, in the local runner, and in
 `diabetes-mlops run` for the values given. Paths are judged by their text only: nothing here
 touches a file system or a workspace. Values holding `{{...}}` references are known only when
@@ -16,10 +16,10 @@ import itertools
 from collections.abc import Mapping
 from pathlib import Path
 
-from diabetes_mlops.context import fuse_path
-from diabetes_mlops.deploy.config import LOCAL, load_target, target_names
-from diabetes_mlops.job_specs import REFERENCE, JobSpec, NotebookTask
-from diabetes_mlops.parameters import declared_parameters, read_arguments
+from diabetes_mlops.jobs.specs import REFERENCE, JobSpec, NotebookTask
+from diabetes_mlops.jobs.targets import LOCAL, load_target, target_names
+from diabetes_mlops.runtime.context import fuse_path
+from diabetes_mlops.runtime.parameters import declared_parameters, read_arguments
 from diabetes_mlops.steps import STEPS
 
 

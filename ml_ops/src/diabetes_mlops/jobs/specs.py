@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diabetes_mlops.control_tasks import (
+from diabetes_mlops.jobs.control_tasks import (
     JOB_ID,
     NOTEBOOK,
     RUN_JOB,
@@ -29,8 +29,8 @@ from diabetes_mlops.control_tasks import (
     outcome_problems,
     task_kind,
 )
-from diabetes_mlops.notebooks import Notebook, NotebookError, parse_notebook
-from diabetes_mlops.spec_fields import unknown_fields
+from diabetes_mlops.jobs.fields import unknown_fields
+from diabetes_mlops.jobs.notebooks import Notebook, NotebookError, parse_notebook
 
 # Placeholders resolved at deploy time; the specs never hold a literal cluster id or wheel path.
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")

@@ -49,8 +49,8 @@ from diabetes.contract import (
     value_problem,
 )
 from diabetes.schema import read_head
-from diabetes_mlops.errors import require_choice
-from diabetes_mlops.output import driver_path
+from diabetes_mlops.data.output import driver_path
+from diabetes_mlops.runtime.errors import require_choice
 
 try:  # classic PySpark reports some JVM errors (a file's bad header) as Py4J errors
     from py4j.protocol import Py4JJavaError

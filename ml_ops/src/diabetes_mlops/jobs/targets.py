@@ -10,7 +10,7 @@ import yaml
 
 from diabetes_mlops.deploy.clusters import spec_problems
 from diabetes_mlops.deploy.git_source import settings_problem
-from diabetes_mlops.serving_names import user_slug
+from diabetes_mlops.serving.names import user_slug
 
 DEFAULT_CONFIG = Path("deploy.yml")
 LOCAL = "local"

@@ -3,7 +3,7 @@ contract and fitted in pandas on the driver.
 
 Databricks teams keep training data in Delta tables; the sample data is a CSV file. CSV keeps
 its strict pandas reader (diabetes.schema.read_dataset, no Spark). The other formats are read
-with Spark (spark_input.read_input: the same one-line read errors as batch scoring) and at most
+with Spark (inputs.read_input: the same one-line read errors as batch scoring) and at most
 `max_training_rows` + 1 rows are collected, so a table too large for the driver is one clear line
 instead of an out-of-memory crash; then they are checked by diabetes.schema.check_frame
 like the CSV rows, so every format gives the same verdict on the same values.
@@ -24,11 +24,11 @@ import pandas as pd
 
 from diabetes.contract import FEATURES, TARGET, check_columns
 from diabetes.schema import check_frame, read_dataset
-from diabetes_mlops import spark_input
-from diabetes_mlops.errors import ParameterError, require_choice
-from diabetes_mlops.output import driver_path
-from diabetes_mlops.spark_conf import temporary_conf
-from diabetes_mlops.spark_input import quote_identifier
+from diabetes_mlops.data.output import driver_path
+from diabetes_mlops.runtime.errors import ParameterError, require_choice
+from diabetes_mlops.spark import inputs
+from diabetes_mlops.spark.conf import temporary_conf
+from diabetes_mlops.spark.inputs import quote_identifier
 
 DATA_FORMATS = ("csv", "parquet", "delta", "table")
 DEFAULT_MAX_TRAINING_ROWS = 5_000_000
@@ -110,13 +110,13 @@ def delta_version(spark: Any, location: str, fmt: str) -> int | None:
 
 def _read(spark: Any, location: str, fmt: str, version: int | None) -> Any:
     if version is None:
-        return spark_input.read_input(spark, location, fmt)
+        return inputs.read_input(spark, location, fmt)
     try:
         if fmt == "delta":
             return spark.read.format("delta").option("versionAsOf", version).load(location)
         return spark.sql(f"SELECT * FROM {quote_table_name(location)} VERSION AS OF {version}")
-    except spark_input.SPARK_ERRORS as exc:
-        raise spark_input.read_error(location, fmt, exc) from None
+    except inputs.SPARK_ERRORS as exc:
+        raise inputs.read_error(location, fmt, exc) from None
 
 
 def _check_size(rows: int, max_rows: int, location: str, counted: bool) -> None:

@@ -24,7 +24,12 @@ from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from diabetes_mlops.errors import ParameterError, TrackingStoreError, first_line, require_choice
+from diabetes_mlops.runtime.errors import (
+    ParameterError,
+    TrackingStoreError,
+    first_line,
+    require_choice,
+)
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from diabetes_mlops import model_refs
-from diabetes_mlops.errors import ModelNotFoundError
+from diabetes_mlops.runtime import model_refs
+from diabetes_mlops.runtime.errors import ModelNotFoundError
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"

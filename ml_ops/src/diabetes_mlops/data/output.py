@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from diabetes_mlops import directory_swap
-from diabetes_mlops.context import fuse_path
-from diabetes_mlops.errors import ParameterError, require_choice
-from diabetes_mlops.parameters import Rule
-from diabetes_mlops.tracking import STALE_AFTER_SECONDS, run_status
+from diabetes_mlops.data import directory_swap
+from diabetes_mlops.runtime.context import fuse_path
+from diabetes_mlops.runtime.errors import ParameterError, require_choice
+from diabetes_mlops.runtime.parameters import Rule
+from diabetes_mlops.tracking.runs import STALE_AFTER_SECONDS, run_status
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Batch scoring on Spark: score natively (or with spark_udf); reading and checking the input is
-diabetes_mlops.spark_input.
+diabetes_mlops.spark.inputs.
 
 The fast path turns the model's linear form (diabetes.linear_form) into one Spark column
 expression, so scoring runs in the JVM with no Python workers. A model of any other shape is
@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from diabetes.contract import CATEGORICAL_FEATURE, FEATURES, PREDICTION, SEX_VALUES
 from diabetes.linear_form import LinearForm, NotLinear, linear_form
-from diabetes_mlops.spark_conf import temporary_conf
+from diabetes_mlops.spark.conf import temporary_conf
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def predict(frame: DataFrame, model, model_uri: str) -> tuple[DataFrame, str]:
 
         log.info("scoring path: %s (the model does not translate: %s)", SPARK_UDF, reason)
         udf = mlflow.pyfunc.spark_udf(frame.sparkSession, model_uri, result_type="double")
-        # The model's pyfunc flavor refuses unknown SEX codes (diabetes_mlops.served_model);
+        # The model's pyfunc flavor refuses unknown SEX codes (diabetes_mlops.serving.served_model);
         # the batch tolerated them, and the model scores an unknown code as a missing one.
         sex = F.col(CATEGORICAL_FEATURE)
         inputs = [

@@ -5,7 +5,7 @@ A step says what a parameter must be right where it takes it:
     seed: Annotated[int, Between(0, 2**32 - 1)] = 42
 
 Everything that judges a value reads these declarations: `run_step` before a step runs, and the
-checks before a job starts (`diabetes_mlops.preflight`: `make validate`, deploy, the local
+checks before a job starts (`diabetes_mlops.jobs.preflight`: `make validate`, deploy, the local
 runner, `diabetes-mlops run`). So a value is refused the same way everywhere, before anything is
 written, with one line naming the parameter, the rule and the value. Notebooks hold no rules.
 
@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from diabetes_mlops import model_refs
-from diabetes_mlops.context import FilePath, SparkPath
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.serving_names import endpoint_name_problem
+from diabetes_mlops.runtime import model_refs
+from diabetes_mlops.runtime.context import FilePath, SparkPath
+from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.serving.names import endpoint_name_problem
 
 _TRUE = {"true", "1", "yes", "y"}
 _FALSE = {"false", "0", "no", "n"}
@@ -147,7 +147,7 @@ class VersionOrAlias(Rule):
 @dataclass(frozen=True)
 class ServingEndpointName(Rule):
     """Empty (the target serves no endpoint) or a name Model Serving accepts; see
-    `diabetes_mlops.serving_names`."""
+    `diabetes_mlops.serving.names`."""
 
     def problem(self, value: Any) -> str | None:
         return endpoint_name_problem(value)

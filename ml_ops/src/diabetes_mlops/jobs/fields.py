@@ -17,7 +17,7 @@ from typing import Any
 
 from databricks.sdk.service import jobs
 
-from diabetes_mlops.control_tasks import JOB_ID, JOB_ID_FIELD
+from diabetes_mlops.jobs.control_tasks import JOB_ID, JOB_ID_FIELD
 
 
 def unknown_fields(settings: dict[str, Any]) -> list[str]:

@@ -45,8 +45,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from diabetes_mlops import output
-from diabetes_mlops.errors import ParameterError, first_line, require_choice
+from diabetes_mlops.data import output
+from diabetes_mlops.runtime.errors import ParameterError, first_line, require_choice
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@
 Steps are plain functions with annotated parameters; the annotation says how a widget's text
 becomes the argument (int, float, bool, comma-separated floats, or a FilePath resolved by the
 context) and, with `typing.Annotated`, which rules the value must meet (see
-`diabetes_mlops.parameters`). A step parameter without a widget takes the function's default.
+`diabetes_mlops.runtime.parameters`). A step
+parameter without a widget takes the function's default.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from diabetes_mlops.context import FilePath, JobContext, context_for
-from diabetes_mlops.errors import ParameterError
-from diabetes_mlops.parameters import (
+from diabetes_mlops.runtime.context import FilePath, JobContext, context_for
+from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.runtime.parameters import (
     Declared,
     declaration,
     declared_parameters,

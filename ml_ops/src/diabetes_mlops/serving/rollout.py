@@ -73,7 +73,7 @@ from databricks.sdk.service.serving import (
 )
 
 from diabetes.scoring import same_prediction
-from diabetes_mlops.errors import first_line
+from diabetes_mlops.runtime.errors import first_line
 
 log = logging.getLogger(__name__)
 

@@ -50,8 +50,8 @@ from pyspark.sql import types as T
 
 from diabetes.contract import CATEGORICAL_FEATURE, NUMERIC_FEATURES, PREDICTION, TARGET
 from diabetes.drift import CategoryProfile, NumericProfile, Profile
-from diabetes_mlops.spark_conf import temporary_conf
-from diabetes_mlops.spark_input import quote_identifier
+from diabetes_mlops.spark.conf import temporary_conf
+from diabetes_mlops.spark.inputs import quote_identifier
 
 log = logging.getLogger(__name__)
 
