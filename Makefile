@@ -52,9 +52,10 @@ test-all: $(INSTALLED) ## every test, ~7-8 min: full matrices, crash points, rea
 	$(PY) -m coverage report --include='ml_source/*' --fail-under=90
 	$(PY) -m coverage report --include='ml_ops/*' --fail-under=90
 
-lint: $(INSTALLED) ## ruff + black --check
+lint: $(INSTALLED) ## ruff + black --check + the layer contract (lint-imports, pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/black --check .
+	$(BIN)/lint-imports --no-cache
 
 fmt: $(INSTALLED) ## format with black, fix what ruff can
 	$(BIN)/ruff check --fix .

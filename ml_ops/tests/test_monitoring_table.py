@@ -31,6 +31,7 @@ from diabetes_mlops.data.monitoring_table import (
 )
 from diabetes_mlops.data.output import MANIFEST, prepare_output
 from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.tracking.runs import run_is_over
 
 T0 = pd.Timestamp("2024-05-01 12:00", tz="UTC")
 DTYPES = {
@@ -266,7 +267,7 @@ def test_locations_holding_what_is_not_a_monitoring_table_are_refused(tmp_path):
 def test_the_batch_scoring_output_is_refused(tmp_path):
     scores = tmp_path / "scores"
     target = prepare_output(str(scores), "parquet", engine="pandas")
-    target.begin("f" * 32)
+    target.begin("f" * 32, run_is_over)
     target.write_pandas(pd.DataFrame({"prediction": [1.0, 2.0]}))
     target.commit({})
     assert (scores / MANIFEST).is_file()

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from diabetes_mlops.data import directory_swap, output
+from diabetes_mlops.data import directory_swap, locations, output
 from diabetes_mlops.data.directory_swap import ExchangeUnsupported, exchange, recover, sibling
 from diabetes_mlops.data.output import MANIFEST, prepare_output, read_manifest
 from diabetes_mlops.runtime.errors import ParameterError
-from diabetes_mlops.tracking.runs import STALE_AFTER_SECONDS, use_experiment
+from diabetes_mlops.tracking.runs import STALE_AFTER_SECONDS, run_is_over, use_experiment
 
 EXPERIMENT = "/Shared/diabetes-output-tests"
 
@@ -45,7 +45,7 @@ def finished_run(status="FINISHED") -> str:
 def write(location, rows, fmt="parquet", run_id=None, **kwargs):
     """One pandas-engine output through the whole API, as batch_score drives it."""
     target = prepare_output(str(location), fmt, engine="pandas", **kwargs)
-    target.begin(run_id or finished_run())
+    target.begin(run_id or finished_run(), run_is_over)
     target.write_pandas(frame(rows))
     return target.commit({"model_version": "3"})
 
@@ -150,7 +150,7 @@ def test_a_failing_write_leaves_the_previous_output_and_no_staging_folder(tmp_pa
 def test_content_that_appears_before_the_swap_is_not_replaced(tmp_path):
     out = tmp_path / "scores"
     target = prepare_output(str(out), "parquet", engine="pandas")
-    target.begin(finished_run())
+    target.begin(finished_run(), run_is_over)
     target.write_pandas(frame(3))
     out.mkdir()
     (out / "theirs.txt").write_text("someone else's")
@@ -165,7 +165,7 @@ def test_commit_needs_a_write_and_a_write_needs_begin(tmp_path):
     with pytest.raises(RuntimeError, match="begin"):
         target.write_pandas(frame(1))
     with pytest.raises(RuntimeError, match="nothing written"):
-        target.begin(finished_run()).commit({})
+        target.begin(finished_run(), run_is_over).commit({})
 
 
 # --- leftovers of dead runs -----------------------------------------------------------------
@@ -296,17 +296,17 @@ def test_formats_by_engine():
 
 def test_databricks_paths_seen_by_the_driver_and_by_spark(monkeypatch):
     monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
-    located = output.locate("dbfs:/ml/out", "output_path")
+    located = locations.locate("dbfs:/ml/out", "output_path")
     assert (str(located.path), located.spark) == ("/dbfs/ml/out", "dbfs:/ml/out")
-    located = output.locate("/dbfs/ml/out", "output_path")
+    located = locations.locate("/dbfs/ml/out", "output_path")
     assert (str(located.path), located.spark) == ("/dbfs/ml/out", "dbfs:/ml/out")
     assert located.sibling(".x").spark == "dbfs:/ml/.x"
-    located = output.locate("/Volumes/main/d/out", "output_path")
+    located = locations.locate("/Volumes/main/d/out", "output_path")
     assert (str(located.path), located.spark) == ("/Volumes/main/d/out",) * 2
     with pytest.raises(ParameterError, match="on Databricks, write under /Volumes/ or dbfs:/"):
-        output.locate("/tmp/out", "output_path")
+        locations.locate("/tmp/out", "output_path")
     monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION")
-    assert str(output.locate("file:///tmp/x/", "output_path").path) == "/tmp/x"
+    assert str(locations.locate("file:///tmp/x/", "output_path").path) == "/tmp/x"
 
 
 class DeltaStandIn:
@@ -347,7 +347,7 @@ def test_delta_is_claimed_before_its_first_commit_and_written_in_place(tmp_path)
     for rows in (3, 5):
         stand_in = DeltaStandIn(rows)
         target = prepare_output(str(out), "delta", engine="spark", spark=object())
-        target.begin(finished_run())
+        target.begin(finished_run(), run_is_over)
         assert target.write_spark(stand_in) == rows
         manifest = target.commit({"model_version": "2"})
         assert stand_in.claimed[0] is not None  # marked as ours before Delta's commit

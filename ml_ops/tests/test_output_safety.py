@@ -14,6 +14,7 @@ from diabetes_mlops.cli import main
 from diabetes_mlops.data.output import MANIFEST, prepare_output, read_manifest
 from diabetes_mlops.runtime.errors import ParameterError
 from diabetes_mlops.steps import batch_score
+from diabetes_mlops.tracking.runs import run_is_over
 
 EXPERIMENT = "/Shared/diabetes-output-safety"
 DATA = "Volumes/main/diabetes/data"
@@ -124,7 +125,7 @@ def test_a_failure_mid_spark_write_leaves_the_previous_output(spark, tmp_path):
 
     def write(frame):
         output = prepare_output(str(target), "parquet", engine="spark", spark=spark)
-        output.begin(uuid.uuid4().hex)
+        output.begin(uuid.uuid4().hex, run_is_over)
         output.write_spark(frame)
         output.commit({})
 

@@ -46,6 +46,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from diabetes_mlops.data import output
+from diabetes_mlops.data.locations import Location, check_apart, locate
 from diabetes_mlops.runtime.errors import ParameterError, first_line, require_choice
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ def batch_file_name(batch_id: str) -> str:
 class MonitoringTable:
     """The monitoring table at one location, checked by `prepare` before any work."""
 
-    location: output.Location
+    location: Location
     fmt: str
     parameter: str = "monitoring_path"
     spark: Any = field(default=None, repr=False)
@@ -139,9 +140,9 @@ class MonitoringTable:
         is there. Delta needs a Spark session with Delta Lake."""
         format_parameter = _format_parameter(parameter)
         require_choice(format_parameter, fmt, FORMATS)
-        target = output.locate(location, parameter)
+        target = locate(location, parameter)
         for name, other in (others or {}).items():
-            output.check_apart(target, parameter, name, other)
+            check_apart(target, parameter, name, other)
         if fmt == DELTA:
             _require_delta(spark, format_parameter)
         table = cls(target, fmt, parameter, spark)

@@ -9,7 +9,7 @@ output) is refused with one ParameterError line before any work, and left untouc
 
     target = prepare_output(location, fmt, engine=..., spark=..., others={"input_path": ...})
     with tracked_run(...) as run:                # orphaned runs of the step are marked first
-        target.begin(run.info.run_id)           # finishes or removes dead runs' leftovers
+        target.begin(run.info.run_id, run_is_over)  # finishes or removes dead runs' leftovers
         target.write_spark(frame)               # or write_pandas: into a hidden staging folder
         target.commit({"model_version": ...})   # manifest last, then the atomic swap
 
@@ -22,20 +22,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from diabetes_mlops.data import directory_swap
-from diabetes_mlops.runtime.context import fuse_path
+from diabetes_mlops.data.locations import Location, check_apart, locate
 from diabetes_mlops.runtime.errors import ParameterError, require_choice
-from diabetes_mlops.runtime.parameters import Rule
-from diabetes_mlops.tracking.runs import STALE_AFTER_SECONDS, run_status
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +39,6 @@ FORMATS = {"spark": ("parquet", "delta"), "pandas": ("parquet", "csv")}  # by en
 OUTPUT_FORMATS = tuple(dict.fromkeys(fmt for formats in FORMATS.values() for fmt in formats))
 PANDAS_PART = "part-00000"
 DELTA = "delta"
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
-# On Databricks only these are the same place for Spark and for the driver's file APIs.
-_DATABRICKS_SHARED = ("/Volumes/", "/dbfs/")
-
-
-@dataclass(frozen=True)
-class Location:
-    """One location seen two ways: `path` for Python on the driver, `spark` for Spark."""
-
-    given: str
-    path: Path
-    spark: str
-
-    def sibling(self, name: str) -> Location:
-        return Location(name, self.path.with_name(name), f"{self.spark.rsplit('/', 1)[0]}/{name}")
 
 
 def prepare_output(
@@ -95,81 +74,6 @@ def check_format(engine: str, fmt: str) -> None:
             f"parameter 'output_format': engine={engine} writes {' or '.join(FORMATS[engine])},"
             f" got {fmt!r}"
         )
-
-
-def locate(location: str, parameter: str) -> Location:
-    """The driver's and Spark's view of an output path: dbfs:/x is /dbfs/x on the driver
-    (Databricks' FUSE mount) and /dbfs/x is dbfs:/x for Spark; other URI schemes (s3://, ...)
-    are not supported, and on Databricks only /Volumes/ and DBFS are seen alike by both."""
-    problem = location_problem(location)
-    if problem:
-        raise ParameterError(f"parameter '{parameter}': {location!r} {problem}")
-    path = driver_path(location)
-    spark = path
-    if _on_databricks():
-        if not path.startswith(_DATABRICKS_SHARED):
-            raise ParameterError(
-                f"parameter '{parameter}': {location!r}: on Databricks, write under /Volumes/"
-                " or dbfs:/ (elsewhere Spark and the driver see different places)"
-            )
-        if path.startswith("/dbfs/"):
-            spark = "dbfs:/" + path[len("/dbfs/") :]
-    return Location(location, Path(path), spark)
-
-
-def location_problem(location: str) -> str | None:
-    """What is wrong with an output location from its text alone, or None: judged before a job
-    starts (the OutputFolder rule on the step's parameters) and again when the step runs."""
-    if _SCHEME.match(location) and not location.startswith(("dbfs:/", "file:")):
-        return (
-            f"uses {location.split(':', 1)[0]}:, which is not supported for output; use a"
-            " /Volumes/... or dbfs:/ path (or a local one)"
-        )
-    text = location.strip()
-    if text.startswith("file:"):
-        text = urlsplit(text).path
-    if not text or os.path.normpath(fuse_path(text)) in ("/", ".", "..", "/Volumes", "/dbfs"):
-        return "is not a folder to write: name the output's own folder"
-    return None
-
-
-@dataclass(frozen=True)
-class OutputFolder(Rule):
-    """A step parameter naming an output folder (see location_problem)."""
-
-    def problem(self, value: Any) -> str | None:
-        return location_problem(str(value))
-
-
-def driver_path(location: str) -> str:
-    """Absolute and normalised, as Python on the driver sees it (file: and dbfs:/ resolved)."""
-    text = location.strip()
-    if text.startswith("file:"):
-        text = urlsplit(text).path
-    return os.path.abspath(fuse_path(text))
-
-
-def _on_databricks() -> bool:
-    return "DATABRICKS_RUNTIME_VERSION" in os.environ
-
-
-def check_apart(target: Location, parameter: str, name: str, other: str | None) -> None:
-    """`target` may neither be, be inside, nor contain `other` (a path named `name`)."""
-    if not other or (_SCHEME.match(other) and not other.startswith(("dbfs:/", "file:"))):
-        return  # a table name or a remote store: not a path on this machine
-    mine = os.path.realpath(target.path)
-    theirs = os.path.realpath(driver_path(other))
-    if mine == theirs:
-        problem = f"is {name} itself"
-    elif mine.startswith(theirs + os.sep):
-        problem = f"is inside {name} {other}"
-    elif theirs.startswith(mine + os.sep):
-        problem = f"contains {name} {other}"
-    else:
-        return
-    raise ParameterError(
-        f"parameter '{parameter}': {target.given} {problem}; an output must be apart from it"
-    )
 
 
 def require_delta(spark: Any, parameter: str = "output_format") -> None:
@@ -262,6 +166,10 @@ def _write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:
     os.replace(partial, folder / MANIFEST)
 
 
+# (run id, when its leftover was last written, in seconds since the epoch) -> whether it ended
+RunIsOver = Callable[[str, float], bool]
+
+
 class OutputTarget:
     """One output being written: checked by prepare_output, then begin, write_*, commit."""
 
@@ -291,10 +199,13 @@ class OutputTarget:
             directory_swap.sibling(self.location.path, kind, self.run_id).name
         )
 
-    def begin(self, run_id: str) -> OutputTarget:
-        """In the step's MLflow run, before writing: finish or undo the swap a dead run left half
-        done, remove dead runs' leftovers, and check the location again."""
+    def begin(self, run_id: str, run_is_over: RunIsOver) -> OutputTarget:
+        """In the step's run, before writing: finish or undo the swap a dead run left half done,
+        remove dead runs' leftovers, and check the location again. `run_is_over(run_id,
+        last_written)` says whether the run that left something behind has ended (the tracking
+        store knows; `diabetes_mlops.tracking.runs.run_is_over`)."""
         self.run_id = run_id
+        self._run_is_over = run_is_over
         directory_swap.recover(self.location.path, MANIFEST, self._left_by_a_dead_run)
         self.existing = inspect_location(self.location, self.format, self.parameter)
         if self.format == DELTA and self.existing is None:  # claim it before the first commit
@@ -305,10 +216,7 @@ class OutputTarget:
     def _left_by_a_dead_run(self, leftover: directory_swap.Leftover) -> bool:
         if leftover.run_id == self.run_id:
             return False
-        status = run_status(leftover.run_id)
-        if status is None:  # a run this store does not know: only its age tells
-            return time.time() - leftover.path.stat().st_mtime > STALE_AFTER_SECONDS
-        return status != "RUNNING"
+        return self._run_is_over(leftover.run_id, leftover.path.stat().st_mtime)
 
     def write_pandas(self, frame: Any) -> int:
         """One part file in the staging folder; returns the number of rows."""

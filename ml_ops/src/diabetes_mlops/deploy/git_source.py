@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from diabetes_mlops.jobs.sources import GIT_REFS, PROVIDER_NAMES, settings_problem
 from diabetes_mlops.jobs.specs import notebook_name
 
-SOURCES = ("workspace", "git")
-GIT_REFS = ("commit", "branch", "tag")
 NOTEBOOKS_FOLDER = "orchestrator_notebooks"  # relative to the repository's root
 # Host -> the Jobs API's git_provider (jobs.GitProvider); other hosts need `git_provider`. Their
 # ssh remotes (git@host:org/repo) have the same path over https; other hosts' do not (Azure
@@ -37,16 +36,6 @@ PROVIDERS = {
     "bitbucket.org": "bitbucketCloud",
     "dev.azure.com": "azureDevOpsServices",
 }
-PROVIDER_NAMES = (
-    "gitHub",
-    "gitHubEnterprise",
-    "gitLab",
-    "gitLabEnterpriseEdition",
-    "bitbucketCloud",
-    "bitbucketServer",
-    "azureDevOpsServices",
-    "awsCodeCommit",
-)
 _SCP_LIKE = re.compile(r"^(?:[\w.-]+@)?([\w.-]+):(?!//)(.+)$")  # git@github.com:org/repo.git
 
 
@@ -73,18 +62,6 @@ class GitSource:
             "git_provider": self.provider,
             f"git_{self.ref_kind}": self.ref,
         }
-
-
-def settings_problem(source: str, git_ref: str, git_provider: str | None) -> str | None:
-    """What is wrong with a target's git settings (deploy.yml), in one line; None when fine."""
-    for key, value, allowed in (
-        ("source", source, SOURCES),
-        ("git_ref", git_ref, GIT_REFS),
-        ("git_provider", git_provider or PROVIDER_NAMES[0], PROVIDER_NAMES),
-    ):
-        if value not in allowed:
-            return f"{key} must be one of {', '.join(allowed)}, got {value!r}"
-    return None
 
 
 def https_url(remote: str) -> str:

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from diabetes_mlops.deploy.clusters import spec_problems
-from diabetes_mlops.deploy.git_source import settings_problem
+from diabetes_mlops.jobs.compute import spec_problems
+from diabetes_mlops.jobs.sources import settings_problem
 from diabetes_mlops.serving.names import user_slug
 
 DEFAULT_CONFIG = Path("deploy.yml")

@@ -27,7 +27,6 @@ from typing import Any
 from diabetes_mlops.runtime import model_refs
 from diabetes_mlops.runtime.context import FilePath, SparkPath
 from diabetes_mlops.runtime.errors import ParameterError
-from diabetes_mlops.serving.names import endpoint_name_problem
 
 _TRUE = {"true", "1", "yes", "y"}
 _FALSE = {"false", "0", "no", "n"}
@@ -142,15 +141,6 @@ class VersionOrAlias(Rule):
         if model_refs.is_version_number(value) or model_refs.is_alias(value):
             return None
         return model_refs.PROBLEM
-
-
-@dataclass(frozen=True)
-class ServingEndpointName(Rule):
-    """Empty (the target serves no endpoint) or a name Model Serving accepts; see
-    `diabetes_mlops.serving.names`."""
-
-    def problem(self, value: Any) -> str | None:
-        return endpoint_name_problem(value)
 
 
 @dataclass(frozen=True)

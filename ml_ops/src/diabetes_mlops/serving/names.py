@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
+from typing import Any
+
+from diabetes_mlops.runtime.parameters import Rule
 
 MAX_ENDPOINT_NAME = 63
 USER_SLUG_MARKER = "{user_slug}"
@@ -44,3 +48,11 @@ def endpoint_name_problem(name: str) -> str | None:
     if len(longest) > MAX_ENDPOINT_NAME:
         return f"a serving endpoint name has at most {MAX_ENDPOINT_NAME} characters"
     return None
+
+
+@dataclass(frozen=True)
+class ServingEndpointName(Rule):
+    """A step parameter's rule: empty (the target serves no endpoint) or a usable name."""
+
+    def problem(self, value: Any) -> str | None:
+        return endpoint_name_problem(value)

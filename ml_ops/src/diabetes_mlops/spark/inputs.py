@@ -49,7 +49,7 @@ from diabetes.contract import (
     value_problem,
 )
 from diabetes.schema import read_head
-from diabetes_mlops.data.output import driver_path
+from diabetes_mlops.data.locations import driver_path
 from diabetes_mlops.runtime.errors import require_choice
 
 try:  # classic PySpark reports some JVM errors (a file's bad header) as Py4J errors

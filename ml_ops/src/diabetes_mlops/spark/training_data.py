@@ -24,7 +24,7 @@ import pandas as pd
 
 from diabetes.contract import FEATURES, TARGET, check_columns
 from diabetes.schema import check_frame, read_dataset
-from diabetes_mlops.data.output import driver_path
+from diabetes_mlops.data.locations import driver_path
 from diabetes_mlops.runtime.errors import ParameterError, require_choice
 from diabetes_mlops.spark import inputs
 from diabetes_mlops.spark.conf import temporary_conf

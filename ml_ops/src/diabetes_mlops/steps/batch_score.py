@@ -29,13 +29,14 @@ from diabetes.contract import (
 from diabetes.schema import check_frame, read_csv_rows
 from diabetes.scoring import add_predictions
 from diabetes_mlops.data import output
+from diabetes_mlops.data.locations import OutputFolder
 from diabetes_mlops.runtime.context import SparkPath, fuse_path
 from diabetes_mlops.runtime.errors import ParameterError
 from diabetes_mlops.runtime.parameters import Between, OneOf, cross_check
 from diabetes_mlops.spark import inputs, scoring
 from diabetes_mlops.steps.common import ExperimentName, ModelName, ModelRef, Registry
 from diabetes_mlops.tracking.registry import CHAMPION, get_version, load_version
-from diabetes_mlops.tracking.runs import tracked_run, use_experiment, use_registry
+from diabetes_mlops.tracking.runs import run_is_over, tracked_run, use_experiment, use_registry
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ ENGINES = ("spark", "pandas")
 def batch_score(
     spark: SparkSession,
     input_path: SparkPath,
-    output_path: Annotated[SparkPath, output.OutputFolder()],
+    output_path: Annotated[SparkPath, OutputFolder()],
     model_name: ModelName,
     experiment_name: ExperimentName,
     registry: Registry = "workspace",
@@ -55,7 +56,7 @@ def batch_score(
     engine: Annotated[str, OneOf(*ENGINES)] = "spark",
     bad_rows: Annotated[str, OneOf(*BAD_ROW_POLICIES)] = FAIL,
     max_unknown_share: Annotated[float, Between(0, 1)] = DEFAULT_MAX_UNKNOWN_SHARE,
-    quarantine_path: Annotated[SparkPath | None, output.OutputFolder()] = None,
+    quarantine_path: Annotated[SparkPath | None, OutputFolder()] = None,
 ) -> dict[str, str]:
     """Score `input_path` into `output_path`: the input columns plus prediction, model_version and
     scored_at. `model_version` is a number or an alias.
@@ -83,9 +84,9 @@ def batch_score(
     use_registry(registry, model_name)
     use_experiment(experiment_name)
     with tracked_run("batch_score") as run:
-        target.begin(run.info.run_id)
+        target.begin(run.info.run_id, run_is_over)
         if quarantine is not None:
-            quarantine.begin(run.info.run_id)
+            quarantine.begin(run.info.run_id, run_is_over)
         mlflow.set_tags({"step": "batch_score", "input_path": input_path, "engine": engine})
         mlflow.log_params(
             {"model_name": model_name, "model_ref": model_version, "bad_rows": bad_rows}

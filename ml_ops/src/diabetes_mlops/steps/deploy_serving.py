@@ -26,8 +26,9 @@ from mlflow.models.utils import SERVING_INPUT_FILENAME, load_serving_example
 from mlflow.tracking import MlflowClient
 
 from diabetes_mlops.runtime.errors import ModelNotFoundError
-from diabetes_mlops.runtime.parameters import Between, OneOf, ServingEndpointName, TableLocation
+from diabetes_mlops.runtime.parameters import Between, OneOf, TableLocation
 from diabetes_mlops.serving import served_model
+from diabetes_mlops.serving.names import ServingEndpointName
 from diabetes_mlops.serving.rollout import (
     MAX_TIMEOUT_SECONDS,
     WORKLOAD_SIZES,

@@ -37,6 +37,7 @@ from diabetes.drift import (
 )
 from diabetes.drift_report import drift_figure, drift_report_html
 from diabetes_mlops.data import output
+from diabetes_mlops.data.locations import Location, OutputFolder, locate
 from diabetes_mlops.data.monitoring_table import COLUMNS, FORMATS, MonitoringTable
 from diabetes_mlops.runtime.context import SparkPath
 from diabetes_mlops.runtime.errors import ParameterError
@@ -60,8 +61,8 @@ FIGURE = "drift/histograms.png"
 
 def monitor(
     spark: SparkSession,
-    output_path: Annotated[SparkPath, output.OutputFolder()],
-    monitoring_path: Annotated[SparkPath, output.OutputFolder()],
+    output_path: Annotated[SparkPath, OutputFolder()],
+    monitoring_path: Annotated[SparkPath, OutputFolder()],
     experiment_name: ExperimentName,
     registry: Registry = "workspace",
     output_format: Annotated[str, OneOf(*output.OUTPUT_FORMATS)] = "parquet",
@@ -79,7 +80,7 @@ def monitor(
     The batch is identified by `batch_id`, or else by its content (the scored rows' features,
     whatever their order): monitoring the same batch again replaces its rows in the table."""
     _check_window(drift_batches, drift_window)
-    scored = output.locate(output_path, "output_path")
+    scored = locate(output_path, "output_path")
     manifest = _scores_manifest(scored, output_path, output_format)
     table = MonitoringTable.prepare(
         monitoring_path,
@@ -203,7 +204,7 @@ def _check_window(drift_batches: int, drift_window: int) -> None:
         )
 
 
-def _scores_manifest(scored: output.Location, given: str, fmt: str) -> dict:
+def _scores_manifest(scored: Location, given: str, fmt: str) -> dict:
     """The manifest of a batch-scoring output of this project, in the format expected."""
     manifest = output.read_manifest(scored.path)
     if manifest is None or manifest.get("kind", "scores") != "scores":

@@ -42,6 +42,7 @@ from diabetes_mlops.spark.training_data import (
 )
 from diabetes_mlops.steps.common import ExperimentName, ModelName, Registry
 from diabetes_mlops.tracking import reference_profiles
+from diabetes_mlops.tracking.artifacts import HOLDOUT_ARTIFACT, MODEL_ARTIFACT, TRAIN_ROWS_ARTIFACT
 from diabetes_mlops.tracking.registry import CHALLENGER, set_alias, set_version_tags
 from diabetes_mlops.tracking.runs import (
     tracked_run,
@@ -51,9 +52,6 @@ from diabetes_mlops.tracking.runs import (
 
 log = logging.getLogger(__name__)
 
-MODEL_ARTIFACT = "model"
-HOLDOUT_ARTIFACT = "holdout/holdout.csv"
-TRAIN_ROWS_ARTIFACT = "holdout/train_row_fingerprints.npy"
 # Everything the logged pipeline needs to load and predict: scikit-learn classes only, so the
 # `diabetes` package itself is not a requirement of the model.
 MODEL_PACKAGES = ("scikit-learn", "scipy", "numpy", "pandas", "cloudpickle")

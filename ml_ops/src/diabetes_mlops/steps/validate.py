@@ -24,7 +24,7 @@ from diabetes.schema import validate_frame
 from diabetes.training import row_fingerprints
 from diabetes_mlops.runtime.parameters import AtLeast
 from diabetes_mlops.steps.common import ExperimentName, ModelName, ModelRef, Registry
-from diabetes_mlops.steps.train import HOLDOUT_ARTIFACT, TRAIN_ROWS_ARTIFACT
+from diabetes_mlops.tracking.artifacts import HOLDOUT_ARTIFACT, TRAIN_ROWS_ARTIFACT
 from diabetes_mlops.tracking.registry import (
     FAILED,
     NO_CHAMPION,

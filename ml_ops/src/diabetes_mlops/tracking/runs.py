@@ -147,6 +147,15 @@ def run_status(run_id: str) -> str | None:
         raise
 
 
+def run_is_over(run_id: str, last_written: float) -> bool:
+    """Whether the run that left a file behind has ended: the store says it is not RUNNING or,
+    for a run this store does not know, the file is older than any job can run."""
+    status = run_status(run_id)
+    if status is None:
+        return time.time() - last_written > STALE_AFTER_SECONDS
+    return status != "RUNNING"
+
+
 def _orphan_reason(run) -> str | None:
     tags = run.data.tags
     age = time.time() - run.info.start_time / 1000
