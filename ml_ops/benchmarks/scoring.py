@@ -574,7 +574,7 @@ def render_monitor(args, found: dict, spark_version: str) -> str:
     verdict = (
         "The target is not met: the pass costs a count per bin edge per row (~110 aggregates),"
         " which Spark's row-at-a-time generated code does at about this rate; the formulations"
-        " tried and why this one was kept are in diabetes_mlops/spark/profile.py."
+        " tried and why this one was kept are in ml_ops/benchmarks/README.md."
         if missed
         else "The target is met at every row count."
     )

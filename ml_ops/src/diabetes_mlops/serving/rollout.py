@@ -6,30 +6,10 @@ Written against databricks-sdk's `WorkspaceClient` only: the caller hands in the
 version, sample rows and the predictions the model itself makes for them) and a callback that
 records why a rollout was rolled back, so this module needs no MLflow.
 
-Databricks facts it relies on:
-- an endpoint serves several entities with a traffic split, and each query answers with the
-  entity that served it (`QueryEndpointResponse.served_model_name`, the `served-model-name`
-  header): https://docs.databricks.com/machine-learning/model-serving/serve-multiple-models-to-serving-endpoint.html
-  and databricks/sdk/service/serving.py;
-- `state.config_update` is IN_PROGRESS while a new config (`pending_config`) is deployed, then
-  NOT_UPDATING, or UPDATE_FAILED / UPDATE_CANCELED, and the endpoint keeps serving its previous
-  `config` until the new one is ready; `state.ready` is READY when every entity of the active
-  config can be queried:
-  https://docs.databricks.com/machine-learning/model-serving/manage-serving-endpoints.html
-  and https://docs.databricks.com/api/azure/workspace/servingendpoints/create;
-- while an update is IN_PROGRESS "another update can not be made until the update completes or
-  fails" (`EndpointState.config_update` docstring, databricks/sdk/service/serving.py), and
-  `ServingEndpointsAPI` has no call that cancels one: a canary whose entity never gets ready keeps
-  the endpoint IN_PROGRESS, serving the previous config, until Databricks ends the update. A
-  rollback can only wait for that (within its own budget) and then send the previous config;
-- a route's `traffic_percentage` is an integer from 0 to 100 (`Route` docstring); that the routes
-  of a config add up to 100 and name its served entities is assumed from the documented examples
-  (serve-multiple-models-to-serving-endpoint.html above): this module always sends such configs;
-- inference tables go through the AI gateway (`put_ai_gateway`); changing their catalog, schema or
-  prefix needs them disabled first (`AiGatewayInferenceTableConfig` docstrings in the SDK):
-  https://docs.databricks.com/ai-gateway/inference-tables.html. "Unity Catalog stores all object
-  names as lowercase" (https://docs.databricks.com/sql/language-manual/sql-ref-names.html), so the
-  table location is lower-cased here and compared without regard to case.
+The Model Serving behaviour it relies on (traffic splits, `state.config_update`, no way to cancel
+an update, integer routes, inference tables through the AI gateway, lower-case Unity Catalog
+names), with the Databricks and databricks-sdk sources for each: docs/serving.md, "Model Serving
+facts the rollout relies on".
 
 Time: the rollout (waiting for an earlier update, the canary, the full traffic) has one deadline,
 `timeout_seconds` from its start; a rollback gets a budget of its own of the same length. So a

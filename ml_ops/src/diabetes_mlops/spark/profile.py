@@ -7,33 +7,14 @@ column, how many values lie at or below each reference edge (diabetes.drift.Nume
 .from_cumulative), how many are present and missing, the SEX level counts, and an id of the
 batch. All of it is one aggregation, so the output is scanned once.
 
-How it is counted, and why (10M scored rows, Spark local[2], `make bench-scoring` has the
-monitor section):
-
-- One `count(CASE WHEN x <= edge THEN 1 END)` per edge, ~110 aggregates in all. This costs about
-  2.5-3x a bare scan of the same columns, short of the 1.5x aimed at: Spark evaluates it row by
-  row, the comparisons branch unpredictably, and the JIT inlines only some 20 of the methods
-  Spark generates per aggregate (its inlining budget runs out). Everything else measured was
-  slower or unsafe: a bin index by a CASE tree, then a count per bin (+10 %); two counters packed
-  in one long (no faster, and exact only below 2^31 rows); bin indexes in a projection (one
-  method over the JVM's 8,000-byte JIT limit, run interpreted: minutes); exploding to (column,
-  bin) rows and grouping (1.5-2x); numpy over Arrow batches (mapInArrow, 1.4x). ANSI mode off
-  would save 10-20 %, but queries other threads run meanwhile would see it and could return
-  other results (silent overflow, bad casts as null), so it is left alone.
-- Also measured (3M rows, same session, scan 1.1 s, this pass 3.7 s): a bin index per column by
-  a binary IF tree, the 11 indexes stacked into rows and grouped (2.9 s); joint bin keys of three
-  columns stacked into 4 rows and grouped, marginals summed back (2.5 s, before the SEX counts,
-  fingerprint and labels it would still need). Computing the 11 bin indexes alone costs 0.75 s
-  over the scan, so no count-by-bin formulation on Spark's row-at-a-time engine reaches 1.5x
-  here; -XX:-DontCompileHugeMethods changed nothing measurable.
-- `spark.sql.codegen.maxFields` is raised for the duration of the query: ~110 aggregates mean
-  ~110 buffer fields, and above 100 (the default) Spark drops whole-stage code generation for the
-  aggregate, which doubles its cost. It changes no result; the previous value comes back after,
-  and a session that refuses the setting (some serverless ones) just runs slower.
-- The expressions go to Spark as SQL text in one call (selectExpr): built as Column objects,
-  each function and literal is a JVM round trip, over a second per pass.
-- Counts are exact for any number of rows (no packing), and nothing can overflow a long under
-  ANSI mode: the fingerprint sums 21- and 22-bit slices of each row's hash (up to 2^41 rows).
+It is one `count(CASE WHEN x <= edge THEN 1 END)` per edge, ~110 aggregates, sent as SQL text in
+one `selectExpr` (built as Column objects, each function and literal is a JVM round trip). Counts
+are exact for any number of rows, and nothing can overflow a long under ANSI mode: the fingerprint
+sums 21- and 22-bit slices of each row's hash (up to 2^41 rows). `spark.sql.codegen.maxFields` is
+raised for the query only, so that ~110 buffer fields keep whole-stage code generation (it changes
+no result; a session that refuses the setting runs slower). The other formulations measured, and
+why this one was kept: ml_ops/benchmarks/README.md, "Formulations tried for the monitor's Spark
+profile".
 """
 
 from __future__ import annotations
