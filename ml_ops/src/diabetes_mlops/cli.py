@@ -8,12 +8,10 @@ from pathlib import Path
 
 from databricks.sdk.errors import DatabricksError
 
-from diabetes_mlops.deploy.jobs import DeployError
 from diabetes_mlops.deploy.reachability import Unreachable
-from diabetes_mlops.deploy.workspace import AuthError
 from diabetes_mlops.jobs.specs import SpecError, check_job_references, check_spec
 from diabetes_mlops.jobs.targets import DEFAULT_CONFIG, LOCAL, ConfigError, Target, load_target
-from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.runtime.errors import ParameterError, UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +115,14 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--poll-seconds", type=float, default=10.0)
 
     args = parser.parse_args(argv)
+    try:
+        return _command(args)
+    except UserError as exc:  # every error a user can fix: its lines, no traceback
+        _print_error(exc)
+        return exc.exit_code
+
+
+def _command(args: argparse.Namespace) -> int:
     if args.command == "validate":
         config = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
         specs = args.specs or sorted(Path("job_specs").glob("*.json"))
@@ -168,10 +174,7 @@ def _remote(args: argparse.Namespace) -> int:
         else:
             deployer.deploy()
         return 0
-    except (ConfigError, SpecError, ParameterError) as exc:
-        _print_error(exc)
-        return 2
-    except (AuthError, DeployError, DatabricksError) as exc:
+    except DatabricksError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Unreachable as exc:  # found in seconds, before the SDK's minutes of retries
@@ -268,15 +271,11 @@ def _print_error(exc: Exception) -> None:
 def _run_local(args: argparse.Namespace) -> int:
     from diabetes_mlops.local.runner import LocalRunner
 
-    try:
-        overrides = dict(_pair(p) for p in args.param)
-        config = args.config or args.spec.absolute().parent.parent / "deploy.yml"
-        defaults = load_target(args.target, config).parameters if config.exists() else {}
-        runner = LocalRunner(args.local_root)
-        job = runner.run(args.spec, overrides, args.notebooks_dir, defaults)
-    except (SpecError, ParameterError, ConfigError) as exc:
-        _print_error(exc)
-        return 2
+    overrides = dict(_pair(p) for p in args.param)
+    config = args.config or args.spec.absolute().parent.parent / "deploy.yml"
+    defaults = load_target(args.target, config).parameters if config.exists() else {}
+    runner = LocalRunner(args.local_root)
+    job = runner.run(args.spec, overrides, args.notebooks_dir, defaults)
     state = "SUCCEEDED" if job.succeeded else "FAILED"  # EXCLUDED tasks are no failure
     tasks = ", ".join(f"{t.key} {t.status.lower()} ({t.seconds:.1f} s)" for t in job.tasks)
     print(f"job '{job.name}' {state} in {job.seconds:.1f} s: {tasks}")
@@ -288,11 +287,11 @@ def _run_local(args: argparse.Namespace) -> int:
 
 
 def _demo_drift(args: argparse.Namespace) -> int:
-    from diabetes_mlops.local.drift_demo import DemoError, run_demo
+    from diabetes_mlops.local.drift_demo import run_demo
 
     try:
         run_demo(args.repo, args.local_root)
-    except (DemoError, SpecError, ParameterError, ConfigError) as exc:
+    except UserError as exc:  # the demo failed, whatever the cause: the make target says so
         _print_error(exc)
         return 1
     return 0
@@ -309,8 +308,8 @@ def _serve(args: argparse.Namespace) -> int:
             return 0
         model_name = args.model_name or load_target(LOCAL).parameters["model_name"]
         return serving.serve(args.local_root, model_name, args.port, args.workers)
-    except (serving.ServingError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except UserError as exc:  # a server that cannot serve, whatever the cause
+        _print_error(exc)
         return 1
 
 

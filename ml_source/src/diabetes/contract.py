@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from diabetes.errors import UserError
+
 NUMERIC_FEATURES: tuple[str, ...] = ("AGE", "BMI", "BP", "S1", "S2", "S3", "S4", "S5", "S6")
 CATEGORICAL_FEATURE = "SEX"
 SEX_VALUES: tuple[str, ...] = ("Female", "Male")
@@ -41,7 +43,7 @@ OUTPUT_COLUMNS: tuple[str, ...] = (PREDICTION, MODEL_VERSION, SCORED_AT)
 Purpose = Literal["training", "scoring"]
 
 
-class DataValidationError(ValueError):
+class DataValidationError(UserError, ValueError):
     """Bad input data; the message names the source, the column (if any) and the problem."""
 
     def __init__(self, source: str, column: str | None, problem: str) -> None:

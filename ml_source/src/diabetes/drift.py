@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from diabetes.contract import CATEGORICAL_FEATURE, NUMERIC_FEATURES, PREDICTION, SEX_VALUES
+from diabetes.errors import UserError
 
 PROFILE_FORMAT = 1
 BINS = 10
@@ -44,7 +45,7 @@ DEFAULT_MISSING_RATE_THRESHOLD = 0.1  # an absolute change: 2 % missing -> 12 % 
 DEFAULT_UNKNOWN_SHARE_THRESHOLD = 0.01  # the share of unknown SEX codes scoring tolerates
 
 
-class ProfileError(ValueError):
+class ProfileError(UserError, ValueError):
     """A stored profile that cannot be read (wrong format, inconsistent counts)."""
 
 

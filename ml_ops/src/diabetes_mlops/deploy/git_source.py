@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from diabetes_mlops.jobs.sources import GIT_REFS, PROVIDER_NAMES, settings_problem
 from diabetes_mlops.jobs.specs import notebook_name
+from diabetes_mlops.runtime.errors import UserError
 
 NOTEBOOKS_FOLDER = "orchestrator_notebooks"  # relative to the repository's root
 # Host -> the Jobs API's git_provider (jobs.GitProvider); other hosts need `git_provider`. Their
@@ -39,7 +40,7 @@ PROVIDERS = {
 _SCP_LIKE = re.compile(r"^(?:[\w.-]+@)?([\w.-]+):(?!//)(.+)$")  # git@github.com:org/repo.git
 
 
-class GitSourceError(ValueError):
+class GitSourceError(UserError, ValueError):
     """The checkout cannot give the jobs a git source; the message is one line."""
 
 

@@ -13,11 +13,12 @@ from databricks.sdk.service.jobs import BaseJob, JobSettings
 from diabetes_mlops.jobs.control_tasks import JOB_ID, RUN_JOB
 from diabetes_mlops.jobs.specs import PLACEHOLDER, JobSpec
 from diabetes_mlops.jobs.targets import Target
+from diabetes_mlops.runtime.errors import UserError
 
 SERVING_STEP = "deploy_serving"
 
 
-class DeployError(RuntimeError):
+class DeployError(UserError, RuntimeError):
     """Deploying cannot go on; nothing after the failing step was changed."""
 
 

@@ -19,12 +19,14 @@ import urllib.parse
 import requests.utils
 from databricks.sdk.config import Config
 
+from diabetes_mlops.runtime.errors import UserError
+
 # Each step's bound: a lookup and a connect together stay well under 30 s.
 DNS_SECONDS = 10.0
 CONNECT_SECONDS = 10.0
 
 
-class Unreachable(ConnectionError):
+class Unreachable(UserError, ConnectionError):
     """The workspace host (or the proxy in front of it) does not resolve or accept connections."""
 
 

@@ -9,10 +9,10 @@ from databricks.sdk import WorkspaceClient
 from diabetes_mlops.deploy.auth import auth_help
 from diabetes_mlops.deploy.reachability import ProbedConfig, check_reachable
 from diabetes_mlops.jobs.targets import Target
-from diabetes_mlops.runtime.errors import first_line
+from diabetes_mlops.runtime.errors import UserError, first_line
 
 
-class AuthError(RuntimeError):
+class AuthError(UserError, RuntimeError):
     """No usable workspace host or credentials."""
 
 

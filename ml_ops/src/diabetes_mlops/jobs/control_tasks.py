@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from diabetes_mlops.runtime.errors import InputRefused
+
 # ${job_id.<spec name>}: the id, in the target being deployed, of the job a spec of the same
 # folder defines. A literal id would be one workspace's id, wrong in every other target.
 JOB_ID = re.compile(r"\$\{job_id\.([^{}]+)\}")
@@ -40,7 +42,7 @@ ORDERING = {
 }
 
 
-class ConditionError(ValueError):
+class ConditionError(InputRefused, ValueError):
     """A condition that cannot be evaluated; the message says which operand and why."""
 
 

@@ -12,13 +12,15 @@ import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diabetes_mlops.runtime.errors import InputRefused
+
 HEADER = "# Databricks notebook source"
 SEPARATOR = "# COMMAND ----------"
 MAGIC = "# MAGIC"
 WIDGET_KINDS = ("text", "dropdown", "combobox", "multiselect")
 
 
-class NotebookError(ValueError):
+class NotebookError(InputRefused, ValueError):
     """A notebook the tools cannot use; the message names the file and line."""
 
 

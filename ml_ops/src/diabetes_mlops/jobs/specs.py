@@ -31,6 +31,7 @@ from diabetes_mlops.jobs.control_tasks import (
 )
 from diabetes_mlops.jobs.fields import unknown_fields
 from diabetes_mlops.jobs.notebooks import Notebook, NotebookError, parse_notebook
+from diabetes_mlops.runtime.errors import InputRefused
 
 # Placeholders resolved at deploy time; the specs never hold a literal cluster id or wheel path.
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
@@ -50,7 +51,7 @@ JOB_REFERENCES = ("job.id", "job.run_id", "task.name", "task.run_id")
 TASK_FIELD = re.compile(r"'tasks\[(\d+)\]")
 
 
-class SpecError(ValueError):
+class SpecError(InputRefused, ValueError):
     """One or more problems in a spec; each line names the file and the problem."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -10,6 +10,7 @@ import yaml
 
 from diabetes_mlops.jobs.compute import spec_problems
 from diabetes_mlops.jobs.sources import settings_problem
+from diabetes_mlops.runtime.errors import InputRefused
 from diabetes_mlops.serving.names import user_slug
 
 DEFAULT_CONFIG = Path("deploy.yml")
@@ -20,7 +21,7 @@ REQUIRED = ("root_dir", "wheel_dir", "cluster_name", "secret_scope", "alert_emai
 SERVING_TRIGGERS = ("task", "model")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputRefused, ValueError):
     """deploy.yml is unreadable, or names no such target, or has a field we do not know."""
 
 

@@ -25,13 +25,14 @@ from diabetes.sample_data import BATCH_FILE, RAW_FILE, write_drifted_batches
 from diabetes_mlops.data.monitoring_table import MonitoringTable
 from diabetes_mlops.jobs.targets import LOCAL, load_target
 from diabetes_mlops.local.runner import JobRun, LocalRunner
+from diabetes_mlops.runtime.errors import UserError
 
 DATA = "/Volumes/main/diabetes/data"  # where the local target's jobs read (under local_root)
 TRAINING_SPEC = "job_specs/diabetes_model_training.json"
 SCORING_SPEC = "job_specs/diabetes_batch_scoring.json"
 
 
-class DemoError(RuntimeError):
+class DemoError(UserError, RuntimeError):
     """A job of the demo failed; the runner has printed why."""
 
 

@@ -22,8 +22,7 @@ from typing import Any
 
 import mlflow
 
-from diabetes.schema import DataValidationError
-from diabetes_mlops.jobs.control_tasks import ConditionError, ConditionTask, RunJobTask
+from diabetes_mlops.jobs.control_tasks import ConditionTask, RunJobTask
 from diabetes_mlops.jobs.notebooks import NotebookError
 from diabetes_mlops.jobs.preflight import check_job_parameters
 from diabetes_mlops.jobs.specs import (
@@ -38,12 +37,11 @@ from diabetes_mlops.local.dbutils import LocalDbutils, NotebookExit
 from diabetes_mlops.local.references import condition_outcome, resolve_references
 from diabetes_mlops.local.spark import LazySpark, local_spark_session
 from diabetes_mlops.local.store import tracking_uri as store_uri
-from diabetes_mlops.runtime.errors import ModelNotFoundError, ParameterError, TrackingStoreError
-from diabetes_mlops.serving.rollout import RolloutError
+from diabetes_mlops.runtime.errors import ParameterError, UserError
 from diabetes_mlops.tracking.runs import ARTIFACT_ROOT_ENV
 
 
-class JobFailed(Exception):
+class JobFailed(UserError):
     """A run_job task's job failed; the message names its first failed task and why."""
 
     def __init__(self, job: JobRun) -> None:
@@ -51,19 +49,6 @@ class JobFailed(Exception):
         super().__init__(f"job '{job.name}' FAILED: task {failed.key}: {failed.error_line}")
         self.job = job
 
-
-# Errors whose message says it all: printed as one line, no traceback.
-USER_ERRORS = (
-    ConditionError,
-    DataValidationError,
-    JobFailed,
-    ParameterError,
-    ModelNotFoundError,
-    NotebookError,
-    RolloutError,
-    SpecError,
-    TrackingStoreError,
-)
 
 # EXCLUDED: a condition upstream did not hold (not a failure: the job still succeeds).
 SUCCESS, FAILED, SKIPPED, EXCLUDED = "SUCCESS", "FAILED", "SKIPPED", "EXCLUDED"
@@ -199,7 +184,7 @@ class LocalRunner:
             recorded, note = work(task)
         except Exception as error:
             seconds = time.perf_counter() - started
-            if not isinstance(error, USER_ERRORS):
+            if not isinstance(error, UserError):  # its message says it all: no traceback
                 report("".join(traceback.format_exception(error)).rstrip())
             job = error.job if isinstance(error, JobFailed) else None
             report(f"x task {task.key} FAILED after {seconds:.1f} s")

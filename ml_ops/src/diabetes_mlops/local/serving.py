@@ -34,6 +34,7 @@ from diabetes.contract import (
 )
 from diabetes.scoring import PREDICTION_TOLERANCE, same_prediction
 from diabetes_mlops.local.store import STORE_FILE, tracking_uri
+from diabetes_mlops.runtime.errors import UserError
 from diabetes_mlops.serving import served_model
 
 HOST = "127.0.0.1"
@@ -41,7 +42,7 @@ STATE_FILE = "serving.json"
 REQUEST_FORMATS = ("dataframe_split", "dataframe_records")
 
 
-class ServingError(RuntimeError):
+class ServingError(UserError, RuntimeError):
     """The server cannot start, does not answer, or answers differently from batch scoring."""
 
 

@@ -1,15 +1,29 @@
-"""Errors a user can fix; the local runner and the CLI print these as one line, no traceback."""
+"""Errors a user can fix. Every one derives from `UserError` (diabetes.errors, shared with the
+pure library's DataValidationError): the local runner and the CLI catch that one class and print
+its message, no traceback."""
+
+from diabetes.errors import InputRefused, UserError
+
+__all__ = [
+    "InputRefused",
+    "ModelNotFoundError",
+    "ParameterError",
+    "TrackingStoreError",
+    "UserError",
+    "first_line",
+    "require_choice",
+]
 
 
-class ParameterError(ValueError):
+class ParameterError(InputRefused, ValueError):
     """A job or notebook parameter is missing or has a value the step cannot use."""
 
 
-class ModelNotFoundError(LookupError):
+class ModelNotFoundError(UserError, LookupError):
     """The registry has no such model, version or alias."""
 
 
-class TrackingStoreError(RuntimeError):
+class TrackingStoreError(UserError, RuntimeError):
     """The MLflow tracking store refuses writes (a read-only database or folder)."""
 
 

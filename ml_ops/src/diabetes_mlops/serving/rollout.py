@@ -53,7 +53,7 @@ from databricks.sdk.service.serving import (
 )
 
 from diabetes.scoring import same_prediction
-from diabetes_mlops.runtime.errors import first_line
+from diabetes_mlops.runtime.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class Outcome:
     replaced: tuple[str, ...] = ()
 
 
-class RolloutError(RuntimeError):
+class RolloutError(UserError, RuntimeError):
     """The champion is not served; the endpoint was put back as it was. One line."""
 
 
