@@ -31,7 +31,7 @@ DATA = "Volumes/main/diabetes/data"
 MARK = "BENCH "
 # (module path suffix, function) -> label, for the profiled breakdown of one training run.
 PHASES = [
-    ("diabetes/schema.py", "read_dataset", "train: read + validate CSV"),
+    ("diabetes/reading.py", "read_dataset", "train: read + validate CSV"),
     ("diabetes/training.py", "train_model", "train: 5-fold CV over 9 alphas + refit"),
     ("steps/train.py", "_log_result", "train: log params/metrics/tables/plots"),
     ("mlflow/sklearn/__init__.py", "log_model", "train: log_model + register version"),

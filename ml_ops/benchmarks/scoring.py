@@ -131,7 +131,8 @@ def start_spark():
 
 def scoring_paths(spark, work: Path, clean_text: bool) -> dict[str, Callable[[Path], object]]:
     """Each path scores every row of a Parquet input; `spark` None gives the reference alone."""
-    from diabetes.schema import FEATURES, NUMERIC_FEATURES, read_dataset
+    from diabetes.contract import FEATURES, NUMERIC_FEATURES
+    from diabetes.reading import read_dataset
     from diabetes.training import train_model
 
     model = train_model(read_dataset(REPO / "ml_data" / "data_raw.csv", "training")).model
@@ -150,8 +151,8 @@ def spark_paths(spark, work: Path, model, clean_text: bool) -> dict[str, Callabl
     from pyspark.sql import functions as F
     from pyspark.sql.functions import pandas_udf
 
+    from diabetes.contract import FEATURES
     from diabetes.linear_form import linear_form
-    from diabetes.schema import FEATURES
     from diabetes_mlops.spark.inputs import typed_features
     from diabetes_mlops.spark.scoring import prediction_column, rows_into_python_udfs
     from diabetes_mlops.steps.train import model_signature
@@ -248,16 +249,16 @@ def make_scored(spark, model, source: Path, path: Path) -> None:
 
 def monitor_reference(model):
     """The reference profile training would store: the sample data and the model's predictions."""
+    from diabetes.contract import FEATURES
     from diabetes.drift import reference_profile
-    from diabetes.schema import FEATURES, read_dataset
+    from diabetes.reading import read_dataset
 
     training = read_dataset(REPO / "ml_data" / "data_raw.csv", "training")
     return reference_profile(training[list(FEATURES)], model.predict(training[list(FEATURES)]))
 
 
 def monitored_columns() -> list[str]:
-    from diabetes.contract import PREDICTION
-    from diabetes.schema import FEATURES
+    from diabetes.contract import FEATURES, PREDICTION
 
     return [*FEATURES, PREDICTION]
 
@@ -334,7 +335,7 @@ def monitor_once(name: str, path: Path, reference_file: Path, repeats: int) -> i
 def measure_monitor(spark, args, work: Path) -> dict:
     """Per row count: medians of the bare scan and the monitor; at --pandas-rows, the fresh
     processes of the monitor, pandas and (when importable) evidently."""
-    from diabetes.schema import read_dataset
+    from diabetes.reading import read_dataset
     from diabetes.training import train_model
 
     training = read_dataset(REPO / "ml_data" / "data_raw.csv", "training")

@@ -43,7 +43,8 @@ def log_model(local_root: Path) -> str:
     """Train on the shipped data and register the model as the train step does; its URI."""
     import mlflow
 
-    from diabetes.schema import FEATURES, read_dataset
+    from diabetes.contract import FEATURES
+    from diabetes.reading import read_dataset
     from diabetes.training import TrainingConfig, train_model
     from diabetes_mlops.local.store import tracking_uri
     from diabetes_mlops.serving import served_model
@@ -63,7 +64,7 @@ def log_model(local_root: Path) -> str:
 
 
 def request_bodies(rows: int) -> bytes:
-    from diabetes.schema import FEATURES
+    from diabetes.contract import FEATURES
     from diabetes_mlops.local.serving import request_body
 
     batch = pd.read_csv(REPO / "ml_data" / "data_batch_input.csv")
@@ -142,7 +143,7 @@ def breakdown(model_uri: str, body: bytes, calls: int) -> dict[str, float]:
     import mlflow
     from mlflow.pyfunc.scoring_server import _parse_json_data, invocations, predictions_to_json
 
-    from diabetes.schema import validate_request
+    from diabetes.request_check import validate_request
 
     model = mlflow.pyfunc.load_model(model_uri)
     schema = model.metadata.get_input_schema()

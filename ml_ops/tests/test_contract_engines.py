@@ -1,6 +1,6 @@
 """One corpus of malformed and borderline CSV files through both engines: the same verdict.
 
-Each case is a file; pandas (diabetes.schema) and Spark (diabetes_mlops.spark.inputs) must both
+Each case is a file; pandas (diabetes.batch_check) and Spark (diabetes_mlops.spark.inputs) must both
 reject it, naming the same column and the same kind of problem, or both accept it with the same
 rows and values. The contract itself lives in diabetes.contract; this is where the two engines
 that apply it are held to one answer.
@@ -14,8 +14,15 @@ import pandas as pd
 import pytest
 from tiers import sampled
 
-from diabetes.contract import FEATURES, NUMERIC_FEATURES, QUARANTINE, QUARANTINE_REASON
-from diabetes.schema import DataValidationError, check_frame, read_csv_rows
+from diabetes.batch_check import check_frame
+from diabetes.contract import (
+    FEATURES,
+    NUMERIC_FEATURES,
+    QUARANTINE,
+    QUARANTINE_REASON,
+    DataValidationError,
+)
+from diabetes.reading import read_csv_rows
 from diabetes_mlops.spark.inputs import check_input, read_input, typed_features
 
 HEADER = "AGE,SEX,BMI,BP,S1,S2,S3,S4,S5,S6"

@@ -858,7 +858,7 @@ def test_a_champion_logged_before_the_contract_travelled_is_served_with_a_warnin
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from diabetes.schema import FEATURES
+    from diabetes.contract import FEATURES
     from diabetes_mlops.tracking.registry import CHAMPION, set_alias
 
     fake_workspace.serving_update_polls = 0

@@ -277,3 +277,31 @@ def test_a_model_logged_before_the_package_was_grouped_by_layer_still_loads_and_
     np.testing.assert_allclose(loaded.predict(rows), expected, rtol=1e-9)
     with pytest.raises(MlflowException, match="AGE"):
         loaded.predict(rows.assign(AGE=-5.0))
+
+
+def test_a_model_logged_before_the_package_was_grouped_loads_its_own_code_beside_a_new_diabetes(
+    tmp_path,
+):
+    """A process that imported the installed `diabetes` but not `diabetes_mlops` loads the model's
+    own (older) diabetes_mlops from its code/ folder, which imports the request check from
+    `diabetes.schema`: that path must keep answering."""
+    shutil.unpack_archive(
+        Path(__file__).parent / "data" / "model_logged_before_layers.zip", tmp_path
+    )
+    script = f"""
+import json, sys
+import pandas as pd
+import diabetes, mlflow.pyfunc
+model = mlflow.pyfunc.load_model({str(tmp_path / "model")!r})
+loader = sys.modules["diabetes_mlops.served_model"].__file__
+rows = pd.read_csv({str(tmp_path / "rows.csv")!r})
+print(json.dumps({{"loader": loader, "predictions": list(model.predict(rows))}}))
+"""
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["loader"].startswith(str(tmp_path / "model" / "code"))
+    expected = json.loads((tmp_path / "expected.json").read_text())["predictions"]
+    np.testing.assert_allclose(result["predictions"], expected, rtol=1e-9)

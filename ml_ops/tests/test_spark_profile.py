@@ -13,7 +13,7 @@ from pyspark.sql import types as T
 
 from diabetes.contract import FEATURES, NUMERIC_FEATURES, PREDICTION, TARGET
 from diabetes.drift import CategoryProfile, NumericProfile, Profile, profile_like, reference_profile
-from diabetes.schema import read_dataset
+from diabetes.reading import read_dataset
 from diabetes_mlops.spark.profile import MAX_FIELDS, aggregation, batch_stats, wide_codegen
 
 NAN = float("nan")

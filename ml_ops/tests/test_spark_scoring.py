@@ -13,8 +13,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from tiers import sampled
 
+from diabetes.contract import FEATURES, NUMERIC_FEATURES, DataValidationError
 from diabetes.linear_form import NotLinear, linear_form
-from diabetes.schema import FEATURES, NUMERIC_FEATURES, DataValidationError
 from diabetes_mlops.runtime.errors import ParameterError
 from diabetes_mlops.runtime.parameters import read_arguments
 from diabetes_mlops.serving import served_model

@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from trained_models import FAST, train_validate_promote
 
-from diabetes.schema import DataValidationError
+from diabetes.contract import DataValidationError
 from diabetes_mlops.runtime.errors import ModelNotFoundError, ParameterError
 from diabetes_mlops.steps import batch_score, promote, train, validate
 from diabetes_mlops.steps.train import model_requirements
@@ -229,7 +229,7 @@ def test_validation_records_every_rmse_on_the_version(data_dir, model_name):
 
 
 def test_the_champion_is_compared_only_on_rows_it_was_not_trained_on(data_dir, model_name):
-    from diabetes.schema import read_dataset
+    from diabetes.reading import read_dataset
     from diabetes.training import row_fingerprints, split_holdout
 
     run_training(data_dir, model_name)  # seed 42

@@ -8,8 +8,7 @@ from conftest import BAD_TRAINING, write_bad_input
 from mlflow.tracking import MlflowClient
 from trained_models import FAST
 
-from diabetes.contract import FEATURES, TARGET
-from diabetes.schema import DataValidationError
+from diabetes.contract import FEATURES, TARGET, DataValidationError
 from diabetes_mlops.runtime.errors import ParameterError
 from diabetes_mlops.spark.training_data import (
     TrainingData,

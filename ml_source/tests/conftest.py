@@ -3,8 +3,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from diabetes.reading import read_dataset
 from diabetes.sample_data import sample_frames
-from diabetes.schema import read_dataset
 
 ML_DATA = Path(__file__).resolve().parents[2] / "ml_data"
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from diabetes.batch_check import check_frame
 from diabetes.contract import (
     FEATURES,
     NUMERIC_FEATURES,
@@ -23,7 +24,7 @@ from diabetes.contract import (
     sniff_text_file,
     value_problem,
 )
-from diabetes.schema import check_frame, read_csv_rows, read_dataset
+from diabetes.reading import read_csv_rows, read_dataset
 
 HEADER = "AGE,SEX,BMI,BP,S1,S2,S3,S4,S5,S6,Y"
 ROW = "59,Male,32.1,101,157,93.2,38,4,4.8598,87,151"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from matplotlib.colors import to_rgba
 
-from diabetes.contract import NUMERIC_FEATURES, PREDICTION, RANGES, SEX_VALUES
+from diabetes.contract import FEATURES, NUMERIC_FEATURES, PREDICTION, RANGES, SEX_VALUES, TARGET
 from diabetes.drift import (
     BINS,
     METRICS,
@@ -42,6 +42,7 @@ from diabetes.drift_report import (
     short_numbers,
 )
 from diabetes.pipeline import build_pipeline
+from diabetes.reading import read_dataset
 from diabetes.sample_data import (
     DRIFTED_FILE,
     drifted_batch,
@@ -49,7 +50,6 @@ from diabetes.sample_data import (
     sample_frames,
     write_drifted_batches,
 )
-from diabetes.schema import FEATURES, TARGET, read_dataset
 
 PROFILED = (*PROFILED_NUMERIC, *PROFILED_CATEGORICAL)
 SHIFTED = {"BMI", "S5", PREDICTION}  # what drifted_batch moves: two inputs and the prediction

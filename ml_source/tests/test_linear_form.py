@@ -9,9 +9,9 @@ from sklearn.linear_model import Lasso
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeRegressor
 
+from diabetes.contract import CATEGORICAL_FEATURE, FEATURES, NUMERIC_FEATURES
 from diabetes.linear_form import NotLinear, linear_form
 from diabetes.pipeline import build_pipeline
-from diabetes.schema import CATEGORICAL_FEATURE, FEATURES, NUMERIC_FEATURES
 
 
 def test_the_folded_form_predicts_what_the_model_predicts(trained):

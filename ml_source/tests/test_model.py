@@ -5,6 +5,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from diabetes.batch_check import validate_frame
+from diabetes.contract import FEATURES, NUMERIC_FEATURES, TARGET, DataValidationError
 from diabetes.evaluation import (
     evaluate,
     feature_statistics,
@@ -14,7 +16,6 @@ from diabetes.evaluation import (
     regression_metrics,
     residuals_plot,
 )
-from diabetes.schema import FEATURES, NUMERIC_FEATURES, TARGET, DataValidationError, validate_frame
 from diabetes.scoring import score_frame
 from diabetes.training import (
     DEFAULT_ALPHAS,

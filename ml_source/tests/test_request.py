@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from diabetes.batch_check import validate_frame
 from diabetes.contract import FEATURES, DataValidationError
-from diabetes.schema import validate_frame, validate_request
+from diabetes.request_check import validate_request
 
 ROW = {
     "AGE": 50.0, "SEX": "Male", "BMI": 25.0, "BP": 90.0, "S1": 150.0,

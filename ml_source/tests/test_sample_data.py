@@ -1,7 +1,7 @@
 import hashlib
 
+from diabetes.contract import FEATURES, NUMERIC_FEATURES, SEX_VALUES, TARGET
 from diabetes.sample_data import BATCH_FILE, RAW_FILE, main, sample_frames, write_sample_data
-from diabetes.schema import FEATURES, NUMERIC_FEATURES, SEX_VALUES, TARGET
 
 
 def digest(path) -> str:

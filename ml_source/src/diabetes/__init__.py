@@ -1,8 +1,10 @@
 """Diabetes progression model: pure ML (scikit-learn, pandas), no MLflow, Spark or Databricks."""
 
+from diabetes.batch_check import validate_frame
+from diabetes.contract import DataValidationError
 from diabetes.evaluation import evaluate, mean_baseline, regression_metrics
 from diabetes.pipeline import build_pipeline
-from diabetes.schema import DataValidationError, read_dataset, validate_frame
+from diabetes.reading import read_dataset
 from diabetes.scoring import score_frame
 from diabetes.training import TrainingConfig, TrainingResult, train_model
 

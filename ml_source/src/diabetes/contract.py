@@ -1,8 +1,8 @@
 """The data contract: what every row must satisfy, at training and at scoring, in every engine.
 
-Declared once here and evaluated by the pandas path (diabetes.schema) and by Spark
-(diabetes_mlops.spark_input), which also word their errors with the helpers below, so the two
-engines give the same verdict on the same file:
+Declared once here and evaluated with pandas (diabetes.batch_check, diabetes.request_check) and
+with Spark (diabetes_mlops.spark.inputs), which also word their errors with the helpers below, so
+the two engines give the same verdict on the same file:
 
 - **Numbers** are written as decimal numbers (`NUMBER_PATTERN`: digits, an optional fraction and
   exponent, a sign; `inf`/`infinity` are recognised only to be reported as non-finite). Anything
@@ -269,3 +269,23 @@ def sniff_text_file(head: bytes) -> str | None:
         if exc.start < len(head) - 3:  # not just a character cut at the end of the sample
             return f"is not UTF-8 text (byte 0x{head[exc.start]:02x} at offset {exc.start})"
     return None
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A line that does not parse as a row of the header's fields."""
+
+    row: int  # 1-based data row, as in "data row N" (blank lines are not rows)
+    text: str
+    problem: str
+
+
+def malformed_error(source: str, malformed: list[Malformed]) -> DataValidationError:
+    """The error for lines that do not parse: the first, and how many."""
+    first = malformed[0]
+    text = f": {first.text[:120]!r}" if first.text else ""
+    return DataValidationError(
+        source,
+        None,
+        f"data row {first.row}: {first.problem} ({count_phrase(len(malformed))}){text}",
+    )

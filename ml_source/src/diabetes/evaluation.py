@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score  # noqa: E402
 
-from diabetes.schema import FEATURES, TARGET  # noqa: E402
+from diabetes.contract import FEATURES, TARGET  # noqa: E402
 
 
 def regression_metrics(y_true, y_pred) -> dict[str, float]:

@@ -13,7 +13,7 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from diabetes.schema import CATEGORICAL_FEATURE, NUMERIC_FEATURES, SEX_VALUES
+from diabetes.contract import CATEGORICAL_FEATURE, NUMERIC_FEATURES, SEX_VALUES
 
 
 def build_pipeline(alpha: float = 1.0) -> Pipeline:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.datasets import load_diabetes
 
-from diabetes.schema import FEATURES, NUMERIC_FEATURES, RANGES, TARGET
+from diabetes.contract import FEATURES, NUMERIC_FEATURES, RANGES, TARGET
 
 RAW_FILE = "data_raw.csv"
 BATCH_FILE = "data_batch_input.csv"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from diabetes.batch_check import validate_frame
 from diabetes.contract import FEATURES, PREDICTION
-from diabetes.schema import validate_frame
 
 # Two engines computing one model (scikit-learn, the linear form in numpy or Spark, a scoring
 # server) agree to this absolute difference: float64 sums in another order differ by ~1e-13.
@@ -23,7 +23,7 @@ def score_frame(model, frame: pd.DataFrame, source: str = "input frame") -> pd.D
 
 
 def add_predictions(model, valid: pd.DataFrame) -> pd.DataFrame:
-    """A validated frame (diabetes.schema.check_frame) with its `prediction` column added."""
+    """A validated frame (diabetes.batch_check.check_frame) with its `prediction` column added."""
     scored = valid.copy()
     scored[PREDICTION] = model.predict(scored[list(FEATURES)]).astype("float64")
     return scored

@@ -10,9 +10,9 @@ import pandas as pd
 from sklearn.model_selection import GridSearchCV, KFold, train_test_split
 from sklearn.pipeline import Pipeline
 
+from diabetes.contract import FEATURES, TARGET, DataValidationError
 from diabetes.evaluation import regression_metrics
 from diabetes.pipeline import build_pipeline
-from diabetes.schema import FEATURES, TARGET, DataValidationError
 
 DEFAULT_ALPHAS: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 

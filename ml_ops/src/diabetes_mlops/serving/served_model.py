@@ -4,7 +4,7 @@ One MLflow model, two flavors. The `sklearn` flavor is the plain fitted pipeline
 validation and batch scoring load in-process; batch scoring checks whole inputs itself, with its
 own policies (quarantine, a tolerated share of unknown SEX codes). The `python_function` flavor,
 which every server loads (`mlflow models serve`, Databricks Model Serving, `spark_udf`), puts
-`diabetes.schema.validate_request` in front of the pipeline: MLflow's signature enforcement
+`diabetes.request_check.validate_request` in front of the pipeline: MLflow's signature enforcement
 expresses column types only, so the ranges and the SEX codes of the data contract travel inside
 the model, and any server refuses a request that breaks them with HTTP 400 naming the column,
 the value and the row. No separate server does the checking.
@@ -33,7 +33,7 @@ import diabetes
 import diabetes_mlops
 from diabetes.contract import DataValidationError
 from diabetes.linear_form import LinearForm, NotLinear, linear_form
-from diabetes.schema import validate_request
+from diabetes.request_check import validate_request
 
 SKLEARN = mlflow.sklearn.FLAVOR_NAME
 # The pyfunc loader every logged model names in its MLmodel file: a path that never moves

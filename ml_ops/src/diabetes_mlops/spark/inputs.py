@@ -48,7 +48,7 @@ from diabetes.contract import (
     unknown_share_problem,
     value_problem,
 )
-from diabetes.schema import read_head
+from diabetes.reading import read_head
 from diabetes_mlops.data.locations import driver_path
 from diabetes_mlops.runtime.errors import require_choice
 

@@ -2,10 +2,10 @@
 contract and fitted in pandas on the driver.
 
 Databricks teams keep training data in Delta tables; the sample data is a CSV file. CSV keeps
-its strict pandas reader (diabetes.schema.read_dataset, no Spark). The other formats are read
+its strict pandas reader (diabetes.reading.read_dataset, no Spark). The other formats are read
 with Spark (inputs.read_input: the same one-line read errors as batch scoring) and at most
 `max_training_rows` + 1 rows are collected, so a table too large for the driver is one clear line
-instead of an out-of-memory crash; then they are checked by diabetes.schema.check_frame
+instead of an out-of-memory crash; then they are checked by diabetes.batch_check.check_frame
 like the CSV rows, so every format gives the same verdict on the same values.
 
 A Delta source is read at one version, found first and then read AS OF it, so the lineage the
@@ -22,8 +22,9 @@ from typing import Any
 
 import pandas as pd
 
+from diabetes.batch_check import check_frame
 from diabetes.contract import FEATURES, TARGET, check_columns
-from diabetes.schema import check_frame, read_dataset
+from diabetes.reading import read_dataset
 from diabetes_mlops.data.locations import driver_path
 from diabetes_mlops.runtime.errors import ParameterError, require_choice
 from diabetes_mlops.spark import inputs
@@ -42,7 +43,7 @@ _TABLE_NAME = re.compile(rf"{_PART}(?:\.{_PART}){{0,2}}")
 class TrainingData:
     """The checked rows and where they came from."""
 
-    frame: pd.DataFrame  # the contract's columns, typed (diabetes.schema.check_frame's valid)
+    frame: pd.DataFrame  # the contract's columns, typed (diabetes.batch_check.check_frame's valid)
     location: str  # the path or the table name, as given
     fmt: str
     version: int | None = None  # the Delta version read; None for other sources

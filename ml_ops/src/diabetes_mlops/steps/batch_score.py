@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from diabetes.batch_check import check_frame
 from diabetes.contract import (
     BAD_ROW_POLICIES,
     DEFAULT_MAX_UNKNOWN_SHARE,
@@ -26,7 +27,7 @@ from diabetes.contract import (
     QUARANTINE,
     SCORED_AT,
 )
-from diabetes.schema import check_frame, read_csv_rows
+from diabetes.reading import read_csv_rows
 from diabetes.scoring import add_predictions
 from diabetes_mlops.data import output
 from diabetes_mlops.data.locations import OutputFolder

@@ -16,13 +16,13 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 from pyspark.sql import SparkSession
 
+from diabetes.contract import CATEGORICAL_FEATURE, FEATURES, TARGET
 from diabetes.drift import reference_profile
 from diabetes.evaluation import (
     feature_statistics_html,
     predicted_vs_actual_plot,
     residuals_plot,
 )
-from diabetes.schema import CATEGORICAL_FEATURE, FEATURES, TARGET
 from diabetes.training import (
     DEFAULT_ALPHAS,
     TrainingConfig,

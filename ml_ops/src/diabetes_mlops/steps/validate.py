@@ -19,8 +19,8 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from diabetes.batch_check import validate_frame
 from diabetes.evaluation import evaluate, mean_baseline
-from diabetes.schema import validate_frame
 from diabetes.training import row_fingerprints
 from diabetes_mlops.runtime.parameters import AtLeast
 from diabetes_mlops.steps.common import ExperimentName, ModelName, ModelRef, Registry

@@ -3,7 +3,9 @@ import logging
 import numpy as np
 import pytest
 
-from diabetes.schema import DataValidationError, read_dataset, read_table, validate_frame
+from diabetes.batch_check import validate_frame
+from diabetes.contract import DataValidationError
+from diabetes.reading import read_dataset, read_table
 
 HEADER = "AGE,SEX,BMI,BP,S1,S2,S3,S4,S5,S6,Y"
 ROW = "59,Male,32.1,101,157,93.2,38,4,4.8598,87,151"
