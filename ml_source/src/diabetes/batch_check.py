@@ -154,8 +154,7 @@ def parse_numbers(values: pd.Series, source: str, column: str) -> tuple[pd.Serie
         present = text.notna()
         shown = text.where(present, None)
         trimmed = shown[present].astype(str).str.strip(TRIMMED)
-        given = ~trimmed.str.lower().isin(MISSING_TEXTS)
-        trimmed = trimmed[given]
+        trimmed = trimmed[~missing_texts(trimmed)]
         is_number = trimmed.str.fullmatch(NUMBER_PATTERN)
         numbers = pd.Series(np.nan, index=values.index, dtype="float64")
         numbers[trimmed.index[is_number]] = trimmed[is_number].astype("float64")
@@ -172,9 +171,15 @@ def _sex(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """(SEX trimmed, missing texts as NaN; mask of values that are not a known category)."""
     text = values.astype("object").where(values.notna(), np.nan)
     text = text.map(lambda v: v.strip(TRIMMED) if isinstance(v, str) else v)
-    missing = text.isna() | text.map(lambda v: isinstance(v, str) and v.lower() in MISSING_TEXTS)
+    is_text = text.map(lambda v: isinstance(v, str)).astype(bool)
+    missing = text.isna() | (is_text & missing_texts(text.where(is_text, "")))
     text = text.where(~missing, np.nan)
     return text, text.notna() & ~text.isin(SEX_VALUES)
+
+
+def missing_texts(texts: pd.Series) -> pd.Series:
+    """contract.is_missing_text over a column of text, in one vectorised pass."""
+    return texts.astype(str).str.strip(TRIMMED).str.lower().isin(MISSING_TEXTS)
 
 
 def _check_unknown_share(unknown: pd.Series, rows: int, limit: float, source: str) -> None:

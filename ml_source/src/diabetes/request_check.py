@@ -13,13 +13,13 @@ from diabetes.batch_check import first_problem, parse_numbers
 from diabetes.contract import (
     CATEGORICAL_FEATURE,
     FEATURES,
-    MISSING_TEXTS,
     NUMERIC_FEATURES,
     RANGES,
     SEX_VALUES,
     TRIMMED,
     DataValidationError,
     check_columns,
+    is_missing_text,
     sex_problem,
     value_problem,
 )
@@ -81,6 +81,5 @@ def _request_sex(value: object) -> object:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, str):
-        text = value.strip(TRIMMED)
-        return None if text.lower() in MISSING_TEXTS else text
+        return None if is_missing_text(value) else value.strip(TRIMMED)
     return value

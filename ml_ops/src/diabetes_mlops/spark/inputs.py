@@ -449,11 +449,19 @@ def count_if(condition: Column) -> Column:
 
 
 def as_double(frame: DataFrame, column: str) -> Column:
-    """Numbers as doubles; text parsed leniently (try_cast: a bad value is null, and ANSI mode
-    does not fail the job); check_input has already rejected text that is not a number."""
-    if _is_text(frame, column):
-        return F.expr(f"try_cast(trim(`{column}`) AS DOUBLE)")
-    return F.col(column).cast("double")
+    """Numbers as doubles; see double_sql."""
+    return F.expr(double_sql(column, frame.schema[column].dataType))
+
+
+def double_sql(column: str, kind: T.DataType) -> str:
+    """A column as a double, in SQL: text trimmed, then parsed leniently (try_cast: a bad value
+    is null, and ANSI mode does not fail the job; check_input has already rejected text that is
+    not a number)."""
+    if isinstance(kind, T.StringType):
+        return f"try_cast(trim({quote_identifier(column)}) AS DOUBLE)"
+    if isinstance(kind, T.DoubleType):
+        return quote_identifier(column)
+    return f"CAST({quote_identifier(column)} AS DOUBLE)"
 
 
 def typed_features(frame: DataFrame, clean_text: bool = True) -> DataFrame:
@@ -466,6 +474,4 @@ def typed_features(frame: DataFrame, clean_text: bool = True) -> DataFrame:
     if not clean_text:
         return frame
     value = F.trim(F.col(CATEGORICAL_FEATURE))
-    return frame.withColumn(
-        CATEGORICAL_FEATURE, F.when(~F.lower(value).isin(*MISSING_TEXTS), value)
-    )
+    return frame.withColumn(CATEGORICAL_FEATURE, F.when(~_missing_text(value), value))

@@ -27,12 +27,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import types as T
 
 from diabetes.contract import CATEGORICAL_FEATURE, NUMERIC_FEATURES, PREDICTION, TARGET
 from diabetes.drift import CategoryProfile, NumericProfile, Profile
 from diabetes_mlops.spark.conf import temporary_conf
-from diabetes_mlops.spark.inputs import quote_identifier
+from diabetes_mlops.spark.inputs import double_sql, quote_identifier
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ class _Query:
         self.levels = {name: tuple(p.counts) for name, p in reference.categorical.items()}
         self.target = target if target in frame.columns else None
         types = {f.name: f.dataType for f in frame.schema.fields}
-        number = {name: _double(name, types[name]) for name in types}
+        number = {name: double_sql(name, types[name]) for name in types}
         found = ["count(1) AS rows"]
         for index, (name, edges) in enumerate(self.edges.items()):
             x = number[name]
@@ -178,16 +177,6 @@ class _Query:
             MAE: stats["absolute_error"] / n,
             LABELLED_ROWS: float(n),
         }
-
-
-def _double(column: str, kind: T.DataType) -> str:
-    """The column as a double, as spark_input.as_double reads it: text trimmed and parsed with
-    try_cast (a value that does not parse is null, and ANSI mode does not fail the job)."""
-    if isinstance(kind, T.StringType):
-        return f"try_cast(trim({quote_identifier(column)}) AS DOUBLE)"
-    if isinstance(kind, T.DoubleType):
-        return quote_identifier(column)
-    return f"CAST({quote_identifier(column)} AS DOUBLE)"
 
 
 def _double_literal(value: float) -> str:
