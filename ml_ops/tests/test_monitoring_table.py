@@ -30,6 +30,7 @@ from diabetes_mlops.data.monitoring_table import (
     replace_where,
 )
 from diabetes_mlops.data.output import MANIFEST, prepare_output
+from diabetes_mlops.data.ownership import TEMP_STALE_SECONDS
 from diabetes_mlops.runtime.errors import ParameterError
 from diabetes_mlops.tracking.runs import run_is_over
 
@@ -214,7 +215,7 @@ def test_a_writer_killed_mid_write_leaves_the_old_rows(table, tmp_path):
 
     again.write_batch("b2", batch("b2"))
     assert leftover[0] in os.listdir(folder)  # young: it could be a live writer's
-    old = time.time() - mt.TEMP_STALE_SECONDS - 60
+    old = time.time() - TEMP_STALE_SECONDS - 60
     os.utime(folder / leftover[0], (old, old))
     again.write_batch("b1", batch("b1", rows=300))
     assert not [n for n in os.listdir(folder) if n.startswith(".")]
@@ -228,6 +229,18 @@ def test_a_folder_left_with_only_a_half_written_marker_is_still_usable(tmp_path)
     table = MonitoringTable.prepare(str(folder), "parquet")
     table.write_batch("b1", batch("b1"))
     assert len(table.history()) == 4
+
+
+def test_a_users_file_named_like_a_temporary_file_is_neither_ours_nor_removed(tmp_path):
+    folder = tmp_path / "monitoring"
+    table = MonitoringTable.prepare(str(folder), "parquet")
+    table.write_batch("b1", batch("b1"))
+    theirs = folder / f".notes.{'0' * 32}.tmp"  # the pattern of a temporary file, not of ours
+    theirs.write_text("mine, keep")
+    old = time.time() - TEMP_STALE_SECONDS - 60
+    os.utime(theirs, (old, old))
+    refused(tmp_path, "also holds files it did not write (.notes.", folder)
+    assert theirs.read_text() == "mine, keep"
 
 
 def refused(tmp_path, message, location, fmt="parquet", named=None, **kwargs):

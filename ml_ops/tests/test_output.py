@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from diabetes_mlops.data import directory_swap, locations, output
 from diabetes_mlops.data.directory_swap import ExchangeUnsupported, exchange, recover, sibling
 from diabetes_mlops.data.output import MANIFEST, prepare_output, read_manifest
+from diabetes_mlops.data.ownership import TEMP_STALE_SECONDS
 from diabetes_mlops.runtime.errors import ParameterError
 from diabetes_mlops.tracking.runs import STALE_AFTER_SECONDS, run_is_over, use_experiment
 
@@ -272,6 +273,20 @@ def test_our_output_with_a_users_file_added_or_another_format_is_refused(tmp_pat
     refusal(tmp_path, out, "also holds files it did not write (notes.txt)")
 
 
+def test_a_manifest_half_written_in_place_is_ours_and_a_users_look_alike_is_not(tmp_path):
+    """A crash while the manifest of a Delta output is written in place leaves its hidden
+    temporary file: the folder is still ours. The same name for another file is not."""
+    out = tmp_path / "scores"
+    out.mkdir()
+    (out / f".{MANIFEST}.{'a' * 32}.tmp").write_text('{"written_by": "diab')
+    assert prepare_output(str(out), "parquet", engine="pandas").existing is None
+    write(out, 3)
+    (out / f".{MANIFEST}.{'b' * 32}.tmp").write_text("{")
+    assert prepare_output(str(out), "parquet", engine="pandas").existing["rows"] == 3
+    (out / f".notes.txt.{'c' * 32}.tmp").write_text("mine, keep")
+    refusal(tmp_path, out, "also holds files it did not write (.notes.txt.")
+
+
 def test_an_output_apart_from_the_input(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -355,3 +370,18 @@ def test_delta_is_claimed_before_its_first_commit_and_written_in_place(tmp_path)
     assert len(os.listdir(out / "_delta_log")) == 2  # two commits: Delta keeps its history
     assert [p.name for p in tmp_path.iterdir()] == ["table"]
     refusal(tmp_path, out, "holds a delta output of this project, not parquet")
+
+
+def test_a_delta_outputs_manifest_left_half_written_is_tidied_once_no_writer_can_own_it(tmp_path):
+    out = tmp_path / "table"
+    for rows, age in ((3, 0), (4, TEMP_STALE_SECONDS + 60)):
+        leftover = out / f".{MANIFEST}.{'d' * 32}.tmp"
+        if out.exists():  # what a writer killed while writing the manifest leaves
+            leftover.write_text('{"written_by"')
+            os.utime(leftover, (time.time() - age, time.time() - age))
+        target = prepare_output(str(out), "delta", engine="spark", spark=object())
+        target.begin(finished_run(), run_is_over)
+        target.write_spark(DeltaStandIn(rows))
+        target.commit({"model_version": "2"})
+        assert read_manifest(out)["rows"] == rows
+    assert not leftover.exists()

@@ -1,13 +1,14 @@
 """The drift monitoring table: one row per (batch, feature, metric), so drift can be
 followed batch after batch and alerted on, long after the monitor step's MLflow run.
 
-It follows output.py's rules, because a monitoring table sits next to data that is not ours:
+It follows the rules of every folder this project writes (data/ownership.py, shared with
+batch-scoring outputs), because a monitoring table sits next to data that is not ours:
 it is written only where nothing is, into an empty folder, or over a monitoring table this
 project wrote in the same format, recognised by its marker `_diabetes_mlops_monitoring.json`
 (format and schema version; Spark, pandas and pyarrow skip `_`/`.` files when they read a
 folder). Anything else there is refused with one ParameterError line before any work. The
 location rules (no `/`, no other stores, on Databricks /Volumes or dbfs:/ only, apart from the
-scored output and the input) are output.py's own, so the two cannot drift apart.
+scored output and the input) are data/locations.py's, so the two cannot drift apart.
 
     table = MonitoringTable.prepare(path, "parquet", others={"output_path": ..., "input_path": ...})
     table.write_batch(batch_id, rows)   # atomic, idempotent: a re-run replaces that batch's rows
@@ -26,19 +27,15 @@ Delta's own log; the marker is written before the first commit, as output.py doe
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import logging
 import os
 import re
-import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -47,6 +44,15 @@ import pyarrow.parquet as pq
 
 from diabetes_mlops.data import output
 from diabetes_mlops.data.locations import Location, check_apart, locate
+from diabetes_mlops.data.ownership import (
+    DELTA_LOG,
+    WRITTEN_BY,
+    inspect_claim,
+    read_claim,
+    remove_stale_temp_files,
+    write_atomically,
+    write_claim,
+)
 from diabetes_mlops.runtime.errors import ParameterError, first_line, require_choice
 
 log = logging.getLogger(__name__)
@@ -55,9 +61,6 @@ MARKER = "_diabetes_mlops_monitoring.json"
 SCHEMA_VERSION = 1
 FORMATS = ("parquet", "delta")
 PARQUET, DELTA = FORMATS
-# A temporary file younger than this may belong to a writer still at work; older, to a dead one.
-# Writing one batch file takes well under a second, so this is generous.
-TEMP_STALE_SECONDS = 15 * 60
 
 SCHEMA = pa.schema(
     [
@@ -96,15 +99,10 @@ PANDAS_DTYPES: dict[str, Any] = {
 }
 _TIMESTAMPS = tuple(f.name for f in SCHEMA if pa.types.is_timestamp(f.type))
 _BATCH_FILE = re.compile(r"batch-[0-9a-f]{20}\.parquet")
-# Only names of exactly this pattern are ever deleted: our own temporary files.
-_TEMP_FILE = re.compile(
-    rf"\.(?:batch-[0-9a-f]{{20}}\.parquet|{re.escape(MARKER)})\.[0-9a-f]{{32}}\.tmp"
-)
 # https://docs.databricks.com/delta/selective-overwrite.html: with mode("overwrite") and
 # option("replaceWhere", predicate), Delta atomically replaces the records matching the
 # predicate with the written data (validating that every written row matches it) and leaves
 # every other record alone, in one commit.
-_DELTA_LOG = "_delta_log"
 
 
 def batch_file_name(batch_id: str) -> str:
@@ -172,10 +170,10 @@ class MonitoringTable:
             return self._write_delta(batch_id, table)
         folder = self.location.path
         folder.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_temp_files()
+        remove_stale_temp_files(folder, _ours)
         if read_marker(folder) is None:  # claim the folder before the first batch file
             self._write_marker()
-        _write_atomically(folder / batch_file_name(batch_id), lambda f: pq.write_table(table, f))
+        write_atomically(folder / batch_file_name(batch_id), lambda f: pq.write_table(table, f))
         log.info("monitoring: %d rows of batch %r into %s", len(table), batch_id, folder)
         return table.num_rows
 
@@ -184,45 +182,22 @@ class MonitoringTable:
     def _inspect(self) -> dict[str, Any] | None:
         """The marker of our monitoring table at the location, None when nothing (or an empty
         folder) is there; anything else raises ParameterError saying what is there."""
-        path, refused = self.location.path, f"parameter '{self.parameter}': {self.location.given}"
-        entries = output.existing_entries(
-            self.location, self.parameter, "a monitoring table of this project"
+        marker = inspect_claim(
+            self.location,
+            self.parameter,
+            claim_file=MARKER,
+            noun="monitoring table",
+            kind="a monitoring table of this project",
+            fmt=self.fmt,
+            owned=None if self.fmt == DELTA else lambda _, name: _ours(name),
+            others={output.MANIFEST: "a batch-scoring output"},
         )
-        if entries is None:
-            return None
-        # A crash while claiming an empty folder leaves only our hidden marker temp file.
-        if not [e for e in entries if not _TEMP_FILE.fullmatch(e)]:
-            return None
-        marker = read_marker(path)
-        if marker is None:
-            if output.MANIFEST in entries:
-                what = "a batch-scoring output of this project"
-            elif _DELTA_LOG in entries:
-                what = "a Delta table this project did not write"
-            else:
-                what = f"{len(entries)} entries this project did not write"
+        if marker is not None and marker.get("schema_version") != SCHEMA_VERSION:
             raise ParameterError(
-                f"{refused} holds {what} ({output.some(entries)}), not a monitoring table;"
-                " nothing was changed: choose a new or empty folder"
+                f"parameter '{self.parameter}': {self.location.given} holds a monitoring table of"
+                f" schema version {marker.get('schema_version')}, this project writes version"
+                f" {SCHEMA_VERSION}; nothing was changed: choose another folder"
             )
-        if marker.get("format") != self.fmt:
-            raise ParameterError(
-                f"{refused} holds a {marker.get('format')} monitoring table of this project, not"
-                f" {self.fmt}; nothing was changed: choose another folder or the same format"
-            )
-        if marker.get("schema_version") != SCHEMA_VERSION:
-            raise ParameterError(
-                f"{refused} holds a monitoring table of schema version"
-                f" {marker.get('schema_version')}, this project writes version {SCHEMA_VERSION};"
-                " nothing was changed: choose another folder"
-            )
-        if self.fmt == PARQUET:
-            foreign = [e for e in entries if not _ours(e)]
-            if foreign:
-                raise ParameterError(
-                    f"{refused} is a monitoring table of this project but also holds files it"
-                    f" did not write ({output.some(foreign)}); nothing was changed"
-                )
         return marker
 
     # -- Parquet ----------------------------------------------------------------------------
@@ -246,28 +221,16 @@ class MonitoringTable:
             f" {problem}; move it away and run that batch's monitor again"
         )
 
-    def _remove_stale_temp_files(self) -> None:
-        """Temporary files of crashed writers: ours by name, and too old for a live writer."""
-        folder = self.location.path
-        for name in os.listdir(folder):
-            if not _TEMP_FILE.fullmatch(name):
-                continue
-            with contextlib.suppress(FileNotFoundError):  # another writer removed it first
-                if time.time() - (folder / name).stat().st_mtime > TEMP_STALE_SECONDS:
-                    (folder / name).unlink()
-                    log.warning("%s: removed %s, left by a writer that died", folder, name)
-
     def _write_marker(self) -> None:
         marker = {
-            "written_by": output.WRITTEN_BY,
+            "written_by": WRITTEN_BY,
             "table": "drift monitoring",
             "format": self.fmt,
             "schema_version": SCHEMA_VERSION,
             "columns": {f.name: str(f.type) for f in SCHEMA},
             "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        text = json.dumps(marker, indent=2, sort_keys=True) + "\n"
-        _write_atomically(self.location.path / MARKER, lambda f: f.write(text.encode()))
+        write_claim(self.location.path, MARKER, marker)
 
     # -- Delta (needs Delta Lake: exercised here only against a fake Spark) -------------------
 
@@ -275,7 +238,11 @@ class MonitoringTable:
         records = [tuple(row[c] for c in COLUMNS) for row in table.to_pylist()]
         frame = self.spark.createDataFrame(records, schema=_spark_schema())
         path = self.location.path
-        if (path / _DELTA_LOG).is_dir():
+        if (path / DELTA_LOG).is_dir():
+            # With mode("overwrite") and option("replaceWhere", predicate), Delta atomically
+            # replaces the records matching the predicate with the written data (validating that
+            # every written row matches it) and leaves every other record alone, in one commit:
+            # https://docs.databricks.com/delta/selective-overwrite.html
             writer = frame.write.format(DELTA).mode("overwrite")
             writer = writer.option("replaceWhere", replace_where(batch_id))
         else:  # the first batch creates the table; the marker claims the folder before it
@@ -288,7 +255,7 @@ class MonitoringTable:
         return table.num_rows
 
     def _delta_history(self) -> pd.DataFrame:
-        if not (self.location.path / _DELTA_LOG).is_dir():
+        if not (self.location.path / DELTA_LOG).is_dir():
             return _sorted(_with_dtypes(SCHEMA.empty_table().to_pandas()))
         # Timestamps travel as microseconds since the epoch: toPandas would otherwise turn
         # them into naive times in the session's time zone.
@@ -302,15 +269,7 @@ class MonitoringTable:
 
 def read_marker(folder: Path) -> dict[str, Any] | None:
     """The marker in `folder` if this project wrote it, else None."""
-    try:
-        marker = json.loads((folder / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    return (
-        marker
-        if isinstance(marker, dict) and marker.get("written_by") == output.WRITTEN_BY
-        else None
-    )
+    return read_claim(folder, MARKER)
 
 
 def replace_where(batch_id: str) -> str:
@@ -321,7 +280,8 @@ def replace_where(batch_id: str) -> str:
 
 
 def _ours(name: str) -> bool:
-    return name == MARKER or bool(_BATCH_FILE.fullmatch(name) or _TEMP_FILE.fullmatch(name))
+    """A file of a monitoring table, by name: its marker or a batch file."""
+    return name == MARKER or bool(_BATCH_FILE.fullmatch(name))
 
 
 def _format_parameter(parameter: str) -> str:
@@ -391,35 +351,6 @@ def _with_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["batch_time", "batch_id"], kind="stable", ignore_index=True)
-
-
-def _write_atomically(final: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write `final` whole or not at all: into a hidden temporary file beside it (readers skip
-    `.` files), flushed and fsynced, then renamed onto it in one step. An error removes the
-    temporary file; a crash leaves it, for _remove_stale_temp_files."""
-    temp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temp, "xb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-    _fsync_folder(final.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename durable where the filesystem allows it (FUSE mounts may refuse; the
-    rename is atomic either way)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _spark_schema() -> Any:

@@ -19,7 +19,6 @@ transaction log makes the overwrite atomic, and the manifest is written before i
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -29,12 +28,18 @@ from typing import Any
 
 from diabetes_mlops.data import directory_swap
 from diabetes_mlops.data.locations import Location, check_apart, locate
+from diabetes_mlops.data.ownership import (
+    WRITTEN_BY,
+    inspect_claim,
+    read_claim,
+    remove_stale_temp_files,
+    write_claim,
+)
 from diabetes_mlops.runtime.errors import ParameterError, require_choice
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "_diabetes_mlops_output.json"
-WRITTEN_BY = "diabetes-mlops"
 FORMATS = {"spark": ("parquet", "delta"), "pandas": ("parquet", "csv")}  # by engine
 OUTPUT_FORMATS = tuple(dict.fromkeys(fmt for formats in FORMATS.values() for fmt in formats))
 PANDAS_PART = "part-00000"
@@ -92,78 +97,23 @@ def require_delta(spark: Any, parameter: str = "output_format") -> None:
         ) from None
 
 
-def existing_entries(target: Location, parameter: str, kind: str) -> list[str] | None:
-    """The names in the folder at `target`, sorted; None when nothing is there. The rules every
-    folder this project writes shares: its parent must not be a file, and the location must be
-    no symbolic link and no file (`kind` names what the folder would be, for that line)."""
-    path, refused = target.path, f"parameter '{parameter}': {target.given}"
-    for parent in path.parents:
-        if os.path.lexists(parent):
-            if not parent.is_dir():
-                raise ParameterError(f"{refused} is under {parent}, which is a file")
-            break
-    if path.is_symlink():
-        raise ParameterError(f"{refused} is a symbolic link; give the folder itself")
-    if not path.exists():
-        return None
-    if not path.is_dir():
-        raise ParameterError(f"{refused} is a file, not {kind}; nothing was changed")
-    return sorted(os.listdir(path))
-
-
 def inspect_location(target: Location, fmt: str, parameter: str) -> dict[str, Any] | None:
     """The manifest of this project's output at `target`, None when nothing (or an empty folder)
     is there; anything else raises ParameterError saying what is there."""
-    entries = existing_entries(target, parameter, "an output folder of this project")
-    if not entries:
-        return None
-    refused = f"parameter '{parameter}': {target.given}"
-    manifest = read_manifest(target.path)
-    if manifest is None:
-        what = "a Delta table" if "_delta_log" in entries else f"{len(entries)} entries"
-        raise ParameterError(
-            f"{refused} holds {what} this project did not write ({some(entries)}); nothing was"
-            " changed: choose a new or empty folder"
-        )
-    if manifest.get("format") != fmt:
-        raise ParameterError(
-            f"{refused} holds a {manifest.get('format')} output of this project, not {fmt};"
-            " nothing was changed: choose another folder or remove that one"
-        )
-    if fmt != DELTA:
-        foreign = sorted(set(entries) - set(manifest.get("files", ())) - {MANIFEST})
-        if foreign:
-            raise ParameterError(
-                f"{refused} is an output of this project but also holds files it did not write"
-                f" ({some(foreign)}); nothing was changed"
-            )
-    return manifest
-
-
-def some(names: list[str], limit: int = 3) -> str:
-    """The first `limit` names and how many more: a line stays one line."""
-    more = f", ... {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
+    return inspect_claim(
+        target,
+        parameter,
+        claim_file=MANIFEST,
+        noun="output",
+        kind="an output folder of this project",
+        fmt=fmt,
+        owned=None if fmt == DELTA else lambda manifest, name: name in manifest.get("files", ()),
+    )
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:
     """The manifest in `folder` if this project wrote it, else None."""
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    return (
-        manifest
-        if isinstance(manifest, dict) and manifest.get("written_by") == WRITTEN_BY
-        else None
-    )
-
-
-def _write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:
-    """Written beside, then renamed: a manifest is whole or absent."""
-    partial = folder / f".{MANIFEST}.partial"
-    partial.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(partial, folder / MANIFEST)
+    return read_claim(folder, MANIFEST)
 
 
 # (run id, when its leftover was last written, in seconds since the epoch) -> whether it ended
@@ -208,9 +158,11 @@ class OutputTarget:
         self._run_is_over = run_is_over
         directory_swap.recover(self.location.path, MANIFEST, self._left_by_a_dead_run)
         self.existing = inspect_location(self.location, self.format, self.parameter)
+        if self.format == DELTA and self.existing is not None:  # written in place: tidy it
+            remove_stale_temp_files(self.location.path, lambda name: name == MANIFEST)
         if self.format == DELTA and self.existing is None:  # claim it before the first commit
             self.location.path.mkdir(parents=True, exist_ok=True)
-            _write_manifest(self.location.path, self._manifest({"state": "writing"}))
+            write_claim(self.location.path, MANIFEST, self._manifest({"state": "writing"}))
         return self
 
     def _left_by_a_dead_run(self, leftover: directory_swap.Leftover) -> bool:
@@ -270,7 +222,7 @@ class OutputTarget:
             return self.manifest
         try:
             self.manifest["files"] = sorted(os.listdir(self.staging.path))
-            _write_manifest(self.staging.path, self.manifest)
+            write_claim(self.staging.path, MANIFEST, self.manifest)
         except BaseException:
             self.discard()
             raise
@@ -281,7 +233,7 @@ class OutputTarget:
         if self.manifest is None:
             raise RuntimeError("nothing staged: call stage first")
         if self.format == DELTA:
-            _write_manifest(self.location.path, self.manifest)
+            write_claim(self.location.path, MANIFEST, self.manifest)
             return
         try:
             inspect_location(self.location, self.format, self.parameter)  # still ours or empty?
