@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from databricks.sdk import WorkspaceClient
 
 from diabetes_mlops.deploy.jobs import SERVING_STEP
-from diabetes_mlops.jobs.preflight import task_texts
-from diabetes_mlops.jobs.specs import REFERENCE, JobSpec
-from diabetes_mlops.runtime.parameters import read_arguments
+from diabetes_mlops.jobs.preflight import step_calls
+from diabetes_mlops.jobs.specs import JobSpec
 from diabetes_mlops.serving.rollout import EndpointSettings, endpoint_state
-from diabetes_mlops.steps.deploy_serving import deploy_serving, endpoint_settings
+from diabetes_mlops.steps.deploy_serving import endpoint_settings
 
 
 @dataclass(frozen=True)
@@ -45,18 +44,14 @@ def serving_plans(
     applied. The values were judged before (Deployer._specs), so they parse here."""
     plans = []
     wanted = inspect.signature(endpoint_settings).parameters
-    for spec in specs:
-        received = spec.task_parameters(parameters)
-        for task in spec.tasks:
-            if SERVING_STEP not in task.notebook.steps:
-                continue
-            texts = task_texts(task, received[task.key])
-            dynamic = {name for name, text in texts.items() if REFERENCE.search(text)}
-            arguments, _ = read_arguments(deploy_serving, texts.get, unknown=dynamic)
-            job = job_name_prefix + spec.name
-            if not arguments.get("serving_endpoint"):
-                plans.append(ServingPlan(job, task.key, None))
-                continue
-            settings = endpoint_settings(**{k: v for k, v in arguments.items() if k in wanted})
-            plans.append(ServingPlan(job, task.key, settings, endpoint_state(w, settings.name)))
+    for call in step_calls(specs, parameters):
+        if call.step_name != SERVING_STEP:
+            continue
+        arguments, _ = call.arguments()
+        job, task = job_name_prefix + call.spec.name, call.task.key
+        if not arguments.get("serving_endpoint"):
+            plans.append(ServingPlan(job, task, None))
+            continue
+        settings = endpoint_settings(**{k: v for k, v in arguments.items() if k in wanted})
+        plans.append(ServingPlan(job, task, settings, endpoint_state(w, settings.name)))
     return plans

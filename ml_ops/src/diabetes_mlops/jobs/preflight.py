@@ -13,8 +13,10 @@ the job runs, and are judged then (by `run_step`).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from diabetes_mlops.jobs.specs import REFERENCE, JobSpec, NotebookTask
 from diabetes_mlops.jobs.targets import LOCAL, load_target, target_names
@@ -28,33 +30,53 @@ def check_job_parameters(spec: JobSpec, overrides: Mapping[str, str] | None = No
 
     Each task is judged on what it would receive: every job parameter, its base parameters, the
     overrides that reach it, and its notebook's widget defaults for the rest."""
-    received = spec.task_parameters(overrides or {})
     problems: list[str] = []
     seen: set[str] = set()
-    for task in spec.tasks:
-        where = f"job '{spec.name}' task '{task.key}'"
-        texts = task_texts(task, received[task.key])
-        dynamic = {name for name, value in texts.items() if REFERENCE.search(value)}
-        for name in task.notebook.steps:
-            step = STEPS.get(name)
-            if step is None:
-                problem = (
-                    f"{task.notebook.path.name} runs '{name}', which is not a step of"
-                    f" diabetes_mlops.steps ({', '.join(STEPS)})"
-                )
-                found = [problem]
-            else:
-                _, found = read_arguments(step, texts.get, unknown=dynamic)
-            for problem in found:
-                if problem not in seen:  # a job parameter judged by several tasks: said once
-                    seen.add(problem)
-                    problems.append(f"{where}: {problem}")
+    for call in step_calls([spec], overrides or {}):
+        if call.step is None:
+            found = [
+                f"{call.task.notebook.path.name} runs '{call.step_name}', which is not a step of"
+                f" diabetes_mlops.steps ({', '.join(STEPS)})"
+            ]
+        else:
+            _, found = call.arguments()
+        for problem in found:
+            if problem not in seen:  # a job parameter judged by several tasks: said once
+                seen.add(problem)
+                problems.append(f"job '{spec.name}' task '{call.task.key}': {problem}")
     return problems
 
 
-def task_texts(task: NotebookTask, received: Mapping[str, str]) -> dict[str, str]:
-    """What `dbutils.widgets.get` answers in the task: a passed value, else the widget default."""
-    return {w.name: w.default for w in task.notebook.widgets.values()} | dict(received)
+@dataclass(frozen=True)
+class StepCall:
+    """A step as a task of a job calls it: the texts its widgets answer there (a passed value,
+    else the widget's default), and the names whose text holds a `{{...}}` reference, known only
+    when the job runs."""
+
+    spec: JobSpec
+    task: NotebookTask
+    step_name: str
+    step: Callable[..., Any] | None  # None: the notebook names no step of diabetes_mlops.steps
+    texts: dict[str, str]
+    dynamic: frozenset[str]
+
+    def arguments(self) -> tuple[dict[str, Any], list[str]]:
+        """The step's typed arguments, and a line per value its rules refuse."""
+        assert self.step is not None
+        return read_arguments(self.step, self.texts.get, unknown=set(self.dynamic))
+
+
+def step_calls(specs: Iterable[JobSpec], overrides: Mapping[str, str]) -> Iterator[StepCall]:
+    """Every step call of the specs' tasks when their jobs run with `overrides` (the rule of
+    JobSpec.task_parameters), in task order."""
+    for spec in specs:
+        received = spec.task_parameters(overrides)
+        for task in spec.tasks:
+            defaults = {w.name: w.default for w in task.notebook.widgets.values()}
+            texts = defaults | received[task.key]
+            dynamic = frozenset(name for name, text in texts.items() if REFERENCE.search(text))
+            for name in task.notebook.steps:
+                yield StepCall(spec, task, name, STEPS.get(name), texts, dynamic)
 
 
 def check_targets(config: str | Path, specs: list[JobSpec]) -> list[str]:
@@ -106,15 +128,11 @@ def data_location_clashes(config: str | Path, specs: list[JobSpec]) -> list[str]
 def data_locations(specs: list[JobSpec], parameters: Mapping[str, str]) -> dict[str, str]:
     """Every path a task of the specs reads or writes with these parameters -> who uses it."""
     found: dict[str, str] = {}
-    for spec in specs:
-        received = spec.task_parameters(parameters)
-        for task in spec.tasks:
-            texts = task_texts(task, received[task.key])
-            for step in (STEPS[s] for s in task.notebook.steps if s in STEPS):
-                for name, declared in declared_parameters(step).items():
-                    value = texts.get(name, "").strip()
-                    if declared.is_path and value and not REFERENCE.search(value):
-                        found.setdefault(_normal(value), f"job '{spec.name}' parameter '{name}'")
+    for call in step_calls(specs, parameters):
+        for name, declared in declared_parameters(call.step).items() if call.step else ():
+            value = call.texts.get(name, "").strip()
+            if declared.is_path and value and name not in call.dynamic:
+                found.setdefault(_normal(value), f"job '{call.spec.name}' parameter '{name}'")
     return found
 
 

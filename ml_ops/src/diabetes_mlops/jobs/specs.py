@@ -110,7 +110,7 @@ class JobSpec:
 
     @property
     def job_parameters(self) -> dict[str, str]:
-        return {p["name"]: p.get("default", "") for p in self.settings.get("parameters") or []}
+        return job_parameters(self.settings)
 
     def overrides_by_task(self, overrides: Mapping[str, str]) -> dict[str, dict[str, str]]:
         """Per task key, the overrides it takes (the rule of the local runner, the deployer and
@@ -151,7 +151,7 @@ def check_spec(path: str | Path, notebooks_dir: str | Path) -> JobSpec:
     if problems:
         raise SpecError(problems)
     problems += [f"{path}: {p}" for p in _placeholder_problems(settings)]
-    job_parameters = {p["name"]: p.get("default", "") for p in settings.get("parameters") or []}
+    defaults = job_parameters(settings)
     tasks: list[NotebookTask] = []
     every: list[Task] = []
     for index, task in enumerate(settings.get("tasks") or []):
@@ -163,7 +163,7 @@ def check_spec(path: str | Path, notebooks_dir: str | Path) -> JobSpec:
             every += [control] if control else []
             continue
         try:
-            tasks.append(_notebook_task(task, notebooks_dir, job_parameters))
+            tasks.append(_notebook_task(task, notebooks_dir, defaults))
         except (NotebookError, SpecError) as exc:
             problems.append(f"{where}: {exc}")
             continue
@@ -171,7 +171,7 @@ def check_spec(path: str | Path, notebooks_dir: str | Path) -> JobSpec:
         problems += [f"{where}: {p}" for p in _task_problems(task, tasks[-1])]
     if not settings.get("tasks"):
         problems.append(f"{path}: no tasks")
-    for name in job_parameters:
+    for name in defaults:
         if tasks and not any(name in t.notebook.widgets for t in tasks):
             problems.append(f"{path}: job parameter '{name}' is declared by no task's notebook")
     try:
@@ -266,6 +266,11 @@ def _placeholder_problems(settings: dict[str, Any]) -> list[str]:
 def _job_ids_in(value: Any) -> list[str]:
     names = sorted(set(JOB_ID.findall(json.dumps(value))))
     return [f"placeholder '${{job_id.{name}}}'" for name in names]
+
+
+def job_parameters(settings: Mapping[str, Any]) -> dict[str, str]:
+    """A job's parameters (JobSettings.parameters) with their default values."""
+    return {p["name"]: p.get("default", "") for p in settings.get("parameters") or []}
 
 
 def notebook_name(notebook_path: str) -> str:
