@@ -33,7 +33,7 @@ MARK = "BENCH "
 PHASES = [
     ("diabetes/reading.py", "read_dataset", "train: read + validate CSV"),
     ("diabetes/training.py", "train_model", "train: 5-fold CV over 9 alphas + refit"),
-    ("steps/train.py", "_log_result", "train: log params/metrics/tables/plots"),
+    ("tracking/training_run.py", "log_training", "train: log params/metrics/tables/plots"),
     ("mlflow/sklearn/__init__.py", "log_model", "train: log_model + register version"),
     ("diabetes_mlops/tracking/runs.py", "use_experiment", "all: experiment lookup"),
     ("steps/validate.py", "validate", "validate task"),

@@ -153,9 +153,9 @@ def spark_paths(spark, work: Path, model, clean_text: bool) -> dict[str, Callabl
 
     from diabetes.contract import FEATURES
     from diabetes.linear_form import linear_form
+    from diabetes_mlops.serving.served_model import model_signature
     from diabetes_mlops.spark.inputs import typed_features
     from diabetes_mlops.spark.scoring import prediction_column, rows_into_python_udfs
-    from diabetes_mlops.steps.train import model_signature
 
     mlflow.set_tracking_uri(f"sqlite:///{work}/mlflow.db")
     experiment = mlflow.create_experiment("bench", artifact_location=str(work / "artifacts"))

@@ -48,7 +48,6 @@ def log_model(local_root: Path) -> str:
     from diabetes.training import TrainingConfig, train_model
     from diabetes_mlops.local.store import tracking_uri
     from diabetes_mlops.serving import served_model
-    from diabetes_mlops.steps.train import SERIALIZATION, model_requirements, model_signature
 
     mlflow.set_tracking_uri(tracking_uri(local_root))
     frame = read_dataset(REPO / "ml_data" / "data_raw.csv", "training")
@@ -57,8 +56,7 @@ def log_model(local_root: Path) -> str:
     with mlflow.start_run(experiment_id=experiment):
         served_model.log_model(
             result.model, name="model", registered_model_name="bench",
-            signature=model_signature(), input_example=result.holdout[list(FEATURES)].head(3),
-            pip_requirements=model_requirements(), serialization_format=SERIALIZATION,
+            input_example=result.holdout[list(FEATURES)].head(3),
         )  # fmt: skip
     return "models:/bench/1"
 

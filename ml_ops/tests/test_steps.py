@@ -9,8 +9,8 @@ from trained_models import FAST, train_validate_promote
 
 from diabetes.contract import DataValidationError
 from diabetes_mlops.runtime.errors import ModelNotFoundError, ParameterError
+from diabetes_mlops.serving.served_model import model_requirements
 from diabetes_mlops.steps import batch_score, promote, train, validate
-from diabetes_mlops.steps.train import model_requirements
 from diabetes_mlops.steps.validate import decide
 from diabetes_mlops.tracking.registry import CHALLENGER, CHAMPION
 

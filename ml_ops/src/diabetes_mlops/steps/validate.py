@@ -7,24 +7,17 @@ less any row the champion was trained on. The verdict is written to the model ve
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 from typing import Annotated
 
 import mlflow
-import numpy as np
-import pandas as pd
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from diabetes.batch_check import validate_frame
 from diabetes.evaluation import evaluate, mean_baseline
-from diabetes.training import row_fingerprints
 from diabetes_mlops.runtime.parameters import AtLeast
 from diabetes_mlops.steps.common import ExperimentName, ModelName, ModelRef, Registry
-from diabetes_mlops.tracking.artifacts import HOLDOUT_ARTIFACT, TRAIN_ROWS_ARTIFACT
+from diabetes_mlops.tracking import training_run
 from diabetes_mlops.tracking.registry import (
     FAILED,
     NO_CHAMPION,
@@ -91,8 +84,8 @@ def validate(
     rival = current if current and str(current.version) != str(challenger.version) else None
     with tracked_run("validate"):
         mlflow.set_tags({"step": "validate", "model_version": challenger.version})
-        holdout = _holdout(challenger.run_id)
-        rows = holdout if rival is None else _unseen_by(rival, holdout)
+        holdout = training_run.load_holdout(challenger.run_id)
+        rows = holdout if rival is None else training_run.rows_unseen_by(rival, holdout)
         metrics: dict[str, float] = {"comparison_rows": len(rows)}
         if len(rows) < min_comparison_rows:
             verdict = Verdict(
@@ -141,26 +134,3 @@ def validate(
 
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}_{k}": v for k, v in metrics.items()}
-
-
-def _holdout(run_id: str) -> pd.DataFrame:
-    text = mlflow.artifacts.load_text(f"runs:/{run_id}/{HOLDOUT_ARTIFACT}")
-    return validate_frame(pd.read_csv(io.StringIO(text)), f"holdout of run {run_id}", "training")
-
-
-def _unseen_by(version: ModelVersion, holdout: pd.DataFrame) -> pd.DataFrame:
-    """The holdout rows `version` was not trained on: scoring a model on its own training rows
-    would flatter it (after a new split seed, say, or when new data arrives)."""
-    try:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=version.run_id, artifact_path=TRAIN_ROWS_ARTIFACT
-        )
-    except (MlflowException, OSError):
-        log.warning(
-            "champion version %s has no training-row fingerprints; comparing on the whole"
-            " holdout, which it may have been trained on",
-            version.version,
-        )
-        return holdout
-    seen = np.isin(row_fingerprints(holdout), np.load(path))
-    return holdout.loc[~seen].reset_index(drop=True)

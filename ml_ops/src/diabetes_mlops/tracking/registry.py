@@ -81,6 +81,15 @@ def load_version(version: ModelVersion):
     return mlflow.sklearn.load_model(f"models:/{version.name}/{version.version}")
 
 
+def register_challenger(name: str, version: str, tags: dict) -> ModelVersion:
+    """A newly registered version becomes the challenger, with its tags."""
+    client = MlflowClient()
+    set_alias(client, name, CHALLENGER, version)
+    registered = client.get_model_version(name, version)
+    set_version_tags(client, registered, tags)
+    return registered
+
+
 def set_version_tags(client: MlflowClient, version: ModelVersion, tags: dict) -> None:
     for key, value in tags.items():
         client.set_model_version_tag(version.name, version.version, key, str(value))
