@@ -138,6 +138,6 @@ integration-test: deploy run-diabetes-model-training run-diabetes-batch-scoring 
 
 clean: ## remove local runs, builds and caches (keeps .venv)
 	rm -rf $(LOCAL_ROOT) dist build ml_source/build ml_ops/build .pytest_cache .ruff_cache \
-	  .coverage htmlcov .hypothesis
+	  .import_linter_cache .grimp_cache .coverage htmlcov .hypothesis
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 	find . -path ./$(VENV) -prune -o -name '*.egg-info' -type d -exec rm -rf {} +

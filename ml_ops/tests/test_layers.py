@@ -1,5 +1,6 @@
-"""The layer contract (pyproject.toml, docs/architecture.md) holds on the tree, and fails on an
-import that points up or makes the ML library impure."""
+"""The layer contracts (pyproject.toml, docs/architecture.md) hold on the tree, and fail on an
+import that points up, crosses between sibling layers, makes a cycle or makes the ML library
+impure."""
 
 from __future__ import annotations
 
@@ -46,9 +47,12 @@ def test_the_tree_keeps_every_contract():
         ("diabetes_mlops/spark/scoring.py", "from diabetes_mlops.tracking import registry",
          "diabetes_mlops.spark.scoring -> diabetes_mlops.tracking.registry"),
         ("diabetes/drift.py", "import mlflow", "diabetes.drift -> mlflow"),
+        ("diabetes_mlops/data/output.py", "import diabetes_mlops.data.monitoring_table",
+         "- .output -> .monitoring_table"),
     ],
     ids=["runtime imports the cli", "a step imports deploy tooling",
-         "one adapter imports another", "the ML library imports MLflow"],
+         "one adapter imports another", "the ML library imports MLflow",
+         "two modules of a package import each other"],
 )  # fmt: skip
 def test_an_import_against_the_layers_breaks_the_contract(tmp_path, module, added, broken):
     sources = copy_of_the_sources(tmp_path)

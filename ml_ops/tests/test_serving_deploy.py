@@ -22,6 +22,12 @@ from diabetes_mlops.jobs.targets import ConfigError, load_target
 from diabetes_mlops.local.dbutils import LocalDbutils
 from diabetes_mlops.local.runner import LocalRunner
 from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.serving.endpoint_config import (
+    Champion,
+    EndpointSettings,
+    InferenceTable,
+    scaled,
+)
 from diabetes_mlops.serving.names import endpoint_name_problem, user_slug
 from diabetes_mlops.serving.rollout import (
     CREATED,
@@ -32,15 +38,11 @@ from diabetes_mlops.serving.rollout import (
     TASK_MARGIN_SECONDS,
     UNCHANGED,
     UPDATED,
-    Champion,
     Clock,
-    EndpointSettings,
-    InferenceTable,
     RolloutError,
-    _query_budget,
-    _scaled,
     follow_champion,
 )
+from diabetes_mlops.serving.smoke_test import query_budget
 from diabetes_mlops.steps import deploy_serving, run_step, train
 from diabetes_mlops.tracking.registry import load_version
 from diabetes_mlops.tracking.runs import use_experiment
@@ -518,12 +520,12 @@ def test_no_champion_means_no_endpoint_and_no_error(w, fake_workspace):
     assert fake_workspace.endpoints == {} and not fake_workspace.calls("POST")
 
 
-def test_shares_and_query_budget():
-    assert _scaled({"a": 100}, 90) == {"a": 90}
-    assert _scaled({"a": 70, "b": 30}, 90) == {"a": 63, "b": 27}
-    three = _scaled({"a": 1, "b": 1, "c": 1}, 80)
+def test_shares_andquery_budget():
+    assert scaled({"a": 100}, 90) == {"a": 90}
+    assert scaled({"a": 70, "b": 30}, 90) == {"a": 63, "b": 27}
+    three = scaled({"a": 1, "b": 1, "c": 1}, 80)
     assert sum(three.values()) == 80 and max(three.values()) - min(three.values()) == 1
-    assert _query_budget(10) == 132 and _query_budget(1) == 1375 and _query_budget(99) == 3
+    assert query_budget(10) == 132 and query_budget(1) == 1375 and query_budget(99) == 3
 
 
 def test_endpoint_names_and_user_slugs():

@@ -13,7 +13,8 @@ from databricks.sdk import WorkspaceClient
 from diabetes_mlops.deploy.jobs import SERVING_STEP
 from diabetes_mlops.jobs.preflight import step_calls
 from diabetes_mlops.jobs.specs import JobSpec
-from diabetes_mlops.serving.rollout import EndpointSettings, endpoint_state
+from diabetes_mlops.serving.endpoint_config import EndpointSettings
+from diabetes_mlops.serving.rollout import endpoint_state
 from diabetes_mlops.steps.deploy_serving import endpoint_settings
 
 

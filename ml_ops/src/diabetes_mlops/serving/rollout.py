@@ -28,32 +28,30 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from dataclasses import dataclass
+from typing import NoReturn
 
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import DatabricksError, NotFound
 from databricks.sdk.service.serving import (
-    AiGatewayConfig,
     AiGatewayInferenceTableConfig,
     DataframeSplitInput,
     EndpointCoreConfigInput,
-    EndpointCoreConfigOutput,
-    EndpointPendingConfig,
     EndpointStateConfigUpdate,
     EndpointStateReady,
-    Route,
     ServedEntityInput,
     ServingEndpointDetailed,
-    TrafficConfig,
 )
 
-from diabetes.scoring import same_prediction
 from diabetes_mlops.runtime.errors import UserError, first_line
+from diabetes_mlops.serving import endpoint_config, smoke_test
+from diabetes_mlops.serving.endpoint_config import (
+    Champion,
+    EndpointSettings,
+    Served,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +62,7 @@ CREATED, UNCHANGED, UPDATED, ROLLED_OUT, NO_CHAMPION = (
     "rolled_out",
     "no_champion",
 )
-WORKLOAD_SIZES = ("Small", "Medium", "Large")  # the documented sizes (ServedEntityInput)
+
 POLL_SECONDS = 10.0
 # serving_timeout_seconds is at most this, so that the rollout's deadline, the rollback's budget
 # and TASK_MARGIN_SECONDS (notebook start, the model loaded for the expected predictions, the
@@ -72,60 +70,7 @@ POLL_SECONDS = 10.0
 # specs): 2 x 2400 + 600 = 5400.
 MAX_TIMEOUT_SECONDS = 2400
 TASK_MARGIN_SECONDS = 600
-# How unlikely a canary that works is to be missed by the smoke test's queries (it gets only
-# canary_percent of them): queries are sent until the canary answered or this is reached.
-MISS_PROBABILITY = 1e-6
 _FAILED = (EndpointStateConfigUpdate.UPDATE_FAILED, EndpointStateConfigUpdate.UPDATE_CANCELED)
-
-
-@dataclass(frozen=True)
-class InferenceTable:
-    """Where the AI gateway logs served requests: tables `<catalog>.<schema>.<prefix>_*`."""
-
-    catalog: str
-    schema: str
-    prefix: str
-
-    @classmethod
-    def parse(cls, text: str) -> InferenceTable | None:
-        """`catalog.schema.prefix`, or None for an empty text (no inference table). Lower-cased:
-        Unity Catalog stores names so, and the endpoint reports them so."""
-        return cls(*text.lower().split(".")) if text else None
-
-    def __str__(self) -> str:
-        return f"{self.catalog}.{self.schema}.{self.prefix}"
-
-
-@dataclass(frozen=True)
-class EndpointSettings:
-    """What the target asks of its endpoint (deploy.yml parameters, via the job)."""
-
-    name: str
-    model_name: str
-    workload_size: str = "Small"
-    scale_to_zero: bool = True
-    canary_percent: int = 10
-    inference_table: InferenceTable | None = None
-    timeout_seconds: float = 1200.0
-
-    def describe(self) -> str:
-        table = self.inference_table or "none"
-        return (
-            f"model {self.model_name} @champion, workload {self.workload_size}, scale to zero"
-            f" {'on' if self.scale_to_zero else 'off'}, canary {self.canary_percent} %,"
-            f" inference table {table}, rollout within {self.timeout_seconds:g} s"
-            f" (a rollback within as long again)"
-        )
-
-
-@dataclass(frozen=True)
-class Champion:
-    """The version to serve, sample rows (dataframe_split) and what the model predicts for them."""
-
-    version: str
-    columns: list[str]
-    rows: list[list[Any]]
-    expected: list[float]
 
 
 @dataclass(frozen=True)
@@ -173,28 +118,6 @@ class _Budget:
         return f"the {self.what}'s {self.seconds:g} s"
 
 
-@dataclass
-class _Served:
-    """The part of an endpoint's config a rollback restores: its entities and traffic."""
-
-    entities: list[ServedEntityInput] = field(default_factory=list)
-    routes: dict[str, int] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        if not self.entities:
-            return "nothing"
-        return ", ".join(
-            f"version {e.entity_version} ({self.routes.get(e.name or '', 0)} %)"
-            for e in self.entities
-        )
-
-    def versions(self, model_name: str) -> list[str]:
-        """The versions of `model_name` it serves (at any share), in order."""
-        return [
-            e.entity_version or "" for e in self.entities if _same_name(e.entity_name, model_name)
-        ]
-
-
 def follow_champion(
     w: WorkspaceClient,
     settings: EndpointSettings,
@@ -232,12 +155,12 @@ def endpoint_state(w: WorkspaceClient, name: str) -> str:
         )
     if endpoint is None:
         return "absent (created with the first champion)"
-    text = f"serving {_served(endpoint).describe()}"
+    text = f"serving {endpoint_config.served(endpoint).describe()}"
     state = endpoint.state
     if state and state.config_update and state.config_update.value != "NOT_UPDATING":
         text += f", config update {state.config_update.value}"
         if state.config_update == EndpointStateConfigUpdate.IN_PROGRESS and endpoint.pending_config:
-            text += f" to {_served_config(endpoint.pending_config).describe()}"
+            text += f" to {endpoint_config.served_in(endpoint.pending_config).describe()}"
     if state and state.ready:
         text += f", {state.ready.value}"
     return text
@@ -257,10 +180,10 @@ class _Rollout:
         self.on_failure, self.clock = on_failure, clock
         self.rolled_back = functools.cache(rolled_back)  # one look per version and run
         self.api = w.serving_endpoints
-        self.entity = _entity_name(settings.model_name, champion.version)
+        self.entity = endpoint_config.entity_name(settings.model_name, champion.version)
         self.deadline = _Budget(clock, settings.timeout_seconds, "rollout")
-        self.before = _Served()  # what the endpoint served when the rollout began
-        self.sent: list[_Served] = []  # the configs this run sent (or tried to), in order
+        self.before = Served()  # what the endpoint served when the rollout began
+        self.sent: list[Served] = []  # the configs this run sent (or tried to), in order
         self.seen: ServingEndpointDetailed | None = None  # the endpoint as last read
 
     def run(self) -> Outcome:
@@ -276,7 +199,7 @@ class _Rollout:
             self._apply_gateway(current)
         except Exception as failure:
             self._fail(_reason(failure), self._unchanged)
-        self.before = _served(current)
+        self.before = endpoint_config.served(current)
         if self._serves_champion(self.before):
             log.info("endpoint %s already serves version %s: nothing to change", name, version)
             return Outcome(UNCHANGED, name, version)
@@ -303,9 +226,9 @@ class _Rollout:
                 config=EndpointCoreConfigInput(
                     name=name,
                     served_entities=target.entities,
-                    traffic_config=_traffic(target.routes),
+                    traffic_config=endpoint_config.traffic(target.routes),
                 ),
-                ai_gateway=_gateway(table) if table else None,
+                ai_gateway=endpoint_config.gateway(table) if table else None,
             )
             undo = self._delete_created  # ours from here on: we just created it
             self._wait(self.deadline)
@@ -329,11 +252,13 @@ class _Rollout:
             self._smoke_test(shared=False)
             return UPDATED
         share = self.settings.canary_percent
-        canary = _Served(
+        canary = Served(
             kept.entities + target.entities,
-            _scaled(kept.routes, 100 - share) | {self.entity: share},
+            endpoint_config.scaled(kept.routes, 100 - share) | {self.entity: share},
         )
-        if _same(before, canary):  # a canary an earlier run left: tested again, not resent
+        if endpoint_config.same(
+            before, canary
+        ):  # a canary an earlier run left: tested again, not resent
             log.info("canary already in place: %s", canary.describe())
         else:
             log.info("canary: %s on %s", canary.describe(), self.settings.name)
@@ -391,10 +316,12 @@ class _Rollout:
             endpoint = self._wait(
                 budget, until_idle=True, reason="the failed update to end", check_pending=True
             )
-            current = _served(endpoint)
-            if _same(current, restore):
+            current = endpoint_config.served(endpoint)
+            if endpoint_config.same(current, restore):
                 return f"it still serves {restore.describe()}"
-            if not any(_same(current, config) for config in [self.before, *self.sent]):
+            if not any(
+                endpoint_config.same(current, config) for config in [self.before, *self.sent]
+            ):
                 raise _Foreign(f"it serves {current.describe()}, a config this run did not send")
             log.info("rolling %s back to %s", self.settings.name, restore.describe())
             self._send(restore)
@@ -414,39 +341,41 @@ class _Rollout:
                 " this task finishes the job"
             )
 
-    def _restore_target(self) -> _Served:
+    def _restore_target(self) -> Served:
         """What a rollback puts back: the previous config without versions whose rollout was
         rolled back (their shares go to the others); the previous config itself if nothing
         else is left, so that the endpoint never serves nothing."""
         trusted = self._trusted(self.before)
         return trusted if trusted.entities else self.before
 
-    def _trusted(self, served: _Served, leave_out: str | None = None) -> _Served:
+    def _trusted(self, served: Served, leave_out: str | None = None) -> Served:
         """`served` without the entities of version `leave_out` and of versions whose rollout
         was rolled back, their traffic shared by the others in proportion (to 100 %)."""
         model = self.settings.model_name
         entities = [
             e
             for e in served.entities
-            if not _same_name(e.entity_name, model)
+            if not endpoint_config.same_name(e.entity_name, model)
             or (e.entity_version != leave_out and not self.rolled_back(e.entity_version or ""))
         ]
         names = [e.name or "" for e in entities]
-        return _Served(entities, _scaled({n: served.routes.get(n, 0) for n in names}, 100))
+        return Served(
+            entities, endpoint_config.scaled({n: served.routes.get(n, 0) for n in names}, 100)
+        )
 
     def _serving_now(self) -> str:
         """What the endpoint serves as last read, and the update Databricks is still deploying."""
         if self.seen is None:
             return "see the endpoint's page for what it serves"
-        text = f"it serves {_served(self.seen).describe()}"
+        text = f"it serves {endpoint_config.served(self.seen).describe()}"
         state = self.seen.state
         if state and state.config_update == EndpointStateConfigUpdate.IN_PROGRESS:
-            pending = _served_config(self.seen.pending_config).describe()
+            pending = endpoint_config.served_in(self.seen.pending_config).describe()
             text += f" while Databricks still deploys {pending} (an update cannot be cancelled)"
         return text
 
     # --- requests ----------------------------------------------------------------------------
-    def _target(self) -> _Served:
+    def _target(self) -> Served:
         """The champion alone at 100 %, with the target's settings."""
         entity = ServedEntityInput(
             name=self.entity,
@@ -455,15 +384,15 @@ class _Rollout:
             workload_size=self.settings.workload_size,
             scale_to_zero_enabled=self.settings.scale_to_zero,
         )
-        return _Served([entity], {self.entity: 100})
+        return Served([entity], {self.entity: 100})
 
-    def _send(self, config: _Served) -> None:
+    def _send(self, config: Served) -> None:
         # Counted as sent before the request: one the SDK retried may have been applied.
         self.sent.append(config)
         self.api.update_config(
             self.settings.name,
             served_entities=config.entities,
-            traffic_config=_traffic(config.routes),
+            traffic_config=endpoint_config.traffic(config.routes),
         )
 
     def _wait(
@@ -481,8 +410,10 @@ class _Rollout:
             update = endpoint.state.config_update if endpoint.state else None
             ready = endpoint.state.ready if endpoint.state else None
             if check_pending and update == EndpointStateConfigUpdate.IN_PROGRESS:
-                pending = _served_config(endpoint.pending_config)
-                if endpoint.pending_config and not (self.sent and _same(pending, self.sent[-1])):
+                pending = endpoint_config.served_in(endpoint.pending_config)
+                if endpoint.pending_config and not (
+                    self.sent and endpoint_config.same(pending, self.sent[-1])
+                ):
                     raise _Foreign(
                         f"an update to {pending.describe()} this run did not send is in progress"
                     )
@@ -508,13 +439,15 @@ class _Rollout:
         only the canary's share while `shared`), and compare its predictions with the model's."""
         champion = self.champion
         rows = DataframeSplitInput(columns=champion.columns, data=champion.rows)
-        budget = _query_budget(self.settings.canary_percent) if shared else 1
+        budget = smoke_test.query_budget(self.settings.canary_percent) if shared else 1
         for _ in range(budget):
             answer = self.api.query(self.settings.name, dataframe_split=rows)
             served_by = answer.served_model_name
             if served_by != self.entity and (shared or served_by is not None):
                 continue  # the current version answered: not what is being tested
-            _compare(answer.predictions or [], champion)
+            wrong = smoke_test.problem(answer.predictions or [], champion)
+            if wrong:
+                raise _Failure(wrong)
             log.info("smoke test: %d rows served as predicted", len(champion.expected))
             return
         raise _Failure(f"smoke test: the canary did not answer any of {budget} queries")
@@ -525,8 +458,8 @@ class _Rollout:
         gateway = endpoint.ai_gateway
         have = gateway.inference_table_config if gateway else None
         table = self.settings.inference_table
-        want = _gateway(table).inference_table_config if table else None
-        if _same_table(have, want):
+        want = endpoint_config.gateway(table).inference_table_config if table else None
+        if endpoint_config.same_table(have, want):
             return
         kept = {
             "fallback_config": gateway.fallback_config if gateway else None,
@@ -541,13 +474,13 @@ class _Rollout:
             self.api.put_ai_gateway(self.settings.name, inference_table_config=want, **kept)
         log.info("endpoint %s: inference table %s", self.settings.name, table or "disabled")
 
-    def _serves_champion(self, served: _Served) -> bool:
+    def _serves_champion(self, served: Served) -> bool:
         if len(served.entities) != 1 or served.routes.get(self.entity) != 100:
             return False
         entity = served.entities[0]
         return (
             entity.name == self.entity
-            and _same_name(entity.entity_name, self.settings.model_name)
+            and endpoint_config.same_name(entity.entity_name, self.settings.model_name)
             and entity.entity_version == self.champion.version
             and entity.workload_size == self.settings.workload_size
             and bool(entity.scale_to_zero_enabled) == self.settings.scale_to_zero
@@ -560,140 +493,6 @@ def _get(w: WorkspaceClient, name: str) -> ServingEndpointDetailed | None:
         return w.serving_endpoints.get(name)
     except NotFound:
         return None
-
-
-def _served(endpoint: ServingEndpointDetailed) -> _Served:
-    """What the endpoint serves now (its active config)."""
-    return _served_config(endpoint.config)
-
-
-def _served_config(config: EndpointCoreConfigOutput | EndpointPendingConfig | None) -> _Served:
-    """The entities and traffic of an active or pending config."""
-    if config is None or not config.served_entities:
-        return _Served()
-    entities = [_as_input(e.as_dict()) for e in config.served_entities]
-    routes = {
-        route.served_model_name or route.served_entity_name or "": route.traffic_percentage
-        for route in (config.traffic_config.routes or [] if config.traffic_config else [])
-    }
-    if not routes and len(entities) == 1:  # one entity without a traffic config gets it all
-        routes = {entities[0].name or "": 100}
-    return _Served(entities, routes)
-
-
-def _as_input(entity: dict[str, Any]) -> ServedEntityInput:
-    """A served entity as the endpoint reports it, as an update sends it again. A workload size
-    and provisioned concurrency bounds may not be sent together (ServedEntityInput docstrings),
-    so bounds the endpoint derived from a size are left out."""
-    if entity.get("workload_size"):
-        entity = {k: v for k, v in entity.items() if not k.endswith("_provisioned_concurrency")}
-    return ServedEntityInput.from_dict(entity)
-
-
-def _same(one: _Served, other: _Served) -> bool:
-    def key(served: _Served) -> tuple:
-        entities = sorted(
-            (
-                e.name or "",
-                (e.entity_name or "").lower(),
-                e.entity_version or "",
-                e.workload_size or "",
-                bool(e.scale_to_zero_enabled),
-            )
-            for e in served.entities
-        )
-        return tuple(entities), tuple(sorted(served.routes.items()))
-
-    return key(one) == key(other)
-
-
-def _same_name(one: str | None, other: str | None) -> bool:
-    """Model names as Unity Catalog compares them: without regard to case."""
-    return (one or "").lower() == (other or "").lower()
-
-
-def _entity_name(model_name: str, version: str) -> str:
-    """`main.diabetes.diabetes`, 3 -> `diabetes-3` (served entity names: letters, digits, '-',
-    '_'; the SDK's default, `<entity_name>-<version>`, would keep the dots)."""
-    short = re.sub(r"[^A-Za-z0-9_-]+", "-", model_name.rsplit(".", 1)[-1]).strip("-")
-    return f"{short or 'model'}-{version}"
-
-
-def _traffic(routes: dict[str, int]) -> TrafficConfig:
-    return TrafficConfig(
-        routes=[Route(served_model_name=n, traffic_percentage=p) for n, p in routes.items()]
-    )
-
-
-def _scaled(routes: dict[str, int], total: int) -> dict[str, int]:
-    """The routes' shares scaled to `total`, as integers that add up to it exactly (largest
-    remainder first)."""
-    whole = sum(routes.values())
-    if not whole:  # no shares at all: equal ones
-        routes, whole = dict.fromkeys(routes, 1), len(routes) or 1
-    exact = {name: share * total / whole for name, share in routes.items()}
-    scaled = {name: math.floor(value) for name, value in exact.items()}
-    by_remainder = sorted(exact, key=lambda n: exact[n] - scaled[n], reverse=True)
-    for name in by_remainder[: total - sum(scaled.values())]:
-        scaled[name] += 1
-    return scaled
-
-
-def _query_budget(canary_percent: int) -> int:
-    """Queries needed so that a canary that gets `canary_percent` % of them answers none with
-    probability below MISS_PROBABILITY (10 % -> 132 queries, 1 % -> 1375)."""
-    return math.ceil(math.log(MISS_PROBABILITY) / math.log(1 - canary_percent / 100))
-
-
-def _compare(predictions: list[Any], champion: Champion) -> None:
-    expected = champion.expected
-    if len(predictions) != len(expected):
-        raise _Failure(
-            f"smoke test: {len(predictions)} predictions for {len(expected)} sample rows"
-        )
-    for row, (served, own) in enumerate(zip(predictions, expected, strict=True)):
-        value = _number(served)
-        if value is None or not same_prediction(value, own):
-            raise _Failure(
-                f"smoke test: row {row}: the endpoint answered {served!r}, version"
-                f" {champion.version} predicts {own!r}"
-            )
-
-
-def _number(prediction: Any) -> float | None:
-    """A prediction as a number: a plain number, or a one-item list or mapping around one."""
-    if isinstance(prediction, dict) and len(prediction) == 1:
-        prediction = next(iter(prediction.values()))
-    if isinstance(prediction, list) and len(prediction) == 1:
-        prediction = prediction[0]
-    if isinstance(prediction, bool) or not isinstance(prediction, int | float):
-        return None
-    return float(prediction)
-
-
-def _gateway(table: InferenceTable) -> AiGatewayConfig:
-    return AiGatewayConfig(
-        inference_table_config=AiGatewayInferenceTableConfig(
-            catalog_name=table.catalog,
-            schema_name=table.schema,
-            table_name_prefix=table.prefix,
-            enabled=True,
-        )
-    )
-
-
-def _same_table(
-    have: AiGatewayInferenceTableConfig | None, want: AiGatewayInferenceTableConfig | None
-) -> bool:
-    """Unity Catalog names are case-insensitive (stored lower-case), so compared so."""
-    if want is None:
-        return have is None or not have.enabled
-
-    def key(config: AiGatewayInferenceTableConfig) -> tuple[str, str, str]:
-        names = (config.catalog_name, config.schema_name, config.table_name_prefix)
-        return tuple((name or "").lower() for name in names)  # type: ignore[return-value]
-
-    return have is not None and bool(have.enabled) and key(have) == key(want)
 
 
 def _reason(exc: Exception) -> str:

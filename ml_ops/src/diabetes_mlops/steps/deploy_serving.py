@@ -28,15 +28,14 @@ from mlflow.tracking import MlflowClient
 from diabetes_mlops.runtime.errors import ModelNotFoundError
 from diabetes_mlops.runtime.parameters import Between, OneOf, TableLocation
 from diabetes_mlops.serving import served_model
-from diabetes_mlops.serving.names import ServingEndpointName
-from diabetes_mlops.serving.rollout import (
-    MAX_TIMEOUT_SECONDS,
+from diabetes_mlops.serving.endpoint_config import (
     WORKLOAD_SIZES,
     Champion,
     EndpointSettings,
     InferenceTable,
-    follow_champion,
 )
+from diabetes_mlops.serving.names import ServingEndpointName
+from diabetes_mlops.serving.rollout import MAX_TIMEOUT_SECONDS, follow_champion
 from diabetes_mlops.steps.common import ModelName, Registry
 from diabetes_mlops.tracking.registry import champion, load_version, set_version_tags
 from diabetes_mlops.tracking.runs import use_registry
