@@ -122,6 +122,20 @@ def test_first_run_creates_everything_and_a_second_changes_nothing(fake, config,
     assert len(fake.clusters) == 1
 
 
+def test_the_model_schema_follows_the_registry_the_jobs_receive(fake, repo, tmp_path, capsys):
+    """deploy.yml without `registry`: the jobs get the specs' own default (the workspace
+    registry), so init creates no Unity Catalog schema for a model that will not be there."""
+    data = yaml.safe_load((repo / "deploy.yml").read_text())
+    del data["defaults"]["parameters"]["registry"]
+    data["targets"]["staging"]["parameters"]["model_name"] = "diabetes"
+    del data["targets"]["staging"]["parameters"]["inference_table"]
+    path = tmp_path / "deploy.yml"
+    path.write_text(yaml.safe_dump(data))
+    assert init(path) == 0
+    assert set(fake.schemas) == {"main.diabetes_staging", "main.diabetes"}  # the two volumes'
+    assert not [line for line in lines(capsys) if "CREATE_MODEL" in line]
+
+
 def test_a_cluster_with_another_spec_is_reported_field_by_field_and_left_alone(
     fake, config, capsys
 ):

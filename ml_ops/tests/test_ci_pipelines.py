@@ -114,7 +114,7 @@ def test_every_make_target_a_pipeline_calls_exists(repo, name):
     assert called <= make_targets(repo), called - make_targets(repo)
 
 
-def test_stages_do_what_the_issue_asks(repo):
+def test_each_pipeline_runs_its_stages_make_targets(repo):
     def called(name):
         path = next(p for p in pipeline_files(repo) if p.name == name)
         return " ; ".join(commands(yaml.safe_load(path.read_text())))

@@ -94,7 +94,7 @@ def table(tmp_path):
     return MonitoringTable.prepare(str(tmp_path / "monitoring"), "parquet")
 
 
-def test_schema_and_columns_are_the_issue_s():
+def test_one_row_per_batch_feature_and_metric_with_these_columns():
     assert COLUMNS == (
         "batch_id", "batch_time", "monitored_at", "model_name", "model_version", "feature",
         "metric", "value", "threshold", "drifted", "batch_drifted", "rows", "run_id",
@@ -336,7 +336,7 @@ def test_the_table_must_be_apart_from_the_scored_output_and_the_input(tmp_path):
 
 
 def test_an_unsupported_format_names_the_format_parameter(tmp_path):
-    refused(tmp_path, "expected one of parquet, delta, got 'csv'", tmp_path / "m", "csv",
+    refused(tmp_path, "must be one of parquet, delta, got 'csv'", tmp_path / "m", "csv",
             named="drift_format", parameter="drift_path")  # fmt: skip
 
 

@@ -184,6 +184,20 @@ def test_an_empty_value_for_a_required_parameter_is_judged_by_its_rule(specs):
     ]
 
 
+def test_a_dropdown_must_offer_what_its_step_takes(tmp_path, repo):
+    notebooks = tmp_path / "notebooks"
+    shutil.copytree(repo / "orchestrator_notebooks", notebooks)
+    score = notebooks / "diabetes_orchestrator_batch_score.py"
+    text = score.read_text()
+    assert '["spark", "pandas"]' in text
+    score.write_text(text.replace('["spark", "pandas"]', '["spark", "pandas", "dask"]'))
+    spec = check_spec(repo / "job_specs" / SCORING, notebooks)
+    assert check_job_parameters(spec) == [
+        "job 'diabetes-batch-scoring' task 'batch_score': diabetes_orchestrator_batch_score.py:"
+        " dropdown 'engine' offers spark, pandas, dask; step 'batch_score' takes spark, pandas"
+    ]
+
+
 def test_widget_defaults_are_judged_for_parameters_nobody_passes(tmp_path, repo):
     notebooks = tmp_path / "notebooks"
     shutil.copytree(repo / "orchestrator_notebooks", notebooks)

@@ -12,12 +12,12 @@ from diabetes.contract import FEATURES, TARGET, DataValidationError
 from diabetes_mlops.runtime.errors import ParameterError
 from diabetes_mlops.spark.training_data import (
     TrainingData,
-    dataset_source,
     delta_version,
     quote_table_name,
     read_training_data,
 )
 from diabetes_mlops.steps import train
+from diabetes_mlops.tracking.training_run import dataset_source
 
 EXPERIMENT = "/Shared/diabetes-training-data"
 # The bad-input corpus cases a Parquet file can hold too (the others are about CSV bytes).
@@ -165,13 +165,13 @@ def test_lineage_names_the_table_and_its_delta_version():
     frame = pd.DataFrame({"x": [1.0]})
     table = TrainingData(frame, "main.diabetes.training", "table", 12)
     assert table.lineage["data_version"] == "12"
-    source = dataset_source(table)
+    source = dataset_source(table.location, table.fmt, table.version)
     assert (source.delta_table_name, source.delta_table_version) == ("main.diabetes.training", 12)
-    path = dataset_source(TrainingData(frame, "/Volumes/m/d/rows", "delta", 3))
+    path = dataset_source("/Volumes/m/d/rows", "delta", 3)
     assert (path.path, path.delta_table_version) == ("/Volumes/m/d/rows", 3)
-    plain_table = dataset_source(TrainingData(frame, "main.d.t", "table"))
+    plain_table = dataset_source("main.d.t", "table", None)
     assert plain_table.to_dict() == {"table_name": "main.d.t"}
-    assert dataset_source(TrainingData(frame, "/x.parquet", "parquet")) == "/x.parquet"
+    assert dataset_source("/x.parquet", "parquet", None) == "/x.parquet"
 
 
 def test_the_train_step_fits_a_parquet_source_and_records_it(spark, data_dir, model_name, tmp_path):

@@ -9,9 +9,16 @@ from pathlib import Path
 from databricks.sdk.errors import DatabricksError
 
 from diabetes_mlops.deploy.reachability import Unreachable
-from diabetes_mlops.jobs.specs import SpecError, check_job_references, check_spec
+from diabetes_mlops.jobs.specs import (
+    NOTEBOOKS_FOLDER,
+    SPECS_FOLDER,
+    SpecError,
+    check_job_references,
+    check_spec,
+    load_specs,
+)
 from diabetes_mlops.jobs.targets import DEFAULT_CONFIG, LOCAL, ConfigError, Target, load_target
-from diabetes_mlops.runtime.errors import ParameterError, UserError
+from diabetes_mlops.runtime.errors import ParameterError, UserError, sdk_error_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         "validate", help="check job specs against JobSettings and notebooks"
     )
     validate.add_argument("specs", nargs="*", type=Path, help="default: job_specs/*.json")
-    validate.add_argument("--notebooks-dir", type=Path, default=Path("orchestrator_notebooks"))
+    validate.add_argument("--notebooks-dir", type=Path, default=Path(NOTEBOOKS_FOLDER))
     validate.add_argument(
         "--config",
         type=Path,
@@ -125,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 def _command(args: argparse.Namespace) -> int:
     if args.command == "validate":
         config = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
-        specs = args.specs or sorted(Path("job_specs").glob("*.json"))
+        specs = args.specs or sorted(Path(SPECS_FOLDER).glob("*.json"))
         return _validate(specs, args.notebooks_dir, config)
     if args.command == "run-local":
         return _run_local(args)
@@ -175,7 +182,7 @@ def _remote(args: argparse.Namespace) -> int:
             deployer.deploy()
         return 0
     except DatabricksError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {sdk_error_line(exc)}", file=sys.stderr)
         return 1
     except Unreachable as exc:  # found in seconds, before the SDK's minutes of retries
         print(
@@ -246,12 +253,10 @@ def _preflight(args: argparse.Namespace, target: Target, parameters: dict[str, s
 
     if args.command == "databricks-init":
         return
-    notebooks = args.repo / "orchestrator_notebooks"
-    paths = sorted((args.repo / "job_specs").glob("*.json"))
+    specs = load_specs(args.repo)
     if args.command in ("deploy", "databricks-upload-data"):
-        problems = data_location_clashes(args.config, [check_spec(p, notebooks) for p in paths])
+        problems = data_location_clashes(args.config, specs)
     else:
-        specs = [check_spec(p, notebooks) for p in paths]
         problems = [
             problem
             for spec in specs
@@ -289,28 +294,20 @@ def _run_local(args: argparse.Namespace) -> int:
 def _demo_drift(args: argparse.Namespace) -> int:
     from diabetes_mlops.local.drift_demo import run_demo
 
-    try:
-        run_demo(args.repo, args.local_root)
-    except UserError as exc:  # the demo failed, whatever the cause: the make target says so
-        _print_error(exc)
-        return 1
+    run_demo(args.repo, args.local_root)
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
     from diabetes_mlops.local import serving
 
-    try:
-        if args.command == "serve-check":
-            served = serving.read_served(args.local_root)
-            serving.serve_check(served, args.batch_output)
-            print("serve-check passed")
-            return 0
-        model_name = args.model_name or load_target(LOCAL).parameters["model_name"]
-        return serving.serve(args.local_root, model_name, args.port, args.workers)
-    except UserError as exc:  # a server that cannot serve, whatever the cause
-        _print_error(exc)
-        return 1
+    if args.command == "serve-check":
+        served = serving.read_served(args.local_root)
+        serving.serve_check(served, args.batch_output)
+        print("serve-check passed")
+        return 0
+    model_name = args.model_name or load_target(LOCAL).parameters["model_name"]
+    return serving.serve(args.local_root, model_name, args.port, args.workers)
 
 
 def _pair(text: str) -> tuple[str, str]:

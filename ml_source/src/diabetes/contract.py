@@ -21,6 +21,7 @@ the two engines give the same verdict on the same file:
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from dataclasses import dataclass
@@ -187,6 +188,12 @@ def count_phrase(count: int) -> str:
 
 
 # --- the header ----------------------------------------------------------------------------------
+
+
+def header_fields(line: str) -> list[str]:
+    """The fields of a CSV header line as every engine reads them: a byte-order mark dropped,
+    RFC 4180 quoting; names are these fields trimmed of TRIMMED."""
+    return next(csv.reader([line.removeprefix("\ufeff")]))
 
 
 def check_header(columns: list[str], source: str) -> None:

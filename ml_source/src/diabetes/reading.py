@@ -3,7 +3,6 @@ parse reported (never shifted or padded), then the batch contract applied (`read
 
 from __future__ import annotations
 
-import csv
 import gzip
 from os import PathLike
 
@@ -22,11 +21,13 @@ from diabetes.contract import (
     Purpose,
     check_header,
     garbled_problem,
+    header_fields,
     is_blank_line,
     malformed_error,
     malformed_problem,
     sniff_text_file,
 )
+from diabetes.errors import first_line
 
 _HEAD_BYTES = 64 * 1024
 _BLOCK = 64 << 20  # pyarrow parses in blocks; a row must fit in one
@@ -62,7 +63,7 @@ def read_csv_rows(path: str | PathLike[str]) -> tuple[pd.DataFrame, list[Malform
     index = next((i for i, line in enumerate(lines) if not is_blank_line(line)), None)
     if index is None:
         raise DataValidationError(source, None, "file is empty (no header, no rows)")
-    names = [name.strip(TRIMMED) for name in next(csv.reader([lines[index]]))]
+    names = [name.strip(TRIMMED) for name in header_fields(lines[index])]
     check_header(names, source)
     malformed: list[Malformed] = []
 
@@ -89,7 +90,7 @@ def read_csv_rows(path: str | PathLike[str]) -> tuple[pd.DataFrame, list[Malform
             ),
         )
     except pa.ArrowInvalid as exc:
-        reason = str(exc).splitlines()[0]
+        reason = first_line(exc)
         if "UTF8" in reason:
             raise DataValidationError(source, None, garbled_problem(1)) from None
         if "straddl" in reason:
@@ -124,14 +125,6 @@ def read_head(path: str | PathLike[str], source: str) -> bytes:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise DataValidationError(source, None, f"cannot read file: {reason}") from None
-
-
-def _rows_holding(table: pa.Table, pattern: str) -> np.ndarray:
-    found = np.zeros(table.num_rows, dtype=bool)
-    for column in table.columns:
-        match = pc.match_substring_regex(column, pattern)
-        found |= np.asarray(match.to_numpy(zero_copy_only=False), dtype=bool)
-    return found
 
 
 def _rows_holding(table: pa.Table, pattern: str) -> np.ndarray:

@@ -55,7 +55,7 @@ def locate(location: str, parameter: str) -> Location:
 def location_problem(location: str) -> str | None:
     """What is wrong with an output location from its text alone, or None: judged before a job
     starts (the OutputFolder rule on the step's parameters) and again when the step runs."""
-    if _SCHEME.match(location) and not location.startswith(("dbfs:/", "file:")):
+    if is_remote(location):
         return (
             f"uses {location.split(':', 1)[0]}:, which is not supported for output; use a"
             " /Volumes/... or dbfs:/ path (or a local one)"
@@ -90,18 +90,32 @@ def _on_databricks() -> bool:
 
 def check_apart(target: Location, parameter: str, name: str, other: str | None) -> None:
     """`target` may neither be, be inside, nor contain `other` (a path named `name`)."""
-    if not other or (_SCHEME.match(other) and not other.startswith(("dbfs:/", "file:"))):
+    if not other or is_remote(other):
         return  # a table name or a remote store: not a path on this machine
-    mine = os.path.realpath(target.path)
-    theirs = os.path.realpath(driver_path(other))
-    if mine == theirs:
-        problem = f"is {name} itself"
-    elif mine.startswith(theirs + os.sep):
-        problem = f"is inside {name} {other}"
-    elif theirs.startswith(mine + os.sep):
-        problem = f"contains {name} {other}"
-    else:
+    relation = nesting(os.path.realpath(target.path), os.path.realpath(driver_path(other)))
+    if relation is None:
         return
+    problem = f"is {name} itself" if relation == SAME else f"{relation} {name} {other}"
     raise ParameterError(
         f"parameter '{parameter}': {target.given} {problem}; an output must be apart from it"
     )
+
+
+SAME, INSIDE, CONTAINS = "is the same as", "is inside", "contains"
+
+
+def nesting(path: str, other: str) -> str | None:
+    """How two normalised absolute paths relate: SAME, INSIDE (path is inside other), CONTAINS,
+    or None when they are apart."""
+    if path == other:
+        return SAME
+    if path.startswith(other.rstrip("/") + "/"):
+        return INSIDE
+    if other.startswith(path.rstrip("/") + "/"):
+        return CONTAINS
+    return None
+
+
+def is_remote(location: str) -> bool:
+    """A URI of another store (s3://, abfss://, ...): no path on the driver, nor one we write."""
+    return bool(_SCHEME.match(location)) and not location.startswith(("dbfs:/", "file:"))

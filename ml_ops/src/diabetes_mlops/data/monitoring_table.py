@@ -33,7 +33,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +45,15 @@ from diabetes_mlops.data import output
 from diabetes_mlops.data.locations import Location, check_apart, locate
 from diabetes_mlops.data.ownership import (
     DELTA_LOG,
-    WRITTEN_BY,
     inspect_claim,
+    new_claim,
     read_claim,
     remove_stale_temp_files,
     write_atomically,
     write_claim,
 )
-from diabetes_mlops.runtime.errors import ParameterError, first_line, require_choice
+from diabetes_mlops.runtime.errors import ParameterError, first_line
+from diabetes_mlops.runtime.parameters import require_choice
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,6 @@ PANDAS_DTYPES: dict[str, Any] = {
 }
 _TIMESTAMPS = tuple(f.name for f in SCHEMA if pa.types.is_timestamp(f.type))
 _BATCH_FILE = re.compile(r"batch-[0-9a-f]{20}\.parquet")
-# https://docs.databricks.com/delta/selective-overwrite.html: with mode("overwrite") and
-# option("replaceWhere", predicate), Delta atomically replaces the records matching the
-# predicate with the written data (validating that every written row matches it) and leaves
-# every other record alone, in one commit.
 
 
 def batch_file_name(batch_id: str) -> str:
@@ -131,9 +127,10 @@ class MonitoringTable:
         others: Mapping[str, str | None] | None = None,
     ) -> MonitoringTable:
         """Check, before any work and touching nothing, that `location` may hold a `fmt`
-        monitoring table: a supported format; output.py's location rules; apart from `others`
-        (the scored output and the input: neither be, be inside, nor contain them); and nothing
-        there but an empty folder or a monitoring table this project wrote in that format.
+        monitoring table: a supported format; the location rules (data/locations.py); apart
+        from `others` (the scored output and the input: neither be, be inside, nor contain them);
+        and nothing there but an empty folder or a monitoring table this project wrote in that
+        format.
         Anything else raises one ParameterError line naming `parameter`, the location and what
         is there. Delta needs a Spark session with Delta Lake."""
         format_parameter = _format_parameter(parameter)
@@ -222,14 +219,12 @@ class MonitoringTable:
         )
 
     def _write_marker(self) -> None:
-        marker = {
-            "written_by": WRITTEN_BY,
-            "table": "drift monitoring",
-            "format": self.fmt,
-            "schema_version": SCHEMA_VERSION,
-            "columns": {f.name: str(f.type) for f in SCHEMA},
-            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
+        marker = new_claim(
+            self.fmt,
+            table="drift monitoring",
+            schema_version=SCHEMA_VERSION,
+            columns={f.name: str(f.type) for f in SCHEMA},
+        )
         write_claim(self.location.path, MARKER, marker)
 
     # -- Delta (needs Delta Lake: exercised here only against a fake Spark) -------------------

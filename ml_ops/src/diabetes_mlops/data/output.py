@@ -22,20 +22,20 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from diabetes_mlops.data import directory_swap
 from diabetes_mlops.data.locations import Location, check_apart, locate
 from diabetes_mlops.data.ownership import (
-    WRITTEN_BY,
     inspect_claim,
+    new_claim,
     read_claim,
     remove_stale_temp_files,
     write_claim,
 )
-from diabetes_mlops.runtime.errors import ParameterError, require_choice
+from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.runtime.parameters import require_choice
 
 log = logging.getLogger(__name__)
 
@@ -250,11 +250,4 @@ class OutputTarget:
             directory_swap.remove(self.staging.path, MANIFEST)
 
     def _manifest(self, fields: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            "written_by": WRITTEN_BY,
-            "format": self.format,
-            "engine": self.engine,
-            "mlflow_run_id": self.run_id,
-            "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            **fields,
-        }
+        return new_claim(self.format, engine=self.engine, mlflow_run_id=self.run_id, **fields)

@@ -19,6 +19,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,6 +45,12 @@ def read_claim(folder: Path, name: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return claim if isinstance(claim, dict) and claim.get("written_by") == WRITTEN_BY else None
+
+
+def new_claim(fmt: str, **fields: Any) -> dict[str, Any]:
+    """A claim file's content: who wrote it, in which format, when, and `fields`."""
+    written_at = datetime.now(UTC).isoformat(timespec="seconds")
+    return {"written_by": WRITTEN_BY, "format": fmt, "written_at": written_at, **fields}
 
 
 def write_claim(folder: Path, name: str, claim: Mapping[str, Any]) -> None:

@@ -26,6 +26,8 @@ from databricks.sdk.service.compute import ClusterDetails
 from diabetes_mlops.deploy import grants
 from diabetes_mlops.deploy.clusters import create_args, differences
 from diabetes_mlops.deploy.jobs import DeployError
+from diabetes_mlops.jobs.preflight import received_values
+from diabetes_mlops.jobs.specs import JobSpec
 from diabetes_mlops.jobs.targets import Target
 from diabetes_mlops.tracking.runs import UNITY_CATALOG
 
@@ -109,11 +111,17 @@ def find_cluster(w: WorkspaceClient, name: str) -> ClusterDetails | None:
 
 class Bootstrap:
     def __init__(
-        self, w: WorkspaceClient, target: Target, report: Callable[[str], None] = print
+        self,
+        w: WorkspaceClient,
+        target: Target,
+        specs: list[JobSpec],
+        report: Callable[[str], None] = print,
     ) -> None:
-        """`target` with {user} already filled (Deployer does it on connecting)."""
+        """`target` with {user} already filled (Deployer does it on connecting); `specs`, the
+        jobs it will deploy, say what their tasks receive (the registry, the model's name)."""
         self.w = w
         self.target = target
+        self.specs = specs
         self.report = report
         self.lines: list[str] = []
         self.problems: list[str] = []
@@ -153,21 +161,16 @@ class Bootstrap:
         self.report(line)
 
     def _model_schema(self) -> list[str]:
-        """The schemas of the model and of the inference tables (Unity Catalog registry only)."""
-        parameters = self.target.parameters
-        if parameters.get("registry", UNITY_CATALOG) != UNITY_CATALOG:
+        """The schemas of the model and of the inference tables (Unity Catalog registry only).
+        Their names were judged by the steps' parameter rules (Deployer._specs): three parts."""
+
+        def received(name: str) -> list[str]:
+            return [str(v) for v in received_values(self.specs, self.target.parameters, name)]
+
+        if UNITY_CATALOG not in received("registry"):
             return []
-        names = [parameters.get("model_name", ""), parameters.get("inference_table", "")]
-        schemas = []
-        for name in filter(None, names):
-            parts = name.split(".")
-            if len(parts) != 3 or not all(parts):
-                raise DeployError(
-                    f"target '{self.target.name}': {name!r} is not <catalog>.<schema>.<name>, as"
-                    " a Unity Catalog name must be (parameters.model_name / inference_table)"
-                )
-            schemas.append(".".join(parts[:2]))
-        return schemas
+        names = [*received("model_name"), *received("inference_table")]
+        return list(dict.fromkeys(name.rsplit(".", 1)[0] for name in names if name))
 
     def _catalog(self, name: str) -> bool:
         try:

@@ -52,8 +52,13 @@ from diabetes_mlops.deploy.jobs import (
 from diabetes_mlops.deploy.serving_plan import ServingPlan, serving_plans
 from diabetes_mlops.deploy.wheels import build_wheels
 from diabetes_mlops.deploy.workspace import for_current_user
-from diabetes_mlops.jobs.preflight import check_job_parameters
-from diabetes_mlops.jobs.specs import JobSpec, check_job_references, check_spec
+from diabetes_mlops.jobs.preflight import check_job_parameters, received_values
+from diabetes_mlops.jobs.specs import (
+    NOTEBOOKS_FOLDER,
+    JobSpec,
+    check_job_references,
+    load_specs,
+)
 from diabetes_mlops.jobs.targets import Target
 from diabetes_mlops.runtime.errors import ParameterError
 from diabetes_mlops.tracking.runs import UNITY_CATALOG
@@ -210,15 +215,14 @@ class Deployer:
 
     def init(self) -> list[str]:
         """Create, idempotently, what a target needs before its first deploy (bootstrap.py)."""
-        return Bootstrap(self.w, self.target, self.report).run()
+        return Bootstrap(self.w, self.target, self._specs(), self.report).run()
 
     # --- helpers -----------------------------------------------------------------------------
     def _specs(self) -> list[JobSpec]:
         """The checked specs, each alone and together (the jobs run_job tasks name); a parameter
         value the target gives that a step would refuse is a ParameterError here, before
         anything in the workspace changes."""
-        notebooks = self.repo / "orchestrator_notebooks"
-        specs = [check_spec(p, notebooks) for p in sorted((self.repo / "job_specs").glob("*.json"))]
+        specs = load_specs(self.repo)
         check_job_references(specs)
         problems = [
             f"target '{self.target.name}': {problem}"
@@ -255,15 +259,15 @@ class Deployer:
 
     def _check_model_trigger(self, specs: list[JobSpec]) -> None:
         """A model trigger watches a Unity Catalog model; refused before anything changes."""
-        for spec in specs:
-            registry = spec.job_parameters.get("registry", "")
-            registry = self.target.parameters.get("registry", registry)
-            if model_triggered(spec) and registry != UNITY_CATALOG:
-                raise DeployError(
-                    f"target '{self.target.name}': serving_trigger: model needs registry"
-                    f" unity_catalog (a job model trigger watches a Unity Catalog model), got"
-                    f" {registry!r}"
-                )
+        for spec in filter(model_triggered, specs):
+            registries = received_values([spec], self.target.parameters, "registry")
+            for registry in registries:
+                if registry != UNITY_CATALOG:
+                    raise DeployError(
+                        f"target '{self.target.name}': serving_trigger: model needs registry"
+                        f" unity_catalog (a job model trigger watches a Unity Catalog model),"
+                        f" got {registry!r}"
+                    )
 
     def _cluster_id(self) -> str:
         name = self.target.cluster_name
@@ -352,7 +356,7 @@ class Deployer:
         folder = self.target.notebooks_dir
         return [
             Upload("notebook", path, f"{folder}/{path.stem}", False)
-            for path in sorted((self.repo / "orchestrator_notebooks").glob("*.py"))
+            for path in sorted((self.repo / NOTEBOOKS_FOLDER).glob("*.py"))
         ]
 
     def _make_folders(self) -> None:

@@ -23,10 +23,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from diabetes_mlops.jobs.sources import GIT_REFS, PROVIDER_NAMES, settings_problem
-from diabetes_mlops.jobs.specs import notebook_name
+from diabetes_mlops.jobs.specs import NOTEBOOKS_FOLDER, notebook_name
 from diabetes_mlops.runtime.errors import UserError
 
-NOTEBOOKS_FOLDER = "orchestrator_notebooks"  # relative to the repository's root
 # Host -> the Jobs API's git_provider (jobs.GitProvider); other hosts need `git_provider`. Their
 # ssh remotes (git@host:org/repo) have the same path over https; other hosts' do not (Azure
 # DevOps: ssh.dev.azure.com:v3/org/project/repo vs dev.azure.com/org/project/_git/repo;

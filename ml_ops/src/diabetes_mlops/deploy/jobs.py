@@ -11,7 +11,7 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.jobs import BaseJob, JobSettings
 
 from diabetes_mlops.jobs.control_tasks import JOB_ID, RUN_JOB
-from diabetes_mlops.jobs.specs import PLACEHOLDER, JobSpec
+from diabetes_mlops.jobs.specs import PLACEHOLDER, JobSpec, job_parameters
 from diabetes_mlops.jobs.targets import Target
 from diabetes_mlops.runtime.errors import UserError
 
@@ -215,6 +215,6 @@ def _without_serving(spec: JobSpec) -> JobSpec:
     settings = copy.deepcopy(spec.settings)
     settings["tasks"] = [t for t in settings["tasks"] if t["task_key"] not in drop]
     settings["parameters"] = [p for p in settings.get("parameters") or [] if p["name"] in taken]
-    job_parameters = {p["name"]: p.get("default", "") for p in settings["parameters"]}
-    tasks = [dataclasses.replace(task, job_parameters=dict(job_parameters)) for task in tasks]
+    defaults = job_parameters(settings)
+    tasks = [dataclasses.replace(task, job_parameters=dict(defaults)) for task in tasks]
     return JobSpec(spec.path, settings, tasks, list(spec.control_tasks))

@@ -9,12 +9,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import DatabricksError
+from databricks.sdk.service.serving import EndpointStateConfigUpdate
 
 from diabetes_mlops.deploy.jobs import SERVING_STEP
 from diabetes_mlops.jobs.preflight import step_calls
 from diabetes_mlops.jobs.specs import JobSpec
-from diabetes_mlops.serving.endpoint_config import EndpointSettings
-from diabetes_mlops.serving.rollout import endpoint_state
+from diabetes_mlops.runtime.errors import sdk_error_line
+from diabetes_mlops.serving.endpoint_config import EndpointSettings, served, served_in
+from diabetes_mlops.serving.rollout import find_endpoint
 from diabetes_mlops.steps.deploy_serving import endpoint_settings
 
 
@@ -56,3 +59,26 @@ def serving_plans(
         settings = endpoint_settings(**{k: v for k, v in arguments.items() if k in wanted})
         plans.append(ServingPlan(job, task, settings, endpoint_state(w, settings.name)))
     return plans
+
+
+def endpoint_state(w: WorkspaceClient, name: str) -> str:
+    """What `make deploy-plan` shows of the endpoint now. Deploy does not manage the endpoint, so
+    an endpoint it may not read (403, ...) is shown as unknown, and the plan goes on."""
+    try:
+        endpoint = find_endpoint(w, name)
+    except DatabricksError as exc:
+        message = sdk_error_line(exc)
+        return (
+            f"unknown ({exc.error_code}: {message})" if exc.error_code else f"unknown ({message})"
+        )
+    if endpoint is None:
+        return "absent (created with the first champion)"
+    text = f"serving {served(endpoint).describe()}"
+    state = endpoint.state
+    if state and state.config_update and state.config_update.value != "NOT_UPDATING":
+        text += f", config update {state.config_update.value}"
+        if state.config_update == EndpointStateConfigUpdate.IN_PROGRESS and endpoint.pending_config:
+            text += f" to {served_in(endpoint.pending_config).describe()}"
+    if state and state.ready:
+        text += f", {state.ready.value}"
+    return text

@@ -16,6 +16,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from diabetes_mlops.deploy.jobs import DeployError
+
 PACKAGES = {"diabetes": "ml_source", "diabetes_mlops": "ml_ops"}
 _VERSION = re.compile(r'^__version__ = "([^"+]+)"', re.MULTILINE)
 
@@ -51,7 +53,7 @@ def _build(project: Path, package: str, out_dir: Path) -> Wheel:
     init = project / "src" / package / "__init__.py"
     match = _VERSION.search(init.read_text())
     if not match:
-        raise RuntimeError(f'{init}: no __version__ = "x.y.z" line')
+        raise DeployError(f'{init}: no __version__ = "x.y.z" line')
     # "h" before the hash: PEP 440 drops leading zeros from an all-digit local segment, so a
     # hash like 0899811028 would build as +899811028 under another file name than expected.
     version = f"{match.group(1)}+h{source_digest(project, package)}"
@@ -65,23 +67,13 @@ def _build(project: Path, package: str, out_dir: Path) -> Wheel:
         )
         copied_init = copy / "src" / package / "__init__.py"
         copied_init.write_text(_VERSION.sub(f'__version__ = "{version}"', init.read_text(), 1))
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "build",
-                "--wheel",
-                "--no-isolation",
-                "--outdir",
-                scratch,
-                str(copy),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        build = [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", scratch]
+        done = subprocess.run([*build, str(copy)], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            said = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise DeployError(f"building the {package} wheel failed: {' / '.join(said)}")
         built = Path(scratch) / path.name
         if not built.exists():
-            raise RuntimeError(f"building {package} did not produce {path.name}")
+            raise DeployError(f"building {package} did not produce {path.name}")
         shutil.move(built, path)
     return Wheel(package, version, path)

@@ -4,7 +4,7 @@ Neither runs a notebook or needs a cluster. A condition task compares two texts 
 which of its dependents run; a run_job task starts another job of this project and succeeds when
 that run succeeds. They are kept apart from the notebook tasks (`JobSpec.control_tasks` beside
 `JobSpec.tasks`), so the code that works with notebooks (parameters, steps, serving) never meets
-a task without one. This module knows nothing of JobSpec: `job_specs` builds on it.
+a task without one. This module knows nothing of JobSpec: `jobs/specs.py` builds on it.
 """
 
 from __future__ import annotations

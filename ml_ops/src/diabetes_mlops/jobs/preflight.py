@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from diabetes_mlops.data.locations import SAME, nesting
 from diabetes_mlops.jobs.specs import REFERENCE, JobSpec, NotebookTask
 from diabetes_mlops.jobs.targets import LOCAL, load_target, target_names
 from diabetes_mlops.runtime.context import fuse_path
-from diabetes_mlops.runtime.parameters import declared_parameters, read_arguments
+from diabetes_mlops.runtime.parameters import OneOf, declared_parameters, read_arguments
 from diabetes_mlops.steps import STEPS
 
 
@@ -40,10 +41,29 @@ def check_job_parameters(spec: JobSpec, overrides: Mapping[str, str] | None = No
             ]
         else:
             _, found = call.arguments()
+            found += _dropdown_problems(call)
         for problem in found:
             if problem not in seen:  # a job parameter judged by several tasks: said once
                 seen.add(problem)
                 problems.append(f"job '{spec.name}' task '{call.task.key}': {problem}")
+    return problems
+
+
+def _dropdown_problems(call: StepCall) -> list[str]:
+    """A notebook dropdown offers exactly the values its step's OneOf rule allows: the choices
+    are written in the notebook for the UI, the rule in the step, and they must not drift."""
+    problems = []
+    declared = declared_parameters(call.step)
+    for widget in call.task.notebook.widgets.values():
+        if widget.kind != "dropdown" or widget.name not in declared:
+            continue
+        for rule in declared[widget.name].rules:
+            if isinstance(rule, OneOf) and set(widget.choices) != set(rule.choices):
+                problems.append(
+                    f"{call.task.notebook.path.name}: dropdown '{widget.name}' offers"
+                    f" {', '.join(widget.choices)}; step '{call.step_name}' takes"
+                    f" {', '.join(rule.choices)}"
+                )
     return problems
 
 
@@ -79,6 +99,20 @@ def step_calls(specs: Iterable[JobSpec], overrides: Mapping[str, str]) -> Iterat
                 yield StepCall(spec, task, name, STEPS.get(name), texts, dynamic)
 
 
+def received_values(specs: Iterable[JobSpec], overrides: Mapping[str, str], name: str) -> list[Any]:
+    """Each distinct value that steps taking parameter `name` receive when the jobs run with
+    `overrides`: passed, else the widget's default, else the step's own default, typed by the
+    step's rules. Values known only when a job runs (`{{...}}`) are left out."""
+    found: list[Any] = []
+    for call in step_calls(specs, overrides):
+        if call.step is None or name in call.dynamic:
+            continue
+        arguments, _ = call.arguments()
+        if name in arguments and arguments[name] not in found:
+            found.append(arguments[name])
+    return found
+
+
 def check_targets(config: str | Path, specs: list[JobSpec]) -> list[str]:
     """The specs' parameter values with each deploy.yml target's parameters applied, then
     whether the targets keep their data apart; one line per problem."""
@@ -108,10 +142,11 @@ def data_location_clashes(config: str | Path, specs: list[JobSpec]) -> list[str]
     problems = []
     for (first, mine), (second, theirs) in itertools.combinations(used.items(), 2):
         for here, there in itertools.product(sorted(mine), sorted(theirs)):
-            if here == there:
+            relation = nesting(here, there)
+            if relation == SAME:
                 users = " and ".join(sorted({mine[here], theirs[there]}))
                 shared = f"both use {here} ({users})"
-            elif _inside(here, there) or _inside(there, here):
+            elif relation is not None:
                 shared = (
                     f"overlap: {here} ({mine[here]} in '{first}') and {there}"
                     f" ({theirs[there]} in '{second}')"
@@ -138,7 +173,3 @@ def data_locations(specs: list[JobSpec], parameters: Mapping[str, str]) -> dict[
 
 def _normal(location: str) -> str:
     return fuse_path(location).rstrip("/") or "/"
-
-
-def _inside(path: str, folder: str) -> bool:
-    return path.startswith(folder.rstrip("/") + "/")

@@ -30,7 +30,7 @@ from diabetes_mlops.jobs.control_tasks import (
     task_kind,
 )
 from diabetes_mlops.jobs.fields import unknown_fields
-from diabetes_mlops.jobs.notebooks import Notebook, NotebookError, parse_notebook
+from diabetes_mlops.jobs.notebooks import Notebook, parse_notebook
 from diabetes_mlops.runtime.errors import InputRefused
 
 # Placeholders resolved at deploy time; the specs never hold a literal cluster id or wheel path.
@@ -142,6 +142,18 @@ def load_json(path: str | Path) -> dict[str, Any]:
     return data
 
 
+# Where a repository keeps its job specs and the notebooks their tasks run, from its root.
+SPECS_FOLDER = "job_specs"
+NOTEBOOKS_FOLDER = "orchestrator_notebooks"
+
+
+def load_specs(repo: str | Path) -> list[JobSpec]:
+    """Every job spec of the repository, each checked alone (SpecError otherwise)."""
+    repo = Path(repo)
+    paths = sorted((repo / SPECS_FOLDER).glob("*.json"))
+    return [check_spec(path, repo / NOTEBOOKS_FOLDER) for path in paths]
+
+
 def check_spec(path: str | Path, notebooks_dir: str | Path) -> JobSpec:
     """Load and check one spec; raise SpecError listing every problem found."""
     path, notebooks_dir = Path(path), Path(notebooks_dir)
@@ -164,7 +176,7 @@ def check_spec(path: str | Path, notebooks_dir: str | Path) -> JobSpec:
             continue
         try:
             tasks.append(_notebook_task(task, notebooks_dir, defaults))
-        except (NotebookError, SpecError) as exc:
+        except InputRefused as exc:
             problems.append(f"{where}: {exc}")
             continue
         every.append(tasks[-1])

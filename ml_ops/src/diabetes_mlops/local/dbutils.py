@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from diabetes_mlops.runtime.context import DatabricksJobContext
-from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.runtime.errors import ParameterError, UserError
 
 SECRET_ENV_PREFIX = "SECRET__"
 _MISSING = object()
@@ -89,13 +89,24 @@ class Secrets:
     def get(self, scope: str, key: str) -> str:
         variable = self.variable(scope, key)
         if variable not in self._environ:
-            raise KeyError(
+            raise SecretNotSet(
                 f"secret '{key}' of scope '{scope}' is not set locally: export {variable}"
             )
         return self._environ[variable]
 
     def getBytes(self, scope: str, key: str) -> bytes:
         return self.get(scope, key).encode("utf-8")
+
+
+class SecretNotSet(UserError, KeyError):
+    """A secret the task reads has no environment variable here."""
+
+    def __str__(self) -> str:  # KeyError would show its message quoted
+        return str(self.args[0])
+
+
+class TaskValueMissing(UserError, ValueError):
+    """A task reads a value an earlier task did not set."""
 
 
 class TaskValues:
@@ -115,7 +126,7 @@ class TaskValues:
             return values[key]
         if default is not _MISSING:
             return default
-        raise ValueError(f"task '{taskKey}' set no value '{key}'")
+        raise TaskValueMissing(f"task '{taskKey}' set no value '{key}'")
 
 
 class _Jobs:

@@ -23,13 +23,16 @@ from mlflow.tracking import MlflowClient
 
 from diabetes.sample_data import BATCH_FILE, RAW_FILE, write_drifted_batches
 from diabetes_mlops.data.monitoring_table import MonitoringTable
+from diabetes_mlops.jobs.specs import SPECS_FOLDER
 from diabetes_mlops.jobs.targets import LOCAL, load_target
 from diabetes_mlops.local.runner import JobRun, LocalRunner
 from diabetes_mlops.runtime.errors import UserError
+from diabetes_mlops.spark.profile import MAE, RMSE
+from diabetes_mlops.tracking.registry import VALIDATION_REASON, VALIDATION_STATUS
 
 DATA = "/Volumes/main/diabetes/data"  # where the local target's jobs read (under local_root)
-TRAINING_SPEC = "job_specs/diabetes_model_training.json"
-SCORING_SPEC = "job_specs/diabetes_batch_scoring.json"
+TRAINING_SPEC = f"{SPECS_FOLDER}/diabetes_model_training.json"
+SCORING_SPEC = f"{SPECS_FOLDER}/diabetes_batch_scoring.json"
 
 
 class DemoError(UserError, RuntimeError):
@@ -128,7 +131,7 @@ def drift_table(table: MonitoringTable) -> str:
         drifted = (
             ", ".join(f"{r.feature} {r.metric}={r.value:.3g}" for r in over.itertuples()) or "-"
         )
-        labels = rows[rows["metric"].isin(["rmse", "mae"])]
+        labels = rows[rows["metric"].isin([RMSE, MAE])]
         scores = " ".join(f"{r.metric}={r.value:.1f}" for r in labels.itertuples())
         lines.append(
             f"  {pd.Timestamp(first.batch_time):%Y-%m-%d %H:%M:%S}  batch {str(batch_id)[:12]}"
@@ -151,6 +154,6 @@ def _report_retraining(outcomes: list[BatchOutcome], model_name: str, client, re
         promote = outcome.retrain_job.task("promote").outputs
         report(
             f"retraining after the {outcome.label}: version {version} registered; validation"
-            f" {tags.get('validation_status', '?')} ({tags.get('validation_reason', '')});"
+            f" {tags.get(VALIDATION_STATUS, '?')} ({tags.get(VALIDATION_REASON, '')});"
             f" promoted: {promote.get('promoted', '?')}"
         )

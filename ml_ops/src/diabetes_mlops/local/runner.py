@@ -26,6 +26,7 @@ from diabetes_mlops.jobs.control_tasks import ConditionTask, RunJobTask
 from diabetes_mlops.jobs.notebooks import NotebookError
 from diabetes_mlops.jobs.preflight import check_job_parameters
 from diabetes_mlops.jobs.specs import (
+    NOTEBOOKS_FOLDER,
     JobSpec,
     NotebookTask,
     SpecError,
@@ -125,9 +126,7 @@ class LocalRunner:
         specs of its folder (check_job_references), where the jobs it runs are found by name.
         """
         spec_path = Path(spec_path)
-        notebooks = Path(
-            notebooks_dir or spec_path.absolute().parent.parent / "orchestrator_notebooks"
-        )
+        notebooks = Path(notebooks_dir or spec_path.absolute().parent.parent / NOTEBOOKS_FOLDER)
         spec = check_spec(spec_path, notebooks)
         jobs = _runnable_jobs(spec, notebooks)
         defaults = dict(defaults or {})

@@ -154,6 +154,13 @@ class TableLocation(Rule):
         return "must be empty or catalog.schema.name (letters, digits and '_' in each part)"
 
 
+def require_choice(parameter: str, value: str, allowed: tuple[str, ...]) -> None:
+    """The OneOf rule where a value is judged outside a step's signature."""
+    problem = OneOf(*allowed).problem(value)
+    if problem:
+        raise ParameterError(f"parameter '{parameter}': {problem}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class Declared:
     """A step parameter as its signature declares it."""

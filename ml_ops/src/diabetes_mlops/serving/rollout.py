@@ -141,31 +141,6 @@ def follow_champion(
     return _Rollout(w, settings, champion, on_failure, rolled_back, clock or Clock()).run()
 
 
-def endpoint_state(w: WorkspaceClient, name: str) -> str:
-    """What `make deploy-plan` shows of the endpoint now. Deploy does not manage the endpoint, so
-    an endpoint it may not read (403, ...) is shown as unknown, and the plan goes on."""
-    try:
-        endpoint = _get(w, name)
-    except DatabricksError as exc:
-        # The SDK appends its config (". Config: host=..., token=***") to 401/403 messages
-        # (databricks/sdk/core.py, wrap_debug_info): the plan shows the error itself.
-        message = first_line(exc).split(". Config: ")[0]
-        return (
-            f"unknown ({exc.error_code}: {message})" if exc.error_code else f"unknown ({message})"
-        )
-    if endpoint is None:
-        return "absent (created with the first champion)"
-    text = f"serving {endpoint_config.served(endpoint).describe()}"
-    state = endpoint.state
-    if state and state.config_update and state.config_update.value != "NOT_UPDATING":
-        text += f", config update {state.config_update.value}"
-        if state.config_update == EndpointStateConfigUpdate.IN_PROGRESS and endpoint.pending_config:
-            text += f" to {endpoint_config.served_in(endpoint.pending_config).describe()}"
-    if state and state.ready:
-        text += f", {state.ready.value}"
-    return text
-
-
 class _Rollout:
     def __init__(
         self,
@@ -189,7 +164,7 @@ class _Rollout:
     def run(self) -> Outcome:
         name, version = self.settings.name, self.champion.version
         try:
-            current = _get(self.w, name)
+            current = find_endpoint(self.w, name)
         except DatabricksError as exc:
             self._fail(_reason(exc), lambda: "the served versions were not changed")
         if current is None:
@@ -488,7 +463,7 @@ class _Rollout:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-def _get(w: WorkspaceClient, name: str) -> ServingEndpointDetailed | None:
+def find_endpoint(w: WorkspaceClient, name: str) -> ServingEndpointDetailed | None:
     try:
         return w.serving_endpoints.get(name)
     except NotFound:

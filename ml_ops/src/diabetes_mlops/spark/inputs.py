@@ -12,7 +12,6 @@ of fields land in a `_malformed_row` column that the check counts.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from collections.abc import Callable
@@ -36,11 +35,13 @@ from diabetes.contract import (
     RANGES,
     RAW_RECORD,
     SEX_VALUES,
+    TRIMMED,
     DataValidationError,
     check_columns,
     check_header,
     count_phrase,
     garbled_problem,
+    header_fields,
     malformed_problem,
     sex_problem,
     sniff_text_file,
@@ -49,8 +50,9 @@ from diabetes.contract import (
     value_problem,
 )
 from diabetes.reading import read_head
-from diabetes_mlops.data.locations import driver_path
-from diabetes_mlops.runtime.errors import require_choice
+from diabetes_mlops.data.locations import driver_path, is_remote
+from diabetes_mlops.runtime.errors import first_line
+from diabetes_mlops.runtime.parameters import require_choice
 
 try:  # classic PySpark reports some JVM errors (a file's bad header) as Py4J errors
     from py4j.protocol import Py4JJavaError
@@ -103,8 +105,8 @@ def _read_csv(spark: SparkSession, location: str) -> DataFrame:
     header = lines[0]["value"]
     if _REPLACEMENT in header or "\x00" in header:
         raise DataValidationError(location, None, "is not UTF-8 CSV text (compressed? UTF-16?)")
-    raw = next(csv.reader([header.removeprefix("\ufeff")]))
-    names = [name.strip(" ") for name in raw]
+    raw = header_fields(header)
+    names = [name.strip(TRIMMED) for name in raw]
     check_header(names, location)
     schema = T.StructType(
         [T.StructField(name, T.StringType()) for name in raw]
@@ -136,8 +138,7 @@ def read_error(location: str, fmt: str, exc: Exception) -> DataValidationError:
     elif "is not a Parquet file" in text:
         problem = "is not a Parquet file (set input_format to what it is)"
     else:
-        first = next((line for line in text.strip().splitlines() if line.strip()), text)
-        problem = f"cannot read it ({fmt}): {first.strip()[:300]}"
+        problem = f"cannot read it ({fmt}): {first_line(exc, limit=300)}"
     return DataValidationError(location, None, problem)
 
 
@@ -173,7 +174,7 @@ def _sniff(location: str, fmt: str) -> None:
 
 def _driver_path(location: str) -> str | None:
     """The location as a path this process can open, or None (a table, a cloud URI)."""
-    if "://" in location and not location.startswith("file:"):
+    if is_remote(location):
         return None
     path = driver_path(location)
     return path if os.path.exists(path) else None

@@ -26,12 +26,13 @@ from diabetes.batch_check import check_frame
 from diabetes.contract import FEATURES, TARGET, check_columns
 from diabetes.reading import read_dataset
 from diabetes_mlops.data.locations import driver_path
-from diabetes_mlops.runtime.errors import ParameterError, require_choice
+from diabetes_mlops.runtime.errors import ParameterError
+from diabetes_mlops.runtime.parameters import require_choice
 from diabetes_mlops.spark import inputs
 from diabetes_mlops.spark.conf import temporary_conf
 from diabetes_mlops.spark.inputs import quote_identifier
 
-DATA_FORMATS = ("csv", "parquet", "delta", "table")
+DATA_FORMATS = inputs.INPUT_FORMATS  # training data is read as scoring input is
 DEFAULT_MAX_TRAINING_ROWS = 5_000_000
 ARROW = "spark.sql.execution.arrow.pyspark.enabled"
 # A table name: up to three parts (catalog.schema.table), each plain or in backquotes.
@@ -134,19 +135,3 @@ def quote_table_name(name: str) -> str:
     """catalog.schema.table with every part backquoted (parts given in backquotes kept whole)."""
     parts = re.findall(_PART, name.strip())
     return ".".join(p if p.startswith("`") else quote_identifier(p) for p in parts)
-
-
-def dataset_source(data: TrainingData) -> Any:
-    """The MLflow dataset source naming where the rows came from (and the Delta version)."""
-    from mlflow.data.delta_dataset_source import DeltaDatasetSource
-    from mlflow.data.spark_dataset_source import SparkDatasetSource
-
-    if data.version is not None:
-        if data.fmt == "table":
-            return DeltaDatasetSource(
-                delta_table_name=data.location, delta_table_version=data.version
-            )
-        return DeltaDatasetSource(path=data.location, delta_table_version=data.version)
-    if data.fmt == "table":
-        return SparkDatasetSource(table_name=data.location)
-    return data.location

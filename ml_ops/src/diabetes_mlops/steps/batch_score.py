@@ -36,12 +36,12 @@ from diabetes_mlops.runtime.errors import ParameterError
 from diabetes_mlops.runtime.parameters import Between, OneOf, cross_check
 from diabetes_mlops.spark import inputs, scoring
 from diabetes_mlops.steps.common import ExperimentName, ModelName, ModelRef, Registry
-from diabetes_mlops.tracking.registry import CHAMPION, get_version, load_version
+from diabetes_mlops.tracking.registry import CHAMPION, get_version, load_version, version_uri
 from diabetes_mlops.tracking.runs import run_is_over, tracked_run, use_experiment, use_registry
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("spark", "pandas")
+ENGINES = tuple(output.FORMATS)  # the engines that write an output
 
 
 def batch_score(
@@ -88,7 +88,7 @@ def batch_score(
         target.begin(run.info.run_id, run_is_over)
         if quarantine is not None:
             quarantine.begin(run.info.run_id, run_is_over)
-        mlflow.set_tags({"step": "batch_score", "input_path": input_path, "engine": engine})
+        mlflow.set_tags({"input_path": input_path, "engine": engine})
         mlflow.log_params(
             {"model_name": model_name, "model_ref": model_version, "bad_rows": bad_rows}
         )
@@ -150,7 +150,7 @@ def _score_spark(spark, input_path, target, model_name, model_ref, input_format,
     frame = inputs.read_input(spark, input_path, input_format)
     check = inputs.check_input(frame, input_path, policy.bad_rows, policy.max_unknown_share)
     version = get_version(MlflowClient(), model_name, model_ref)
-    uri = f"models:/{version.name}/{version.version}"
+    uri = version_uri(version)
     typed = inputs.typed_features(check.valid, clean_text=check.sex_needs_cleaning)
     scored, path = scoring.predict(typed, load_version(version), uri)
     scored = scored.withColumn(MODEL_VERSION, F.lit(int(version.version))).withColumn(

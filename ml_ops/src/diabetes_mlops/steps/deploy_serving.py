@@ -37,7 +37,12 @@ from diabetes_mlops.serving.endpoint_config import (
 from diabetes_mlops.serving.names import ServingEndpointName
 from diabetes_mlops.serving.rollout import MAX_TIMEOUT_SECONDS, follow_champion
 from diabetes_mlops.steps.common import ModelName, Registry
-from diabetes_mlops.tracking.registry import champion, load_version, set_version_tags
+from diabetes_mlops.tracking.registry import (
+    champion,
+    load_version,
+    set_version_tags,
+    version_uri,
+)
 from diabetes_mlops.tracking.runs import use_registry
 
 log = logging.getLogger(__name__)
@@ -97,9 +102,7 @@ def deploy_serving(
         return ROLLBACK_REASON_TAG in tags and tags.get(SERVED_BY_TAG) != serving_endpoint
 
     candidate = None if version is None else sample_predictions(version)
-    if version is not None and not served_model.checks_requests(
-        f"models:/{version.name}/{version.version}"
-    ):
+    if version is not None and not served_model.checks_requests(version_uri(version)):
         log.warning(
             "%s version %s was logged before the data contract travelled with the model: the"
             " endpoint will not check requests against it; train again to serve one that does",
@@ -164,7 +167,7 @@ def sample_predictions(version: ModelVersion) -> Champion:
     """The rows logged with the model as its serving example (MLflow writes
     `serving_input_example.json`, a dataframe_split body, beside the model), and what the model
     loaded from the registry predicts for them: what the endpoint must answer."""
-    uri = f"models:/{version.name}/{version.version}"
+    uri = version_uri(version)
     try:
         example = json.loads(load_serving_example(uri))["dataframe_split"]
         columns, rows = list(example["columns"]), list(example["data"])

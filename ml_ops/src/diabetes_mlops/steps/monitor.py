@@ -39,12 +39,14 @@ from diabetes.drift_report import drift_figure, drift_report_html
 from diabetes_mlops.data import output
 from diabetes_mlops.data.locations import Location, OutputFolder, locate
 from diabetes_mlops.data.monitoring_table import COLUMNS, FORMATS, MonitoringTable
+from diabetes_mlops.runtime import model_refs
 from diabetes_mlops.runtime.context import SparkPath
 from diabetes_mlops.runtime.errors import ParameterError
 from diabetes_mlops.runtime.parameters import AtLeast, Between, OneOf, cross_check
 from diabetes_mlops.spark import profile
 from diabetes_mlops.steps.common import ExperimentName, Registry
 from diabetes_mlops.tracking import reference_profiles
+from diabetes_mlops.tracking.registry import get_version
 from diabetes_mlops.tracking.runs import (
     tracked_run,
     use_experiment,
@@ -93,8 +95,8 @@ def monitor(
     use_registry(registry, model_name)
     use_experiment(experiment_name)
     with tracked_run("monitor") as run:
-        mlflow.set_tags({"step": "monitor", "output_path": output_path})
-        version = MlflowClient().get_model_version(model_name, version_number)
+        mlflow.set_tag("output_path", output_path)
+        version = get_version(MlflowClient(), model_name, version_number)
         reference = reference_profiles.load(version)
         frame = spark.read.format(output_format).load(scored.spark)
         stats = profile.batch_stats(frame, reference)
@@ -161,7 +163,7 @@ class Batch:
         label_rows = [
             DriftMetric(PREDICTION, name, float(value), math.nan, False)
             for name, value in (labels or {}).items()
-            if name in ("rmse", "mae")
+            if name in (profile.RMSE, profile.MAE)
         ]
         monitored_at = pd.Timestamp(datetime.now(UTC))
         records = [
@@ -217,7 +219,9 @@ def _scores_manifest(scored: Location, given: str, fmt: str) -> dict:
             f"parameter 'output_format': {given!r} holds {manifest.get('format')} scores,"
             f" not {fmt}"
         )
-    if not str(manifest.get("model_version", "")).isdigit() or not manifest.get("model_name"):
+    if not model_refs.is_version_number(str(manifest.get("model_version", ""))) or not manifest.get(
+        "model_name"
+    ):
         raise ParameterError(
             f"parameter 'output_path': the manifest of {given!r} names no model version"
         )

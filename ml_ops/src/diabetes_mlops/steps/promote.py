@@ -14,6 +14,7 @@ from diabetes_mlops.tracking.registry import (
     NO_CHAMPION,
     PASSED,
     VALIDATED_AGAINST,
+    VALIDATION_REASON,
     VALIDATION_STATUS,
     champion,
     get_version,
@@ -64,7 +65,7 @@ def _refusal(tags: dict[str, str], current_champion: str) -> str | None:
     if status is None:
         return "it was never validated"
     if status != PASSED:
-        return f"validation {status} ({tags.get('validation_reason', 'no reason recorded')})"
+        return f"validation {status} ({tags.get(VALIDATION_REASON, 'no reason recorded')})"
     against = tags.get(VALIDATED_AGAINST)
     if against != current_champion:
         return (

@@ -16,7 +16,6 @@ from diabetes_mlops.serving import served_model
 from diabetes_mlops.spark.training_data import (
     DATA_FORMATS,
     DEFAULT_MAX_TRAINING_ROWS,
-    dataset_source,
     read_training_data,
 )
 from diabetes_mlops.steps.common import ExperimentName, ModelName, Registry
@@ -58,7 +57,8 @@ def train(
         data = read_training_data(data_path, data_format, max_training_rows, spark)
         training_run.log_data_lineage(data.lineage)
         result = train_model(data.frame, config, source=data_path)
-        training_run.log_training(result, data.frame, dataset_source(data))
+        source = training_run.dataset_source(data.location, data.fmt, data.version)
+        training_run.log_training(result, data.frame, source)
         # The drift monitor's reference: the data as read and the model's predictions on it.
         predictions = result.model.predict(data.frame[list(FEATURES)])
         profile_path = reference_profiles.log(reference_profile(data.frame, predictions))

@@ -23,6 +23,7 @@ from diabetes_mlops.tracking.registry import (
     NO_CHAMPION,
     PASSED,
     VALIDATED_AGAINST,
+    VALIDATION_REASON,
     VALIDATION_STATUS,
     champion,
     get_version,
@@ -83,7 +84,7 @@ def validate(
     current = champion(client, model_name)
     rival = current if current and str(current.version) != str(challenger.version) else None
     with tracked_run("validate"):
-        mlflow.set_tags({"step": "validate", "model_version": challenger.version})
+        mlflow.set_tag("model_version", challenger.version)
         holdout = training_run.load_holdout(challenger.run_id)
         rows = holdout if rival is None else training_run.rows_unseen_by(rival, holdout)
         metrics: dict[str, float] = {"comparison_rows": len(rows)}
@@ -116,13 +117,13 @@ def validate(
             }
         )
         mlflow.log_metrics(metrics)
-        mlflow.set_tags({VALIDATION_STATUS: status, "validation_reason": verdict.reason})
+        mlflow.set_tags({VALIDATION_STATUS: status, VALIDATION_REASON: verdict.reason})
         set_version_tags(
             client,
             challenger,
             {
                 VALIDATION_STATUS: status,
-                "validation_reason": verdict.reason,
+                VALIDATION_REASON: verdict.reason,
                 VALIDATED_AGAINST: champion_version,
                 "validation_comparison_rows": len(rows),
                 **{k: f"{v:.6g}" for k, v in metrics.items() if k.endswith("rmse")},

@@ -22,6 +22,7 @@ ALIAS_TAG_PREFIX = "alias."
 
 # Model-version tags written by the validate step and read by promote.
 VALIDATION_STATUS = "validation_status"
+VALIDATION_REASON = "validation_reason"
 VALIDATED_AGAINST = "validation_champion_version"
 PASSED = "passed"
 FAILED = "failed"
@@ -78,7 +79,12 @@ def champion(client: MlflowClient, name: str) -> ModelVersion | None:
 
 def load_version(version: ModelVersion):
     """Load by number, never by alias, so the model is the one whose number we report."""
-    return mlflow.sklearn.load_model(f"models:/{version.name}/{version.version}")
+    return mlflow.sklearn.load_model(version_uri(version))
+
+
+def version_uri(version: ModelVersion) -> str:
+    """`models:/<name>/<number>`: one version, whatever its aliases say later."""
+    return f"models:/{version.name}/{version.version}"
 
 
 def register_challenger(name: str, version: str, tags: dict) -> ModelVersion:

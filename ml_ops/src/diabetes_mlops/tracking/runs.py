@@ -24,12 +24,8 @@ from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from diabetes_mlops.runtime.errors import (
-    ParameterError,
-    TrackingStoreError,
-    first_line,
-    require_choice,
-)
+from diabetes_mlops.runtime.errors import ParameterError, TrackingStoreError, first_line
+from diabetes_mlops.runtime.parameters import require_choice
 
 log = logging.getLogger(__name__)
 

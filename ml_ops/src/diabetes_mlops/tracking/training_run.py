@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 def log_settings(
     config: TrainingConfig, tags: Mapping[str, str], params: Mapping[str, Any]
 ) -> None:
-    """The run's tags, the training configuration and the other parameters it ran with."""
-    mlflow.set_tags({"step": "train", **tags})
+    """Tags of the run (tracked_run has set its step), the training configuration and the other
+    parameters it ran with."""
+    mlflow.set_tags(dict(tags))
     mlflow.log_params(
         {
             "alphas": ",".join(f"{a:g}" for a in config.alphas),
@@ -45,6 +46,21 @@ def log_settings(
 def log_data_lineage(lineage: Mapping[str, str]) -> None:
     """Where the training data came from (path, format, Delta version), as run tags."""
     mlflow.set_tags(dict(lineage))
+
+
+def dataset_source(location: str, fmt: str, version: int | None) -> Any:
+    """The MLflow dataset source naming where training rows came from: a path, a table, and
+    the Delta version read."""
+    from mlflow.data.delta_dataset_source import DeltaDatasetSource
+    from mlflow.data.spark_dataset_source import SparkDatasetSource
+
+    if version is not None:
+        if fmt == "table":
+            return DeltaDatasetSource(delta_table_name=location, delta_table_version=version)
+        return DeltaDatasetSource(path=location, delta_table_version=version)
+    if fmt == "table":
+        return SparkDatasetSource(table_name=location)
+    return location
 
 
 def log_training(result: TrainingResult, frame: pd.DataFrame, source: Any) -> None:
