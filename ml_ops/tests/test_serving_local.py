@@ -198,8 +198,11 @@ def test_the_scoring_app_answers_as_batch_scoring_and_refuses_bad_requests(
     assert "dataframe_split: 442 predictions" in report
     assert "dataframe_records: 442 predictions" in report
     assert "an unknown SEX code: HTTP 400: request: column 'SEX'" in report
+    assert (
+        "a JSON boolean for a number: HTTP 400: request: column 'AGE': expected numbers" in report
+    )
     status, answer = serving.post(scoring_app.url, body([{**ROW, "S3": 0}]))
-    assert status == 400 and "column 'S3'" in serving.error_message(answer)
+    assert status == 400 and answer["message"].startswith("request: column 'S3': value 0 is")
     status, answer = serving.post(scoring_app.url, body([ROW]))
     assert status == 200 and len(answer["predictions"]) == 1
 

@@ -286,6 +286,11 @@ BAD_REQUESTS: tuple[tuple[str, Callable[[dict[str, Any]], bytes], str], ...] = (
         "S5",
     ),
     (
+        "a JSON boolean for a number",
+        lambda row: json.dumps({"dataframe_records": [{**row, "AGE": True}]}).encode(),
+        "AGE': expected numbers, found booleans",
+    ),
+    (
         "a value out of range",
         lambda row: json.dumps({"dataframe_records": [{**row, "AGE": -3}]}).encode(),
         "AGE",

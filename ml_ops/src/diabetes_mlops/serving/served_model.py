@@ -30,6 +30,7 @@ from mlflow.models.model import ModelInfo
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import FLAVOR_NAME as PYFUNC
 from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
 
 import diabetes
 import diabetes_mlops
@@ -52,6 +53,27 @@ MODEL_PACKAGES = ("scikit-learn", "scipy", "numpy", "pandas", "cloudpickle")
 SERIALIZATION = "cloudpickle"
 
 
+class RequestRefused(MlflowException):
+    """A request that breaks the contract: HTTP 400 whose message is our one line.
+
+    MLflow's scoring server (which Databricks Model Serving runs too) rewrites the message of an
+    MlflowException from `predict` to "Failed to predict data '<the whole request>'. Error:
+    <message>" (mlflow/pyfunc/scoring_server/__init__.py, `invocations`), which buries the line
+    under the request. This class keeps the line and drops the dump: the line names the column,
+    the value and the row already."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._line
+
+    @message.setter
+    def message(self, text: str) -> None:
+        self._line = text.rpartition("\nError: ")[2] if "\nError: " in text else text
+
+
 class ServedModel:
     """What `mlflow.pyfunc.load_model` returns for our models (through `_load_pyfunc`)."""
 
@@ -67,14 +89,11 @@ class ServedModel:
 
     def predict(self, model_input: pd.DataFrame, params: dict[str, Any] | None = None):
         if not isinstance(model_input, pd.DataFrame):
-            raise MlflowException(
-                f"expected a table of features, got {type(model_input).__name__}",
-                error_code=INVALID_PARAMETER_VALUE,
-            )
+            raise RequestRefused(f"expected a table of features, got {type(model_input).__name__}")
         try:
             features = validate_request(model_input)
         except DataValidationError as error:  # HTTP 400 with our one line, from any server
-            raise MlflowException(str(error), error_code=INVALID_PARAMETER_VALUE) from None
+            raise RequestRefused(str(error)) from None
         if self.form is not None:
             return self.form.predict(features)
         return self.pipeline.predict(features)
@@ -115,9 +134,12 @@ def log_model(
 
 def model_signature() -> ModelSignature:
     """Declared from the contract, not inferred: every feature may be missing (the model
-    imputes)."""
+    imputes). The numeric features are declared as any type: a server casts a request's columns
+    to the declared types before the model sees them (`cast_df_types_according_to_schema` in
+    mlflow/utils/proto_json_utils.py: `astype(float64)`), which turns a JSON `true` into 1.0, a
+    silent wrong answer. Left as given, a boolean reaches validate_request, which refuses it."""
     inputs = [
-        ColSpec("string" if c == CATEGORICAL_FEATURE else "double", c, required=False)
+        ColSpec("string" if c == CATEGORICAL_FEATURE else AnyType(), c, required=False)
         for c in FEATURES
     ]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("double")]))
