@@ -7,6 +7,8 @@ nothing resetting no job."""
 import copy
 import json
 import socket
+import struct
+import threading
 import time
 
 import pytest
@@ -220,10 +222,94 @@ def test_the_proxy_requests_would_use_is_what_is_probed(monkeypatch):
     )
 
 
+class Misbehaving:
+    """A loopback server that accepts connections and then does not answer as a workspace:
+    never answers, resets the connection, or answers with a web page."""
+
+    def __init__(self, how: str, status: int = 200) -> None:
+        self.how, self.status = how, status
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.open: list[socket.socket] = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.open.append(conn)
+            if self.how == "reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+            elif self.how == "html":
+                conn.recv(65536)
+                body = b"<html><body>Sign in</body></html>"
+                head = (
+                    f"HTTP/1.1 {self.status} X\r\nContent-Type: text/html; charset=utf-8\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                )
+                conn.sendall(head.encode() + body)
+                conn.close()
+            # "silent": keep the connection open and say nothing
+
+    def stop(self) -> None:
+        self.sock.close()
+        for conn in self.open:
+            conn.close()
+
+
+@pytest.mark.parametrize(
+    "how, status, scheme, words",
+    [
+        ("silent", 0, "http", "no answer within 1 s"),
+        ("reset", 0, "http", "the connection failed: the "),  # reset, or closed unanswered
+        ("silent", 0, "https", "the TLS handshake failed"),
+        ("html", 200, "http", "answered HTML (HTTP 200), not the Databricks API"),
+        ("html", 404, "http", "answered HTML (HTTP 404), not the Databricks API"),
+    ],
+    ids=["never answers", "resets", "https to a port without TLS", "200 web page", "404 page"],
+)
+def test_a_host_that_does_not_answer_as_a_workspace_fails_in_seconds_with_one_line(
+    project, monkeypatch, capsys, how, status, scheme, words
+):
+    monkeypatch.setattr(reachability, "ANSWER_SECONDS", 1.0)
+    monkeypatch.setattr(reachability, "CONNECT_SECONDS", 1.0)
+    server = Misbehaving(how, status)
+    if scheme == "https":  # a plain-HTTP port: it answers a TLS hello with nothing, or HTTP
+        server.stop()
+        server = Misbehaving("html", 400)
+    try:
+        monkeypatch.setenv("DATABRICKS_HOST", f"{scheme}://127.0.0.1:{server.port}")
+        monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-unused")
+        monkeypatch.setenv("DATABRICKS_AUTH_TYPE", "pat")
+        seconds, err = timed_failure(project, ("deploy", "--plan"), capsys)
+    finally:
+        server.stop()
+    assert seconds < 10, seconds
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: workspace host 127.0.0.1") and words in err, err
+
+
+def test_a_busy_host_that_answers_as_a_workspace_is_not_judged_by_its_page(monkeypatch):
+    server = Misbehaving("html", 503)  # a gateway's page while the workspace restarts
+    try:
+        reachability.check_answers(f"http://127.0.0.1:{server.port}", {})
+    finally:
+        server.stop()
+
+
 def test_a_host_that_answers_is_left_to_the_sdk_retries(fake_workspace, project):
-    fake_workspace.fail("GET", "/preview/scim/v2/Me", status=503, times=2)
+    fake_workspace.fail("GET", "/preview/scim/v2/Me", status=503, times=4)
     assert deploy(project, "--plan") == 0  # retried, not given up on
-    assert len(fake_workspace.calls("GET", "/preview/scim/v2/Me")) == 3
+    calls = fake_workspace.calls("GET", "/preview/scim/v2/Me")
+    # the probe after authenticating (503: busy, passed on to the SDK), then the SDK's own
+    # request: three 503s retried, then the answer
+    assert len(calls) == 5
 
 
 # --- 4. a FILE where a notebook belongs becomes a notebook again --------------------------------

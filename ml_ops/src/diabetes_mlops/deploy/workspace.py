@@ -7,7 +7,7 @@ import os
 from databricks.sdk import WorkspaceClient
 
 from diabetes_mlops.deploy.auth import auth_help
-from diabetes_mlops.deploy.reachability import ProbedConfig, check_reachable
+from diabetes_mlops.deploy.reachability import ProbedConfig, check_answers, check_reachable
 from diabetes_mlops.jobs.targets import Target
 from diabetes_mlops.runtime.errors import UserError, first_line
 
@@ -28,7 +28,7 @@ def connect(target: Target) -> WorkspaceClient:
             profile=profile, host=host, retry_timeout_seconds=target.retry_timeout_seconds
         )
         client = WorkspaceClient(config=config)
-        config.authenticate()  # OAuth (github-oidc) gets its token now: a refusal is one line
+        headers = config.authenticate()  # OAuth (github-oidc) gets its token now: one line
     except ValueError as exc:  # what the SDK raises, with long explanations, for missing auth
         raise AuthError(
             f"cannot connect to the workspace of target '{target.name}': "
@@ -42,6 +42,7 @@ def connect(target: Target) -> WorkspaceClient:
         )
     if not config.probed:  # an SDK without the step ProbedConfig hooks: probe now
         check_reachable(client.config.host)
+    check_answers(client.config.host, headers)  # it answers as a workspace, authenticated
     return client
 
 
