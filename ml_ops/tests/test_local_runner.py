@@ -171,6 +171,23 @@ def write_job(tmp_path, cells, extra_tasks=()):
     return spec, notebooks
 
 
+def test_a_tracking_uri_from_the_shell_is_said_before_anything_runs(tmp_path):
+    """MLFLOW_TRACKING_URI wins over the local root's store, as MLflow's own tools let it; the
+    runner says so first, with any password hidden, so models do not land elsewhere silently."""
+    said: list[str] = []
+    environ = {"MLFLOW_TRACKING_URI": "postgresql://ml:s3cret@db:5432/mlflow"}
+    runner = LocalRunner(tmp_path / "root", environ=environ, report=said.append)
+    assert runner.tracking_uri == environ["MLFLOW_TRACKING_URI"]
+    assert said == [
+        "MLflow store: postgresql://ml:***@db:5432/mlflow, from MLFLOW_TRACKING_URI, not"
+        f" {tmp_path / 'root' / 'mlflow.db'}: runs and models go there (unset"
+        " MLFLOW_TRACKING_URI to keep them under the local root)"
+    ]
+    quiet: list[str] = []
+    LocalRunner(tmp_path / "root", environ={}, report=quiet.append)
+    assert quiet == []
+
+
 def test_a_notebook_that_touches_spark_gets_a_local_session(tmp_path):
     spec, notebooks = write_job(
         tmp_path,

@@ -139,9 +139,7 @@ def test_the_local_runner_prints_a_read_only_store_as_one_line(
 
 
 def test_a_password_in_the_store_uri_is_never_shown():
-    from diabetes_mlops.tracking.runs import _redacted
+    from diabetes_mlops.tracking.runs import redacted
 
-    assert (
-        _redacted("postgresql://ml:s3cret@db:5432/mlflow") == "postgresql://ml:***@db:5432/mlflow"
-    )
-    assert _redacted("sqlite:///x.db") == "sqlite:///x.db"
+    assert redacted("postgresql://ml:s3cret@db:5432/mlflow") == "postgresql://ml:***@db:5432/mlflow"
+    assert redacted("sqlite:///x.db") == "sqlite:///x.db"

@@ -39,7 +39,7 @@ from diabetes_mlops.local.references import condition_outcome, resolve_reference
 from diabetes_mlops.local.spark import LazySpark, local_spark_session
 from diabetes_mlops.local.store import tracking_uri as store_uri
 from diabetes_mlops.runtime.errors import ParameterError, UserError
-from diabetes_mlops.tracking.runs import ARTIFACT_ROOT_ENV
+from diabetes_mlops.tracking.runs import ARTIFACT_ROOT_ENV, redacted
 
 
 class JobFailed(UserError):
@@ -104,10 +104,15 @@ class LocalRunner:
     ) -> None:
         self.root = Path(local_root).absolute()
         self.environ = os.environ if environ is None else environ
-        self.tracking_uri = (
-            tracking_uri or self.environ.get("MLFLOW_TRACKING_URI") or store_uri(self.root)
-        )
+        from_environment = self.environ.get("MLFLOW_TRACKING_URI")
+        self.tracking_uri = tracking_uri or from_environment or store_uri(self.root)
         self.report = report
+        if not tracking_uri and from_environment and from_environment != store_uri(self.root):
+            report(
+                f"MLflow store: {redacted(from_environment)}, from MLFLOW_TRACKING_URI, not"
+                f" {store_uri(self.root).removeprefix('sqlite:///')}: runs and models go there"
+                " (unset MLFLOW_TRACKING_URI to keep them under the local root)"
+            )
         self.spark = LazySpark(lambda: local_spark_session(self.root))
 
     def run(

@@ -211,7 +211,7 @@ def store_errors() -> Iterator[None]:
         if not _is_read_only(cause):
             raise
         raise TrackingStoreError(
-            f"MLflow store {_redacted(mlflow.get_tracking_uri())}: {first_line(cause)}"
+            f"MLflow store {redacted(mlflow.get_tracking_uri())}: {first_line(cause)}"
         ) from exc
     finally:
         quiet.setLevel(level)
@@ -231,7 +231,7 @@ def _is_read_only(cause: BaseException) -> bool:
     return isinstance(cause, OSError) and cause.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
-def _redacted(uri: str) -> str:
+def redacted(uri: str) -> str:
     """The store's URI without a password (postgresql://user:secret@host/db)."""
     parts = urlsplit(uri)
     if parts.password is None:
