@@ -178,9 +178,19 @@ def test_a_value_a_later_task_refuses_is_named_with_job_and_task(specs):
 
 
 def test_an_empty_value_for_a_required_parameter_is_judged_by_its_rule(specs):
-    assert check_job_parameters(specs[TRAINING], {"model_version": ""}) == [
-        "job 'diabetes-model-training' task 'validate': parameter 'model_version': must be a"
+    assert check_job_parameters(specs[SCORING], {"model_version": ""}) == [
+        "job 'diabetes-batch-scoring' task 'batch_score': parameter 'model_version': must be a"
         " version number or an alias (letters, digits, '_' and '-'), got ''"
+    ]
+
+
+def test_a_value_the_job_sets_as_it_runs_cannot_be_given(specs):
+    """model_version=999 on the training job would replace what train publishes, so validate and
+    promote would judge another version than the one just registered."""
+    assert check_job_parameters(specs[TRAINING], {"model_version": "999"}) == [
+        f"job 'diabetes-model-training' task '{task}': parameter 'model_version' is set by the"
+        " job as it runs ({{tasks.train.values.model_version}}); it cannot be given"
+        for task in ("validate", "promote")
     ]
 
 

@@ -31,7 +31,7 @@ def check_job_parameters(spec: JobSpec, overrides: Mapping[str, str] | None = No
 
     Each task is judged on what it would receive: every job parameter, its base parameters, the
     overrides that reach it, and its notebook's widget defaults for the rest."""
-    problems: list[str] = []
+    problems: list[str] = _overridden_references(spec, overrides or {})
     seen: set[str] = set()
     for call in step_calls([spec], overrides or {}):
         if call.step is None:
@@ -46,6 +46,23 @@ def check_job_parameters(spec: JobSpec, overrides: Mapping[str, str] | None = No
             if problem not in seen:  # a job parameter judged by several tasks: said once
                 seen.add(problem)
                 problems.append(f"job '{spec.name}' task '{call.task.key}': {problem}")
+    return problems
+
+
+def _overridden_references(spec: JobSpec, overrides: Mapping[str, str]) -> list[str]:
+    """A value the job sets while it runs (a task parameter `{{tasks.train.values...}}`) cannot
+    be given from outside: the given value would replace it, and the job would act on another
+    model version than the one it just trained, after its first writes."""
+    problems = []
+    applied = spec.overrides_by_task(overrides)
+    for task in spec.tasks:
+        for name in applied[task.key]:
+            value = task.base_parameters.get(name, "")
+            if REFERENCE.search(value):
+                problems.append(
+                    f"job '{spec.name}' task '{task.key}': parameter '{name}' is set by the job"
+                    f" as it runs ({value}); it cannot be given"
+                )
     return problems
 
 
