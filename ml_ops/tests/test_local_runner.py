@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import mlflow
 import numpy as np
@@ -134,6 +136,31 @@ def test_bad_scoring_data_fails_the_job_and_keeps_the_previous_output(
     assert bad_scoring[1] in one_error_line(capsys.readouterr().err, "bad.csv")
     assert snapshot(output) == before
     assert [p.name for p in output.parent.iterdir()] == [output.name]
+
+
+@pytest.mark.slow  # a job in a process of its own, for its console; the message is tested fast
+def test_a_corrupt_input_file_is_one_line_and_spark_traces_go_to_its_log(repo, scored_root):
+    root, name = scored_root
+    folder = root / DATA / "parquet_input"
+    folder.mkdir()
+    frame = pd.read_csv(root / DATA / "data_batch_input.csv")
+    frame.to_parquet(folder / "part-0.parquet")
+    frame.to_parquet(folder / "part-1.parquet")
+    whole = (folder / "part-1.parquet").read_bytes()
+    (folder / "part-1.parquet").write_bytes(whole[: len(whole) // 2])
+    done = subprocess.run(
+        [sys.executable, "-m", "diabetes_mlops.cli", "run-local",
+         str(repo / "job_specs" / "diabetes_batch_scoring.json"), "--local-root", str(root),
+         "--param", f"model_name={name}", "--param", f"input_path=/{DATA}/parquet_input",
+         "--param", "input_format=parquet"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    console = done.stdout + done.stderr
+    assert done.returncode == 1, console
+    assert "part-1.parquet is a Parquet file cut short or corrupt (no whole footer)" in done.stderr
+    assert "\tat " not in console and "ERROR" not in console, console  # no JVM traces here
+    assert f"Spark's own log, with its stack traces: {root / 'spark.log'}" in done.stdout
+    assert "\tat org.apache" in (root / "spark.log").read_text()
 
 
 def test_scoring_with_no_champion_fails_and_writes_nothing(repo, local_root, model_name, capsys):

@@ -147,6 +147,32 @@ def test_bad_csv_input_is_caught_before_scoring(spark, tmp_path, case):
         check_input(read_input(spark, path, "csv"), path)
 
 
+def test_an_empty_parquet_file_is_said_to_have_no_rows_whatever_its_types(spark, tmp_path):
+    pd.DataFrame({c: [] for c in FEATURES}).to_parquet(tmp_path / "empty.parquet")  # all double
+    path = str(tmp_path / "empty.parquet")
+    with pytest.raises(DataValidationError, match=r"empty.parquet: has no data rows$"):
+        check_input(read_input(spark, path, "parquet"), path)
+
+
+@pytest.mark.parametrize("kept", [0.3, 0.5, 0.99], ids=["30 %", "half", "all but the end"])
+def test_a_parquet_part_cut_short_is_named(spark, tmp_path, kept):
+    """Where the cut falls decides Spark's own words (no magic number, a footer too large, ...):
+    the line names the file and says what it is either way."""
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    frame = pd.read_csv(pd.io.common.StringIO(f"{HEADER}\n{ROW}\n{ROW}\n"))
+    frame.to_parquet(folder / "part-0.parquet")
+    frame.to_parquet(folder / "part-1.parquet")
+    whole = (folder / "part-1.parquet").read_bytes()
+    (folder / "part-1.parquet").write_bytes(whole[: int(len(whole) * kept)])  # a copy that stopped
+    with pytest.raises(DataValidationError) as caught:
+        check_input(read_input(spark, str(folder), "parquet"), str(folder))
+    assert str(caught.value) == (
+        f"{folder}: file {folder / 'part-1.parquet'} is a Parquet file cut short or corrupt (no"
+        " whole footer): replace it"
+    )
+
+
 def test_wrong_types_in_parquet_are_caught_from_the_schema(spark, tmp_path):
     frame = pd.read_csv(pd.io.common.StringIO(f"{HEADER}\n{ROW}\n")).assign(BMI=True)
     frame.to_parquet(tmp_path / "in.parquet")

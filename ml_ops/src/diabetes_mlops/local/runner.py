@@ -36,7 +36,7 @@ from diabetes_mlops.jobs.specs import (
 )
 from diabetes_mlops.local.dbutils import LocalDbutils, NotebookExit
 from diabetes_mlops.local.references import condition_outcome, resolve_references
-from diabetes_mlops.local.spark import LazySpark, local_spark_session
+from diabetes_mlops.local.spark import SPARK_LOG, LazySpark, local_spark_session
 from diabetes_mlops.local.store import tracking_uri as store_uri
 from diabetes_mlops.runtime.errors import ParameterError, UserError
 from diabetes_mlops.tracking.runs import ARTIFACT_ROOT_ENV, redacted
@@ -192,6 +192,8 @@ class LocalRunner:
                 report("".join(traceback.format_exception(error)).rstrip())
             job = error.job if isinstance(error, JobFailed) else None
             report(f"x task {task.key} FAILED after {seconds:.1f} s")
+            if self.spark.started:
+                report(f"  Spark's own log, with its stack traces: {self.root / SPARK_LOG}")
             return TaskRun(task.key, notebook, FAILED, seconds, error, job=job, what=_what(task))
         seconds = time.perf_counter() - started
         report(f"v task {task.key} succeeded in {seconds:.1f} s{note}")

@@ -12,6 +12,19 @@ from typing import Any
 # their many short queries on small data run in ~30 % less time without the C2 compiler, whose
 # work only pays off on long runs (docs/testing.md). Unset: the JVM's defaults.
 JAVA_OPTIONS_ENV = "DIABETES_MLOPS_SPARK_JAVA_OPTIONS"
+# Spark's own log, under the local root: its errors come with JVM stack traces that would bury
+# the one line a failed task prints (the runner points at this file instead).
+SPARK_LOG = "spark.log"
+_LOG_CONFIG = """\
+rootLogger.level = warn
+rootLogger.appenderRef.file.ref = file
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {path}
+appender.file.append = true
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
+"""
 
 
 def local_spark_session(work_dir: Path) -> Any:
@@ -20,7 +33,13 @@ def local_spark_session(work_dir: Path) -> Any:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
-    java_options = f"-Dderby.system.home={work_dir} {os.environ.get(JAVA_OPTIONS_ENV, '')}"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    log_config = work_dir / "log4j2.properties"
+    log_config.write_text(_LOG_CONFIG.format(path=work_dir / SPARK_LOG))
+    java_options = (
+        f"-Dderby.system.home={work_dir} -Dlog4j2.configurationFile={log_config}"
+        f" {os.environ.get(JAVA_OPTIONS_ENV, '')}"
+    )
     session = (
         SparkSession.builder.master("local[*]")
         .appName("diabetes-mlops-local")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import reduce
@@ -135,11 +136,34 @@ def read_error(location: str, fmt: str, exc: Exception) -> DataValidationError:
         problem = "its CSV files do not all have the same header"
     elif "maxColumns" in text or "MaxColumns" in text:
         problem = "a row has more fields than Spark's CSV reader takes (maxColumns): not valid CSV"
-    elif "is not a Parquet file" in text:
-        problem = "is not a Parquet file (set input_format to what it is)"
+    elif "FAILED_READ_FILE" in text or "is not a Parquet file" in text:
+        problem = _unreadable_file(text)
     else:
         problem = f"cannot read it ({fmt}): {first_line(exc, limit=300)}"
     return DataValidationError(location, None, problem)
+
+
+def _unreadable_file(text: str) -> str:
+    """Which file of the input Spark could not read, and why: a Parquet file cut short or
+    corrupt (it starts as one, but its footer, which Spark reads first, is not there or not
+    whole), another kind of file, or the cause Spark gives."""
+    found = re.search(r"reading file (\S+?)\.?\s", text) or re.search(
+        r"(\S+) is not a Parquet", text
+    )
+    name = found.group(1) if found else None
+    path = driver_path(name) if name and not is_remote(name) else None
+    try:
+        with open(path or "", "rb") as stream:
+            head = stream.read(4)
+    except OSError:
+        head = b""
+    shown = path or name or "a file"
+    if head == b"PAR1":
+        return f"file {shown} is a Parquet file cut short or corrupt (no whole footer): replace it"
+    if "is not a Parquet file" in text:
+        return f"file {shown} is not a Parquet file (set input_format to what it is)"
+    cause = re.search(r"Caused by: [\w.$]+: (.+)", text)
+    return f"file {shown} cannot be read: {cause.group(1).strip()[:200] if cause else 'corrupt'}"
 
 
 def _sniff(location: str, fmt: str) -> None:
@@ -353,7 +377,15 @@ def _fail_on_first_broken_rule(frame, source, stats, rules, unknown, sex, limit)
 
 
 def _check_types(frame: DataFrame, source: str) -> None:
+    """Text or numbers where the contract wants them. A file with no rows carries whatever
+    types its writer guessed (pandas types an empty column as double or null), so it is named
+    as having no rows, not as having the wrong types."""
     kinds = {f.name: f.dataType for f in frame.schema.fields}
+    wrong = [
+        c for c in NUMERIC_FEATURES if not isinstance(kinds[c], (*_NUMERIC_TYPES, T.StringType))
+    ]
+    if (wrong or not isinstance(kinds[CATEGORICAL_FEATURE], T.StringType)) and frame.isEmpty():
+        raise DataValidationError(source, None, "has no data rows")
     for column in NUMERIC_FEATURES:
         if not isinstance(kinds[column], (*_NUMERIC_TYPES, T.StringType)):
             raise DataValidationError(
