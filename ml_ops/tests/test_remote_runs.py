@@ -6,6 +6,7 @@ nothing resetting no job."""
 
 import copy
 import json
+import re
 import socket
 import struct
 import threading
@@ -266,11 +267,11 @@ class Misbehaving:
 @pytest.mark.parametrize(
     "how, status, scheme, words",
     [
-        ("silent", 0, "http", "no answer within 1 s"),
-        ("reset", 0, "http", "the connection failed: the "),  # reset, or closed unanswered
-        ("silent", 0, "https", "the TLS handshake failed"),
-        ("html", 200, "http", "answered HTML (HTTP 200), not the Databricks API"),
-        ("html", 404, "http", "answered HTML (HTTP 404), not the Databricks API"),
+        ("silent", 0, "http", re.escape("no answer within 1 s")),
+        ("reset", 0, "http", "reset|closed the connection"),  # when the reset lands decides
+        ("silent", 0, "https", re.escape("the TLS handshake failed")),
+        ("html", 200, "http", re.escape("answered HTML (HTTP 200), not the Databricks API")),
+        ("html", 404, "http", re.escape("answered HTML (HTTP 404), not the Databricks API")),
     ],
     ids=["never answers", "resets", "https to a port without TLS", "200 web page", "404 page"],
 )
@@ -292,7 +293,7 @@ def test_a_host_that_does_not_answer_as_a_workspace_fails_in_seconds_with_one_li
         server.stop()
     assert seconds < 10, seconds
     assert len(err.splitlines()) == 1, err
-    assert err.startswith("error: workspace host 127.0.0.1") and words in err, err
+    assert "workspace host 127.0.0.1" in err and re.search(words, err), err
 
 
 def test_a_busy_host_that_answers_as_a_workspace_is_not_judged_by_its_page(monkeypatch):

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from diabetes_mlops.cli import main
 from diabetes_mlops.runtime.errors import TrackingStoreError
 from diabetes_mlops.tracking.runs import (
+    ARTIFACT_ROOT_ENV,
     HOST_TAG,
     KILLED_REASON_TAG,
     PID_TAG,
@@ -143,3 +144,36 @@ def test_a_password_in_the_store_uri_is_never_shown():
 
     assert redacted("postgresql://ml:s3cret@db:5432/mlflow") == "postgresql://ml:***@db:5432/mlflow"
     assert redacted("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_an_artifact_store_that_refuses_writes_is_one_error_naming_it(tmp_path, monkeypatch):
+    """Root ignores chmod here: a file where the artifact folder should be refuses every write
+    just as a read-only mount does, with the OSError MLflow lets through."""
+    (tmp_path / "artifacts").write_text("not a folder")
+    monkeypatch.setenv(ARTIFACT_ROOT_ENV, str(tmp_path / "artifacts"))
+    use_experiment(f"/Shared/artifacts-refused-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(TrackingStoreError) as info, tracked_run("train"):
+        mlflow.log_text("x", "notes.txt")
+    store = str(tmp_path / "artifacts")
+    assert str(info.value).startswith(f"MLflow artifact store {store}/")
+    assert f": Not a directory ({store}/" in str(info.value)
+    with pytest.raises(OSError, match="elsewhere"), tracked_run("train"):  # not the store's
+        raise PermissionError(13, "Permission denied: elsewhere", str(tmp_path / "elsewhere"))
+
+
+@pytest.mark.slow  # a whole training job
+def test_the_local_runner_prints_a_refusing_artifact_store_as_one_line(repo, tmp_path, capsys):
+    root = tmp_path / "local"
+    root.mkdir()
+    (root / "mlartifacts").write_text("not a folder")  # where the runner keeps artifacts
+    data = root / "Volumes/main/diabetes/data"
+    data.mkdir(parents=True)
+    (data / "data_raw.csv").write_text((repo / "ml_data" / "data_raw.csv").read_text())
+    spec = repo / "job_specs" / "diabetes_model_training.json"
+    code = main(["run-local", str(spec), "--local-root", str(root),
+                 "--param", "alphas=1", "--param", "cv_folds=2"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in out + err
+    [line] = [line for line in err.splitlines() if "artifact store" in line]
+    assert line.startswith("task train (") and "TrackingStoreError: MLflow artifact store" in line
+    assert f"Not a directory ({root / 'mlartifacts'}/" in line

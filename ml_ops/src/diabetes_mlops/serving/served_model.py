@@ -35,6 +35,7 @@ from mlflow.types.schema import AnyType
 import diabetes
 import diabetes_mlops
 from diabetes.contract import CATEGORICAL_FEATURE, FEATURES, DataValidationError
+from diabetes.errors import UserError
 from diabetes.linear_form import LinearForm, NotLinear, linear_form
 from diabetes.request_check import validate_request
 
@@ -53,7 +54,7 @@ MODEL_PACKAGES = ("scikit-learn", "scipy", "numpy", "pandas", "cloudpickle")
 SERIALIZATION = "cloudpickle"
 
 
-class RequestRefused(MlflowException):
+class RequestRefused(MlflowException, UserError):
     """A request that breaks the contract: HTTP 400 whose message is our one line.
 
     MLflow's scoring server (which Databricks Model Serving runs too) rewrites the message of an

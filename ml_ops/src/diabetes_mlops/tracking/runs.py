@@ -24,6 +24,7 @@ from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from diabetes_mlops.data.locations import nesting
 from diabetes_mlops.runtime.errors import ParameterError, TrackingStoreError, first_line
 from diabetes_mlops.runtime.parameters import require_choice
 
@@ -106,7 +107,20 @@ def tracked_run(step: str) -> Iterator[mlflow.ActiveRun]:
         run = mlflow.start_run(run_name=step, tags={"step": step, **_process_tags()})
     with run:
         mark_orphaned_runs(run.info.experiment_id, step, run.info.run_id)
-        yield run
+        try:
+            yield run
+        except OSError as exc:
+            store = _artifact_folder(run.info.artifact_uri)
+            if (
+                store is None
+                or not exc.filename
+                or nesting(os.path.abspath(exc.filename), store) is None
+            ):
+                raise
+            raise TrackingStoreError(
+                f"MLflow artifact store {store}: {exc.strerror or first_line(exc)}"
+                f" ({exc.filename})"
+            ) from exc
 
 
 def mark_orphaned_runs(experiment_id: str, step: str, current_run_id: str) -> list[str]:
@@ -215,6 +229,13 @@ def store_errors() -> Iterator[None]:
         ) from exc
     finally:
         quiet.setLevel(level)
+
+
+def _artifact_folder(uri: str) -> str | None:
+    """A run's artifact location as a folder on this machine; None for a remote store."""
+    if uri.startswith("file:"):
+        return os.path.abspath(urlsplit(uri).path)
+    return None if "://" in uri or ":" in uri.split("/")[0] else os.path.abspath(uri)
 
 
 def _root_cause(exc: BaseException) -> BaseException:
