@@ -111,6 +111,10 @@ def test_first_run_creates_everything_and_a_second_changes_nothing(fake, config,
     assert fake.cluster_acls[cluster_id][f"group:{GROUP}"] == "CAN_RESTART"
     assert fake.scopes == {"diabetes-mlops"}
     assert "/Shared/diabetes-mlops/staging/diabetes" in fake.experiments
+    [created] = fake.calls("POST", "/mlflow/experiments/create")
+    assert json.loads(created.body)["tags"] == [
+        {"key": "mlflow.experimentKind", "value": "custom_model_development"}
+    ]
     assert STAGING_DATA in fake.directories
 
     before = len(fake.requests)

@@ -49,6 +49,8 @@ def test_train_logs_and_registers_a_challenger(data_dir, model_name):
     assert run.data.metrics["holdout_r2"] >= 0.40
     assert {"holdout_rmse", "holdout_mae", "cv_rmse"} <= set(run.data.metrics)
     assert run.data.params["alpha"] == "3.0"
+    rmse = run.data.metrics["holdout_rmse"]
+    assert run.info.run_name == f"train v1 (alpha 3, holdout rmse {rmse:.1f})"
     artifacts = {a.path for a in client.list_artifacts(out["run_id"])}
     assert {"cv_results.csv", "feature_statistics.html", "plots", "holdout"} <= artifacts
     plots = {a.path for a in client.list_artifacts(out["run_id"], "plots")}

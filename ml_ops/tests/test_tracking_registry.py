@@ -5,7 +5,13 @@ from mlflow.exceptions import MlflowException
 from diabetes_mlops.runtime.errors import ModelNotFoundError, ParameterError
 from diabetes_mlops.runtime.parameters import VersionOrAlias
 from diabetes_mlops.tracking.registry import champion, get_version
-from diabetes_mlops.tracking.runs import use_experiment, use_registry
+from diabetes_mlops.tracking.runs import (
+    EXPERIMENT_KIND_TAG,
+    name_run,
+    tracked_run,
+    use_experiment,
+    use_registry,
+)
 
 
 def test_unity_catalog_registry_is_selected_for_a_three_level_name(mlflow_store):
@@ -40,12 +46,21 @@ def test_a_lost_creation_race_is_fine(monkeypatch):
     name = "/Shared/race test"
     real_create = mlflow.create_experiment
 
-    def someone_else_was_first(experiment, artifact_location=None):
+    def someone_else_was_first(experiment, artifact_location=None, tags=None):
         real_create(experiment, artifact_location=artifact_location)
         raise MlflowException("already exists")
 
     monkeypatch.setattr(mlflow, "create_experiment", someone_else_was_first)
     assert use_experiment(name) == mlflow.get_experiment_by_name(name).experiment_id
+
+
+def test_an_experiment_this_project_creates_opens_on_its_runs():
+    name = "/Shared/kind test"
+    experiment = mlflow.get_experiment(use_experiment(name))
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+    with tracked_run("train") as run:
+        name_run(run, "v3 (alpha 1)")
+    assert mlflow.get_run(run.info.run_id).info.run_name == "train v3 (alpha 1)"
 
 
 class BrokenClient:

@@ -22,6 +22,7 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import NotFound, ResourceAlreadyExists
 from databricks.sdk.service.catalog import Privilege, VolumeType
 from databricks.sdk.service.compute import ClusterDetails
+from databricks.sdk.service.ml import ExperimentTag
 
 from diabetes_mlops.deploy import grants
 from diabetes_mlops.deploy.clusters import create_args, differences
@@ -29,7 +30,11 @@ from diabetes_mlops.deploy.jobs import DeployError
 from diabetes_mlops.jobs.preflight import received_values
 from diabetes_mlops.jobs.specs import JobSpec
 from diabetes_mlops.jobs.targets import Target
-from diabetes_mlops.tracking.runs import UNITY_CATALOG
+from diabetes_mlops.tracking.runs import (
+    CUSTOM_MODEL_DEVELOPMENT,
+    EXPERIMENT_KIND_TAG,
+    UNITY_CATALOG,
+)
 
 CREATED, EXISTS = "created", "exists"
 
@@ -93,7 +98,8 @@ def ensure_experiment(w: WorkspaceClient, target: Target) -> str:
         return EXISTS
     except NotFound:
         w.workspace.mkdirs(name.rsplit("/", 1)[0])
-        w.experiments.create_experiment(name)
+        kind = ExperimentTag(key=EXPERIMENT_KIND_TAG, value=CUSTOM_MODEL_DEVELOPMENT)
+        w.experiments.create_experiment(name, tags=[kind])
         return CREATED
 
 

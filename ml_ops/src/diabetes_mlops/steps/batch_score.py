@@ -37,7 +37,13 @@ from diabetes_mlops.runtime.parameters import Between, OneOf, cross_check
 from diabetes_mlops.spark import inputs, scoring
 from diabetes_mlops.steps.common import ExperimentName, ModelName, ModelRef, Registry
 from diabetes_mlops.tracking.registry import CHAMPION, get_version, load_version, version_uri
-from diabetes_mlops.tracking.runs import run_is_over, tracked_run, use_experiment, use_registry
+from diabetes_mlops.tracking.runs import (
+    name_run,
+    run_is_over,
+    tracked_run,
+    use_experiment,
+    use_registry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +115,7 @@ def batch_score(
         mlflow.log_metrics(
             {"rows_in": rows_in, "rows_out": rows_out, "rows_quarantined": quarantined}
         )
+        name_run(run, f"v{version}: {rows_out} rows into {output_path}")
         log.info(
             "scored %d rows with %s version %s (%s) into %s%s",
             rows_out,

@@ -48,6 +48,7 @@ from diabetes_mlops.steps.common import ExperimentName, Registry
 from diabetes_mlops.tracking import reference_profiles
 from diabetes_mlops.tracking.registry import get_version
 from diabetes_mlops.tracking.runs import (
+    name_run,
     tracked_run,
     use_experiment,
     use_registry,
@@ -127,6 +128,7 @@ def monitor(
             rows = batch.rows_of([DriftMetric(ALL_FEATURES, status, math.nan, math.nan, False)])
             table.write_batch(batch.batch_id, rows)
             mlflow.set_tags({"drift_status": status, "retrain": "false"})
+            name_run(run, f"v{version_number} batch {batch.batch_id[:16]}: {status}")
             return batch.outputs(retrain=False, drift=False, status=status)
         metrics = compare(reference, stats.profile, thresholds)
         found = drifted(metrics)
@@ -139,6 +141,8 @@ def monitor(
         mlflow.set_tags(
             {"drift_status": "drift" if found else "stable", "retrain": str(retrain).lower()}
         )
+        verdict = ("drift, retrain" if retrain else "drift") if found else "stable"
+        name_run(run, f"v{version_number} batch {batch.batch_id[:16]}: {verdict}")
         _log_verdict(metrics, batch, recent, drift_batches, drift_window, retrain)
     return batch.outputs(retrain=retrain, drift=found, status="drift" if found else "stable")
 

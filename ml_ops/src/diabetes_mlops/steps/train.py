@@ -22,7 +22,7 @@ from diabetes_mlops.steps.common import ExperimentName, ModelName, Registry
 from diabetes_mlops.tracking import reference_profiles, training_run
 from diabetes_mlops.tracking.artifacts import MODEL_ARTIFACT
 from diabetes_mlops.tracking.registry import CHALLENGER, register_challenger
-from diabetes_mlops.tracking.runs import tracked_run, use_experiment, use_registry
+from diabetes_mlops.tracking.runs import name_run, tracked_run, use_experiment, use_registry
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,8 @@ def train(
                 reference_profiles.TAG: profile_path,
             },
         )
+        rmse = result.metrics["rmse"]
+        name_run(run, f"v{version.version} (alpha {result.alpha:g}, holdout rmse {rmse:.1f})")
     log.info(
         "registered %s version %s (alpha %g, holdout rmse %.3f, r2 %.3f) as %s",
         model_name,

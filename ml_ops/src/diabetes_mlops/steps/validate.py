@@ -30,7 +30,7 @@ from diabetes_mlops.tracking.registry import (
     load_version,
     set_version_tags,
 )
-from diabetes_mlops.tracking.runs import tracked_run, use_experiment, use_registry
+from diabetes_mlops.tracking.runs import name_run, tracked_run, use_experiment, use_registry
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def validate(
     challenger = get_version(client, model_name, model_version)
     current = champion(client, model_name)
     rival = current if current and str(current.version) != str(challenger.version) else None
-    with tracked_run("validate"):
+    with tracked_run("validate") as run:
         mlflow.set_tag("model_version", challenger.version)
         holdout = training_run.load_holdout(challenger.run_id)
         rows = holdout if rival is None else training_run.rows_unseen_by(rival, holdout)
@@ -117,6 +117,7 @@ def validate(
             }
         )
         mlflow.log_metrics(metrics)
+        name_run(run, f"v{challenger.version} vs champion {champion_version}: {status}")
         mlflow.set_tags({VALIDATION_STATUS: status, VALIDATION_REASON: verdict.reason})
         set_version_tags(
             client,

@@ -65,6 +65,14 @@ def check_model_name(registry: str, model_name: str) -> None:
         )
 
 
+# The MLflow UI opens an experiment on the view its kind names; without the tag, MLflow 3's UI
+# guesses and may open a training experiment on its GenAI overview (traces) rather than its runs.
+# The values are the UI's (mlflow/server/js: "custom_model_development", "genai_development").
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+CUSTOM_MODEL_DEVELOPMENT = "custom_model_development"
+RUN_NAME_TAG = "mlflow.runName"
+
+
 def use_experiment(name: str) -> str:
     """Make `name` the active experiment (created when missing) and return its id."""
     if not name:
@@ -75,7 +83,11 @@ def use_experiment(name: str) -> str:
             root = os.environ.get(ARTIFACT_ROOT_ENV)
             location = f"{root.rstrip('/')}/{_slug(name)}" if root else None
             try:
-                mlflow.create_experiment(name, artifact_location=location)
+                mlflow.create_experiment(
+                    name,
+                    artifact_location=location,
+                    tags={EXPERIMENT_KIND_TAG: CUSTOM_MODEL_DEVELOPMENT},
+                )
             except MlflowException:
                 if mlflow.get_experiment_by_name(name) is None:  # not a lost creation race
                     raise
@@ -121,6 +133,13 @@ def tracked_run(step: str) -> Iterator[mlflow.ActiveRun]:
                 f"MLflow artifact store {store}: {exc.strerror or first_line(exc)}"
                 f" ({exc.filename})"
             ) from exc
+
+
+def name_run(run: mlflow.ActiveRun, what: str) -> None:
+    """Name the run after its step and what it did ("train v3 (alpha 1, rmse 53.8)"), so runs
+    of one step can be told apart in the UI's list."""
+    step = run.data.tags.get("step") or run.info.run_name or ""
+    mlflow.set_tag(RUN_NAME_TAG, f"{step} {what}".strip())
 
 
 def mark_orphaned_runs(experiment_id: str, step: str, current_run_id: str) -> list[str]:
