@@ -87,12 +87,13 @@ demo: run-local-training run-local-batch-scoring ## train, validate, promote, th
 	  f=pd.read_parquet(p); print(f'\nScored {len(f)} rows into {p}:'); print(f.head().to_string())"
 	@echo
 	@echo "MLflow runs and the registry: sqlite store $(LOCAL_ROOT)/mlflow.db, artifacts $(LOCAL_ROOT)/mlartifacts"
-	@echo "Browse them with: make mlflow-ui  (http://127.0.0.1:5000)"
+	@echo "Browse them with: make mlflow-ui, then open $$($(DEPLOY) ui-url --local-root $(LOCAL_ROOT))"
 
 demo-drift: $(INSTALLED) local-data ## drift loop: train, score the sample + 2 drifted batches, show the drift table and the retraining
 	$(DEPLOY) demo-drift --local-root $(LOCAL_ROOT)
 
-mlflow-ui: $(INSTALLED) ## serve the local MLflow store on http://127.0.0.1:5000
+mlflow-ui: $(INSTALLED) ## serve the local MLflow store on http://127.0.0.1:5000 (prints the runs' page)
+	@echo "The runs: $$($(DEPLOY) ui-url --local-root $(LOCAL_ROOT))"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(abspath $(LOCAL_ROOT))/mlflow.db --host 127.0.0.1 --port 5000
 
 serve: $(INSTALLED) ## serve the local champion with MLflow's scoring server on 127.0.0.1:5001 (SERVE_PORT=...)

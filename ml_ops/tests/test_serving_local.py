@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 
 from diabetes.contract import FEATURES, NUMERIC_FEATURES
 from diabetes_mlops.cli import main
-from diabetes_mlops.local import serving
+from diabetes_mlops.local import serving, store
 from diabetes_mlops.serving import served_model
 from diabetes_mlops.steps import batch_score
 from diabetes_mlops.tracking.runs import use_experiment
@@ -308,3 +308,18 @@ print(json.dumps({{"loader": loader, "predictions": list(model.predict(rows))}})
     assert result["loader"].startswith(str(tmp_path / "model" / "code"))
     expected = json.loads((tmp_path / "expected.json").read_text())["predictions"]
     np.testing.assert_allclose(result["predictions"], expected, rtol=1e-9)
+
+
+def test_the_ui_link_opens_the_local_experiment_on_its_runs(local_root, tmp_path):
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT) or mlflow.get_experiment(
+        use_experiment(EXPERIMENT)
+    )
+    assert store.ui_url(local_root, EXPERIMENT) == (
+        f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}"
+        "?workflowType=machine_learning"
+    )
+    nothing = tmp_path / "no store"
+    assert store.ui_url(nothing, EXPERIMENT).endswith(
+        "/#/experiments?workflowType=machine_learning"
+    )
+    assert not nothing.exists()

@@ -90,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     demo_drift.add_argument("--local-root", type=Path, default=Path(".local"))
     demo_drift.add_argument("--repo", type=Path, default=Path("."))
 
+    ui_url = commands.add_parser(
+        "ui-url", help="the MLflow UI's address of the local target's experiment, on its runs"
+    )
+    ui_url.add_argument("--local-root", type=Path, default=Path(".local"))
+
     for command, text in (
         ("deploy", "build, upload and create/reset the jobs in a target workspace"),
         (
@@ -138,6 +143,11 @@ def _command(args: argparse.Namespace) -> int:
         return _run_local(args)
     if args.command in ("serve", "serve-check"):
         return _serve(args)
+    if args.command == "ui-url":
+        from diabetes_mlops.local.store import ui_url
+
+        print(ui_url(args.local_root, load_target(LOCAL).experiment_name or ""))
+        return 0
     if args.command == "demo-drift":
         return _demo_drift(args)
     if args.command == "wheels":
