@@ -52,10 +52,11 @@ test-all: $(INSTALLED) ## every test, ~7-8 min: full matrices, crash points, rea
 	$(PY) -m coverage report --include='ml_source/*' --fail-under=90
 	$(PY) -m coverage report --include='ml_ops/*' --fail-under=90
 
-lint: $(INSTALLED) ## ruff + black --check + the layer contract (lint-imports, pyproject.toml)
+lint: $(INSTALLED) ## ruff + black --check + the layer contract (lint-imports) + hadolint
 	$(BIN)/ruff check .
 	$(BIN)/black --check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/hadolint .devcontainer/Dockerfile
 
 fmt: $(INSTALLED) ## format with black, fix what ruff can
 	$(BIN)/ruff check --fix .
