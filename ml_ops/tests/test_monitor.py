@@ -3,6 +3,7 @@ profile logged at training, drift of scored batches, the monitoring table, the N
 
 import logging
 import os
+import shutil
 
 import mlflow
 import numpy as np
@@ -124,6 +125,20 @@ def test_a_shifted_batch_triggers_only_after_n_of_m(spark, champion, batches, tm
     drifted = set(history[history["drifted"]]["feature"])
     assert {"BMI", "S5", "prediction"} <= drifted
     assert not drifted & {"AGE", "BP", "S1", "S2", "S3", "S6", "SEX"}
+    assert "monitoring_history" not in last_run().data.tags  # a first table starts nothing
+
+
+def test_a_deleted_monitoring_table_is_said_to_restart_its_history(
+    spark, champion, batches, tmp_path, caplog
+):
+    loop = Loop(spark, champion.name, tmp_path)
+    assert loop.run(batches["drifted_1"])["drift"] == "true"
+    shutil.rmtree(loop.table)  # deleted between two runs
+    again = loop.run(batches["drifted_2"])
+    assert (again["drift"], again["retrain"]) == ("true", "false")  # 1 of 1 now, not 2 of 2
+    tag = last_run().data.tags["monitoring_history"]
+    assert tag.startswith("restarted: table empty after run ")
+    assert "its drift history restarts with this batch" in caplog.text
 
 
 @pytest.mark.slow  # five batches; make test keeps the 2-of-3 case above

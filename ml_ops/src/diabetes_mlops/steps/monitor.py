@@ -132,7 +132,10 @@ def monitor(
             return batch.outputs(retrain=False, drift=False, status=status)
         metrics = compare(reference, stats.profile, thresholds)
         found = drifted(metrics)
-        recent = _recent_drift(table.history(), batch, drift_window) + [found]
+        history = table.history()
+        if history.empty:
+            _say_if_history_restarts(monitoring_path, run.info.run_id)
+        recent = _recent_drift(history, batch, drift_window) + [found]
         # A batch back to normal never starts a retraining, whatever came before it.
         retrain = found and should_retrain(recent, drift_batches, drift_window)
         _log_metrics(metrics, stats.labels, found, retrain)
@@ -235,6 +238,34 @@ def _scores_manifest(scored: Location, given: str, fmt: str) -> dict:
 def _scored_at(manifest: dict) -> pd.Timestamp:
     written = manifest.get("written_at")
     return pd.Timestamp(written) if written else pd.Timestamp(datetime.now(UTC))
+
+
+HISTORY_TAG = "monitoring_history"
+
+
+def _say_if_history_restarts(monitoring_path: str, run_id: str) -> None:
+    """An empty monitoring table that earlier monitor runs of this experiment wrote to was
+    deleted or moved: the drift rule counts from this batch on. Said in the log and as a tag
+    (the table itself is not rebuilt from those runs: a run records its metrics, not the
+    table's rows, so a rebuilt history could differ from the lost one)."""
+    quote = "'" if "'" not in monitoring_path else '"'
+    if quote in monitoring_path:
+        return  # a path holding both quotes cannot be searched for; nothing to say
+    same_table = f"params.monitoring_path = {quote}{monitoring_path}{quote}"
+    runs = mlflow.search_runs(
+        filter_string=f"tags.step = 'monitor' and {same_table}",
+        max_results=5,
+        output_format="list",
+    )
+    earlier = [r for r in runs if r.info.run_id != run_id]
+    if earlier:
+        log.warning(
+            "monitoring table %s holds no rows, though earlier monitor runs wrote to it (run %s"
+            " and more): its drift history restarts with this batch",
+            monitoring_path,
+            earlier[0].info.run_id,
+        )
+        mlflow.set_tag(HISTORY_TAG, f"restarted: table empty after run {earlier[0].info.run_id}")
 
 
 def _recent_drift(history: pd.DataFrame, batch: Batch, window: int) -> list[bool]:
