@@ -3,6 +3,7 @@ first endpoint, canary then full rollout, rollbacks, no-ops; the deploy_serving 
 registry; the job specs, the local runner and `make deploy-plan` with serving in them."""
 
 import importlib
+import itertools
 import json
 import math
 import shutil
@@ -544,9 +545,14 @@ EXPERIMENT = "/Shared/diabetes-serving-tests"
 
 def promoted_version(data_dir, model_name, **kwargs) -> dict:
     """A new version trained (FAST), validated and promoted: the serving tests need versions.
-    The promote step's outputs."""
+    Each call trains with other CV folds (one alpha: the same model, an equal score), so each
+    has something new to register. The promote step's outputs."""
     data = data_dir / "data_raw.csv"
-    return train_validate_promote(model_name, EXPERIMENT, data, **{**FAST, **kwargs})[2]
+    settings = {**FAST, "cv_folds": next(FOLDS), **kwargs}
+    return train_validate_promote(model_name, EXPERIMENT, data, **settings)[2]
+
+
+FOLDS = itertools.count(2)
 
 
 def serve_registered_models(fake, model_name, wrong_versions=()):

@@ -99,11 +99,26 @@ def test_a_worse_model_is_validated_failed_and_not_promoted(data_dir, model_name
 
 def test_an_equal_model_passes_against_the_champion(data_dir, model_name):
     run_training(data_dir, model_name)
-    _, verdict, promoted = run_training(data_dir, model_name)
+    # other settings (one alpha: the same model), so there is something new to register
+    _, verdict, promoted = run_training(data_dir, model_name, cv_folds=3)
     assert verdict["validation_passed"] == "true" and promoted["champion_version"] == "2"
     version = MlflowClient().get_model_version(model_name, "2")
     assert version.tags["validation_champion_version"] == "1"
     assert version.tags["previous_champion_version"] == "1"
+
+
+def test_the_same_data_code_and_settings_register_nothing_new(data_dir, model_name):
+    first, _, _ = run_training(data_dir, model_name)
+    again, verdict, promoted = run_training(data_dir, model_name)
+    assert again["model_version"] == first["model_version"] == "1"  # the champion, as it is
+    assert [str(v.version) for v in versions(model_name)] == ["1"]
+    assert verdict == {"validation_passed": "false"} and promoted["promoted"] == "false"
+    run = MlflowClient().get_run(again["run_id"])
+    assert run.info.run_name == "train nothing new to learn (champion v1)"
+    version = MlflowClient().get_model_version(model_name, "1")
+    assert run.data.tags["training_digest"] == version.tags["training_digest"]
+    other, _, _ = run_training(data_dir, model_name, seed=7)  # other settings: learned anew
+    assert other["model_version"] == "2"
 
 
 def test_decide_rules():
@@ -223,7 +238,7 @@ def test_bad_parameters(data_dir, model_name, tmp_path):
 
 def test_validation_records_every_rmse_on_the_version(data_dir, model_name):
     run_training(data_dir, model_name)
-    run_training(data_dir, model_name)
+    run_training(data_dir, model_name, cv_folds=3)
     tags = MlflowClient().get_model_version(model_name, "2").tags
     assert {"challenger_rmse", "champion_rmse", "baseline_rmse"} <= set(tags)
     assert float(tags["challenger_rmse"]) < float(tags["baseline_rmse"])

@@ -37,8 +37,11 @@ def promote(
     version = get_version(client, model_name, model_version)
     previous = champion(client, model_name)
     current = str(previous.version) if previous else NO_CHAMPION
+    if current == str(version.version):
+        log.info("%s version %s is the champion already", model_name, version.version)
+        return {"promoted": "false", "champion_version": current}
     refusal = _refusal(version.tags, current)
-    if refusal and current != str(version.version):
+    if refusal:
         log.warning(
             "not promoting %s version %s: %s; champion stays %s",
             model_name,

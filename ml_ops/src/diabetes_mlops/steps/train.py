@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
+import mlflow
+from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
 from diabetes.contract import FEATURES
@@ -21,7 +23,7 @@ from diabetes_mlops.spark.training_data import (
 from diabetes_mlops.steps.common import ExperimentName, ModelName, Registry
 from diabetes_mlops.tracking import reference_profiles, training_run
 from diabetes_mlops.tracking.artifacts import MODEL_ARTIFACT
-from diabetes_mlops.tracking.registry import CHALLENGER, register_challenger
+from diabetes_mlops.tracking.registry import CHALLENGER, champion, register_challenger
 from diabetes_mlops.tracking.runs import name_run, tracked_run, use_experiment, use_registry
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,20 @@ def train(
         )
         data = read_training_data(data_path, data_format, max_training_rows, spark)
         training_run.log_data_lineage(data.lineage)
+        digest = training_run.training_digest(data.frame, config)
+        current = champion(MlflowClient(), model_name)
+        if current is not None and current.tags.get(training_run.DIGEST_TAG) == digest:
+            # The champion learned from these very rows, code and settings: a new version
+            # would be the same model under another number.
+            mlflow.set_tag(training_run.DIGEST_TAG, digest)
+            name_run(run, f"nothing new to learn (champion v{current.version})")
+            log.info(
+                "nothing new to learn: champion %s version %s was trained on the same data,"
+                " code and settings; no version registered",
+                model_name,
+                current.version,
+            )
+            return {"model_version": str(current.version), "run_id": run.info.run_id}
         result = train_model(data.frame, config, source=data_path)
         source = training_run.dataset_source(data.location, data.fmt, data.version)
         training_run.log_training(result, data.frame, source)
@@ -75,6 +91,7 @@ def train(
                 "alpha": result.alpha,
                 **{f"holdout_{k}": f"{v:.6g}" for k, v in result.metrics.items()},
                 reference_profiles.TAG: profile_path,
+                training_run.DIGEST_TAG: digest,
             },
         )
         rmse = result.metrics["rmse"]

@@ -82,7 +82,11 @@ def validate(
     client = MlflowClient()
     challenger = get_version(client, model_name, model_version)
     current = champion(client, model_name)
-    rival = current if current and str(current.version) != str(challenger.version) else None
+    if current is not None and str(current.version) == str(challenger.version):
+        # What train publishes when it had nothing new to learn: the champion itself.
+        log.info("version %s is the champion already: nothing to validate", challenger.version)
+        return {"validation_passed": "false"}
+    rival = current
     with tracked_run("validate") as run:
         mlflow.set_tag("model_version", challenger.version)
         holdout = training_run.load_holdout(challenger.run_id)

@@ -117,3 +117,28 @@ def rows_unseen_by(version: ModelVersion, holdout: pd.DataFrame) -> pd.DataFrame
         return holdout
     seen = np.isin(row_fingerprints(holdout), np.load(path))
     return holdout.loc[~seen].reset_index(drop=True)
+
+
+# A model version's tag: what it was trained from (data, code, settings), as one digest.
+DIGEST_TAG = "training_digest"
+
+
+def training_digest(frame: pd.DataFrame, config: TrainingConfig) -> str:
+    """The same for the same training rows (whatever their order or source), the same code of
+    both packages and the same training settings; anything else gives another digest."""
+    import hashlib
+    import json
+
+    import diabetes
+    import diabetes_mlops
+
+    digest = hashlib.sha256()
+    digest.update(np.sort(row_fingerprints(frame)).tobytes())
+    for package in (diabetes, diabetes_mlops):
+        folder = Path(package.__file__).parent
+        for source in sorted(folder.rglob("*.py")):
+            digest.update(source.relative_to(folder).as_posix().encode())
+            digest.update(source.read_bytes())
+    settings = [list(config.alphas), config.test_size, config.cv_folds, config.seed]
+    digest.update(json.dumps(settings).encode())
+    return digest.hexdigest()[:32]
