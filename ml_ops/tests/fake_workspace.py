@@ -380,7 +380,12 @@ class FakeWorkspace:
         return self.jobs[job_id]
 
     def _jobs_reset(self, body: dict) -> dict:
-        self._job(int(body["job_id"]))["settings"] = body["new_settings"]
+        """A reset replaces the settings whole, except run_as: new settings without it keep the
+        identity the job had (as the Jobs API does: a cloud-recorded acceptance test of the
+        Databricks CLI shows a hand-set run_as surviving a reset that omits it)."""
+        job = self._job(int(body["job_id"]))
+        kept = {"run_as": job["settings"]["run_as"]} if "run_as" in job["settings"] else {}
+        job["settings"] = {**kept, **body["new_settings"]}
         return {}
 
     def _job_as_returned(self, job_id: int) -> dict:

@@ -10,7 +10,7 @@ from fake_workspace import RunPlan
 from diabetes_mlops.cli import main
 from diabetes_mlops.deploy import wheels
 from diabetes_mlops.deploy.deployer import Deployer
-from diabetes_mlops.deploy.jobs import DeployError
+from diabetes_mlops.deploy.jobs import DeployError, run_as
 from diabetes_mlops.deploy.workspace import AuthError, connect
 from diabetes_mlops.jobs.targets import ConfigError, load_target
 
@@ -447,3 +447,43 @@ def test_run_checks_its_parameters_before_starting_the_job(fake_workspace, proje
         " must be >= 0, got '-5'"
     )
     assert fake_workspace.calls("POST", "/jobs/run-now") == []
+
+
+def test_jobs_run_as_the_deploying_identity_and_one_set_by_hand_is_named_and_put_back(
+    fake_workspace, project, capsys
+):
+    user = fake_workspace.user
+    assert deploy(project) == 0
+    assert {str(j["settings"]["run_as"]) for j in fake_workspace.jobs.values()} == {
+        str({"user_name": user})
+    }
+    job = next(iter(fake_workspace.jobs.values()))
+    name = job["settings"]["name"]
+    job["settings"]["run_as"] = {"user_name": "bob@example.com"}  # changed in the UI
+    capsys.readouterr()
+    assert deploy(project, "--plan") == 0
+    said = f"runs as bob@example.com, set by hand; deploy.yml: {user}"
+    assert f"job '{name}': reset ({said})" in capsys.readouterr().out
+    assert deploy(project) == 0
+    assert f"({said}: put back)" in capsys.readouterr().out
+    assert job["settings"]["run_as"] == {"user_name": user}
+    assert deploy(project, "--plan") == 0
+    assert f"job '{name}': unchanged (no reset)" in capsys.readouterr().out
+
+
+def test_run_as_names_a_user_or_a_service_principal():
+    assert run_as("alice@example.com") == {"user_name": "alice@example.com"}
+    application_id = "6f0e5a4c-2b1d-4e3f-9a8b-7c6d5e4f3a2b"
+    assert run_as(application_id) == {"service_principal_name": application_id}
+
+
+def test_the_fake_keeps_run_as_across_a_reset_that_omits_it(fake_workspace):
+    """As the Jobs API does: the reason deploy sends run_as on every reset."""
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service.jobs import JobRunAs, JobSettings
+
+    w = WorkspaceClient()
+    job = w.jobs.create(name="by-hand", run_as=JobRunAs(user_name="bob@example.com"))
+    w.jobs.reset(job.job_id, new_settings=JobSettings(name="by-hand", max_concurrent_runs=2))
+    settings = w.jobs.get(job.job_id).settings
+    assert settings.run_as.user_name == "bob@example.com" and settings.max_concurrent_runs == 2

@@ -87,6 +87,7 @@ class JobPlan:
     job_id: int | None
     action: str  # created / updated / unchanged
     spec: str = ""  # the spec's name, which ${job_id.<spec name>} uses
+    note: str = ""  # what the reset puts back that someone changed by hand
 
 
 @dataclass
@@ -149,15 +150,18 @@ class Deployer:
             if git:  # the notebooks of that commit (branch, tag), checked out by the job
                 settings = with_git_source(settings, git)
             existing = find_job(self.w, settings["name"])
+            note = ""
             if existing is None:
                 action = CREATED
             else:
                 current = self.w.jobs.get(existing.job_id)
                 same = same_settings(settings, current.settings, current.creator_user_name)
                 action = UNCHANGED if same else UPDATED
+                note = _identity_note(current, settings["run_as"])
             job_id = existing.job_id if existing else None
             job_ids[spec.name] = job_id
-            plan.jobs.append(JobPlan(settings["name"], settings, job_id, action, spec.name))
+            job = JobPlan(settings["name"], settings, job_id, action, spec.name, note)
+            plan.jobs.append(job)
         plan.stale = self._stale_jobs(checked, specs)
         plan.serving = serving_plans(self.w, specs, t.parameters, t.job_name_prefix)
         return plan
@@ -176,7 +180,8 @@ class Deployer:
             self.report(f"job '{job.name}': delete (job id {job.job_id}; {self._why_stale()})")
         for job in plan.jobs:
             action = {CREATED: "create", UPDATED: "reset", UNCHANGED: "unchanged (no reset)"}
-            self.report(f"job '{job.name}': {action[job.action]}")
+            note = f" ({job.note})" if job.note else ""
+            self.report(f"job '{job.name}': {action[job.action]}{note}")
             self.report(json.dumps(shown(job.settings), indent=2))
         for serving in plan.serving:
             for line in serving.lines():
@@ -210,7 +215,8 @@ class Deployer:
             self.report(f"job '{job.name}' deleted (job id {job.job_id}): {self._why_stale()}")
         for job in plan.jobs:
             url = f"{self.w.config.host.rstrip('/')}/jobs/{job.job_id}"
-            self.report(f"job '{job.name}' {job.action}: {url}")
+            note = f" ({job.note}: put back)" if job.note else ""
+            self.report(f"job '{job.name}' {job.action}: {url}{note}")
         return plan
 
     def init(self) -> list[str]:
@@ -383,3 +389,14 @@ def _create_args(settings: dict[str, Any]) -> dict[str, Any]:
     """jobs.create takes JobSettings' fields as keyword arguments, typed."""
     typed = JobSettings.from_dict(settings)
     return {key: getattr(typed, key) for key in settings}
+
+
+def _identity_note(current: Any, wanted: dict[str, str]) -> str:
+    """Says so when the job runs as another identity than deploy.yml's (set by hand)."""
+    settings = current.settings
+    have = settings.run_as.as_dict() if settings and settings.run_as else None
+    have = have or {"user_name": current.creator_user_name or "?"}
+    if have == wanted:
+        return ""
+    theirs, ours = next(iter(have.values())), next(iter(wanted.values()))
+    return f"runs as {theirs}, set by hand; deploy.yml: {ours}"

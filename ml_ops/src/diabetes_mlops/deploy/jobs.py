@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -35,6 +36,7 @@ def resolve_settings(
     `fill_job_ids` once the job exists."""
     settings = copy.deepcopy(spec.settings)
     settings["name"] = target.job_name_prefix + spec.name
+    settings["run_as"] = run_as(target.run_as)
     for when in ("schedule", "trigger"):
         if target.paused and when in settings:
             settings[when]["pause_status"] = "PAUSED"
@@ -51,6 +53,19 @@ def resolve_settings(
             notebook_task.setdefault("base_parameters", {}).update(applied[task["task_key"]])
     settings = fill_job_ids(settings, job_ids or {})
     return fill_placeholders(settings, values, spec.path.name)
+
+
+# A service principal's application id, which is also its user name in the workspace.
+_APPLICATION_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
+
+def run_as(identity: str) -> dict[str, str]:
+    """JobSettings.run_as for a user name or a service principal's application id. Sent on
+    every create and reset: a reset without it leaves whatever identity the job had (the Jobs
+    API keeps run_as when new_settings omit it), so a hand-set identity would survive."""
+    if _APPLICATION_ID.fullmatch(identity):
+        return {"service_principal_name": identity}
+    return {"user_name": identity}
 
 
 def job_id_placeholders(settings: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:

@@ -48,6 +48,9 @@ class Target:
     cluster: dict[str, Any] = field(default_factory=dict)
     # The group whose members run the jobs: `databricks-init` grants it what the jobs use.
     run_as_group: str = ""
+    # Who the jobs run as, sent with every create and reset so that a reset restores it: a user
+    # name, or a service principal's application id. Default: whoever deploys.
+    run_as: str = "{user}"
     # Where the jobs' notebooks come from: `workspace` (imported under root_dir) or `git` (the
     # repository at the checkout's commit, branch or tag: git_source.py). git_url and
     # git_provider default to the `origin` remote and its host.
