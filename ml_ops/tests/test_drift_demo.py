@@ -30,3 +30,4 @@ def test_the_drift_demo_retrains_only_when_drift_persists(repo, tmp_path, spark)
     assert text.count("DRIFT:") == 2 and text.count("stable:") == 1  # the drift table
     assert "BMI psi=" in text and "S5 psi=" in text
     assert "retraining after the drifted batch 2" in text and "validation passed" in text
+    assert "labels arrived: " in text and "version 2 registered" in text  # new rows: a new model

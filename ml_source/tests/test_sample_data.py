@@ -1,7 +1,15 @@
 import hashlib
 
 from diabetes.contract import FEATURES, NUMERIC_FEATURES, SEX_VALUES, TARGET
-from diabetes.sample_data import BATCH_FILE, RAW_FILE, main, sample_frames, write_sample_data
+from diabetes.reading import read_dataset
+from diabetes.sample_data import (
+    BATCH_FILE,
+    RAW_FILE,
+    label_arrivals,
+    main,
+    sample_frames,
+    write_sample_data,
+)
 
 
 def digest(path) -> str:
@@ -30,3 +38,14 @@ def test_frames_have_the_schema_and_a_few_missing_numbers():
     missing = raw[list(NUMERIC_FEATURES)].isna().sum().sum()
     assert 0 < missing < 0.05 * raw[list(NUMERIC_FEATURES)].size
     assert raw[TARGET].notna().all() and raw["SEX"].notna().all()
+
+
+def test_arriving_labels_extend_the_training_file_once(tmp_path, ml_data):
+    path = tmp_path / RAW_FILE
+    path.write_bytes((ml_data / RAW_FILE).read_bytes())
+    before = read_dataset(path, "training")
+    added = label_arrivals(path, seed=5)
+    after = read_dataset(path, "training")  # still a valid training file, Y on every row
+    assert added > 0 and len(after) == len(before) + added
+    assert after["BMI"].iloc[len(before) :].mean() > before["BMI"].mean()  # the drifted population
+    assert label_arrivals(path, seed=5) == 0 and len(read_dataset(path, "training")) == len(after)

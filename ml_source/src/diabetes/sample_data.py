@@ -102,6 +102,23 @@ def write_drifted_batches(out_dir: str | Path, count: int = 2, seed: int = SEED)
     return paths
 
 
+def label_arrivals(training_file: str | Path, seed: int = SEED) -> int:
+    """Append to a training file rows of the drifted population whose outcome is now known: the
+    training rows drawn as a drifted batch is drawn, each with its Y. What a team's labelling
+    brings in after drift was seen; returns how many rows were added."""
+    train, _ = sample_frames()
+    arrived = drifted_batch(train, seed)
+    rows = arrived.to_csv(index=False, header=False, lineterminator="\n", float_format="%.10g")
+    path = Path(training_file)
+    text = path.read_text()
+    if text.endswith(rows):  # they arrived before (a demo run again): not twice
+        return 0
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text + ("" if text.endswith("\n") else "\n") + rows)
+    partial.replace(path)  # the old file or the new one, whole
+    return len(arrived)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m diabetes.sample_data", description=__doc__)
     parser.add_argument("out_dir", nargs="?", default="ml_data", help="default: ml_data")

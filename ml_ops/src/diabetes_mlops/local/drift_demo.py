@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from diabetes.sample_data import BATCH_FILE, RAW_FILE, write_drifted_batches
+from diabetes.sample_data import BATCH_FILE, RAW_FILE, label_arrivals, write_drifted_batches
 from diabetes_mlops.data.monitoring_table import MonitoringTable
 from diabetes_mlops.jobs.specs import SPECS_FOLDER
 from diabetes_mlops.jobs.targets import LOCAL, load_target
@@ -33,6 +33,10 @@ from diabetes_mlops.tracking.registry import VALIDATION_REASON, VALIDATION_STATU
 DATA = "/Volumes/main/diabetes/data"  # where the local target's jobs read (under local_root)
 TRAINING_SPEC = f"{SPECS_FOLDER}/diabetes_model_training.json"
 SCORING_SPEC = f"{SPECS_FOLDER}/diabetes_batch_scoring.json"
+
+
+# The draw of the rows whose labels arrive (apart from the scored batches' draws).
+LABELS_SEED = 1000
 
 
 class DemoError(UserError, RuntimeError):
@@ -76,6 +80,9 @@ def run_demo(
         outcome = _outcome(label, job)
         outcomes.append(outcome)
         report(f"   -> {_summary(outcome)}")
+        if number == 3:  # after the first drifted batch, outcomes of that population arrive
+            added = label_arrivals(data / RAW_FILE, seed=LABELS_SEED)
+            report(f"   labels arrived: {added} rows of the drifted population added to {RAW_FILE}")
     report("")
     monitoring = local_root / defaults["monitoring_path"].lstrip("/")
     report(drift_table(MonitoringTable.prepare(str(monitoring), "parquet")))
@@ -150,6 +157,13 @@ def _report_retraining(outcomes: list[BatchOutcome], model_name: str, client, re
     for outcome in retrained:
         train = outcome.retrain_job.task("train").outputs
         version = train.get("model_version", "?")
+        if outcome.retrain_job.task("promote").outputs.get("champion_version") == version and (
+            outcome.retrain_job.task("validate").outputs.get("validation_passed") == "false"
+        ):
+            report(
+                f"retraining after the {outcome.label}: nothing new to learn (champion {version})"
+            )
+            continue
         tags = client.get_model_version(model_name, version).tags if version != "?" else {}
         promote = outcome.retrain_job.task("promote").outputs
         report(
