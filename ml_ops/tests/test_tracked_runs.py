@@ -162,7 +162,10 @@ def test_an_artifact_store_that_refuses_writes_is_one_error_naming_it(tmp_path, 
 
 
 @pytest.mark.slow  # a whole training job
-def test_the_local_runner_prints_a_refusing_artifact_store_as_one_line(repo, tmp_path, capsys):
+def test_the_local_runner_prints_a_refusing_artifact_store_as_one_line(
+    repo, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # the local root's own store, created fresh
     root = tmp_path / "local"
     root.mkdir()
     (root / "mlartifacts").write_text("not a folder")  # where the runner keeps artifacts
