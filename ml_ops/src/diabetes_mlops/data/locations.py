@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,17 @@ def locate(location: str, parameter: str) -> Location:
         if path.startswith("/dbfs/"):
             spark = "dbfs:/" + path[len("/dbfs/") :]
     return Location(location, Path(path), spark)
+
+
+def locate_apart(
+    location: str, parameter: str, others: Mapping[str, str | None] | None
+) -> Location:
+    """`locate`, then `check_apart` from each of `others` (name -> location; None skipped): the
+    location rules of every output this project writes."""
+    target = locate(location, parameter)
+    for name, other in (others or {}).items():
+        check_apart(target, parameter, name, other)
+    return target
 
 
 def location_problem(location: str) -> str | None:

@@ -42,7 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from diabetes_mlops.data import output
-from diabetes_mlops.data.locations import Location, check_apart, locate
+from diabetes_mlops.data.locations import Location, locate_apart
 from diabetes_mlops.data.ownership import (
     DELTA_LOG,
     inspect_claim,
@@ -130,14 +130,11 @@ class MonitoringTable:
         monitoring table: a supported format; the location rules (data/locations.py); apart
         from `others` (the scored output and the input: neither be, be inside, nor contain them);
         and nothing there but an empty folder or a monitoring table this project wrote in that
-        format.
-        Anything else raises one ParameterError line naming `parameter`, the location and what
-        is there. Delta needs a Spark session with Delta Lake."""
+        format. Anything else raises one ParameterError line naming `parameter`, the location
+        and what is there. Delta needs a Spark session with Delta Lake."""
         format_parameter = _format_parameter(parameter)
         require_choice(format_parameter, fmt, FORMATS)
-        target = locate(location, parameter)
-        for name, other in (others or {}).items():
-            check_apart(target, parameter, name, other)
+        target = locate_apart(location, parameter, others)
         if fmt == DELTA:
             _require_delta(spark, format_parameter)
         table = cls(target, fmt, parameter, spark)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from diabetes_mlops.data import directory_swap
-from diabetes_mlops.data.locations import Location, check_apart, locate
+from diabetes_mlops.data.locations import Location, locate_apart
 from diabetes_mlops.data.ownership import (
     inspect_claim,
     new_claim,
@@ -62,9 +62,7 @@ def prepare_output(
     input that is a table name). Raises ParameterError naming `parameter` and what is there.
     """
     check_format(engine, fmt)
-    target = locate(location, parameter)
-    for name, other in (others or {}).items():
-        check_apart(target, parameter, name, other)
+    target = locate_apart(location, parameter, others)
     if fmt == DELTA:
         require_delta(spark)
     existing = inspect_location(target, fmt, parameter)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diabetes_mlops.deploy.jobs import DeployError
+from diabetes_mlops.runtime.digests import add_files
 
 PACKAGES = {"diabetes": "ml_source", "diabetes_mlops": "ml_ops"}
 _VERSION = re.compile(r'^__version__ = "([^"+]+)"', re.MULTILINE)
@@ -37,9 +38,7 @@ def source_digest(project: Path, package: str) -> str:
     """sha256 over the package's pyproject and source files (names and bytes), 10 hex digits."""
     digest = hashlib.sha256()
     files = [project / "pyproject.toml"] + sorted((project / "src" / package).rglob("*.py"))
-    for path in files:
-        digest.update(path.relative_to(project).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
+    add_files(digest, project, files)
     return digest.hexdigest()[:10]
 
 

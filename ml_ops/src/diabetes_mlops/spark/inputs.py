@@ -153,9 +153,8 @@ def _unreadable_file(text: str) -> str:
     name = found.group(1) if found else None
     path = driver_path(name) if name and not is_remote(name) else None
     try:
-        with open(path or "", "rb") as stream:
-            head = stream.read(4)
-    except OSError:
+        head = read_head(path, path)[:4] if path else b""
+    except DataValidationError:  # gone or unreadable here: Spark's words must do
         head = b""
     shown = path or name or "a file"
     if head == b"PAR1":

@@ -24,7 +24,7 @@ from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from diabetes_mlops.data.locations import nesting
+from diabetes_mlops.data.locations import driver_path, is_remote, nesting
 from diabetes_mlops.runtime.errors import ParameterError, TrackingStoreError, first_line
 from diabetes_mlops.runtime.parameters import require_choice
 
@@ -252,9 +252,7 @@ def store_errors() -> Iterator[None]:
 
 def _artifact_folder(uri: str) -> str | None:
     """A run's artifact location as a folder on this machine; None for a remote store."""
-    if uri.startswith("file:"):
-        return os.path.abspath(urlsplit(uri).path)
-    return None if "://" in uri or ":" in uri.split("/")[0] else os.path.abspath(uri)
+    return None if is_remote(uri) else driver_path(uri)
 
 
 def _root_cause(exc: BaseException) -> BaseException:

@@ -21,6 +21,7 @@ from diabetes.batch_check import validate_frame
 from diabetes.contract import FEATURES, TARGET
 from diabetes.evaluation import feature_statistics_html, predicted_vs_actual_plot, residuals_plot
 from diabetes.training import TrainingConfig, TrainingResult, row_fingerprints
+from diabetes_mlops.runtime.digests import add_files
 from diabetes_mlops.tracking.artifacts import HOLDOUT_ARTIFACT, TRAIN_ROWS_ARTIFACT
 
 log = logging.getLogger(__name__)
@@ -136,9 +137,7 @@ def training_digest(frame: pd.DataFrame, config: TrainingConfig) -> str:
     digest.update(np.sort(row_fingerprints(frame)).tobytes())
     for package in (diabetes, diabetes_mlops):
         folder = Path(package.__file__).parent
-        for source in sorted(folder.rglob("*.py")):
-            digest.update(source.relative_to(folder).as_posix().encode())
-            digest.update(source.read_bytes())
+        add_files(digest, folder, sorted(folder.rglob("*.py")))
     settings = [list(config.alphas), config.test_size, config.cv_folds, config.seed]
     digest.update(json.dumps(settings).encode())
     return digest.hexdigest()[:32]
