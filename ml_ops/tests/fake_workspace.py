@@ -1,8 +1,9 @@
 """A stateful fake Databricks workspace on 127.0.0.1 for the deployer and the remote runner.
 
 The real databricks-sdk client talks to it over HTTP. It implements the endpoints this project
-uses, checks the bearer token, records every request, and can inject faults (HTTP errors on
-matching requests) and failed job runs.
+uses, checks the bearer token, records every request, and can inject faults: HTTP errors on
+matching requests, answers lost after the server acted (`lose_answer`: the connection closes
+with no answer, which the SDK retries as a network error), and failed job runs.
 
 Serving endpoints follow Databricks' states: an update is IN_PROGRESS for `serving_update_polls`
 GETs while the previous config keeps serving, then the new config is active (NOT_UPDATING) or,
@@ -57,6 +58,7 @@ class Fault:
     status: int
     times: int
     error_code: str = "TEMPORARILY_UNAVAILABLE"
+    lose: bool = False  # act, then close the connection without an answer
 
 
 @dataclass
@@ -104,6 +106,7 @@ class FakeWorkspace:
         self.directories: set[str] = set()
         self.scopes: set[str] = set()
         self.experiments: dict[str, str] = {}
+        self.experiment_tags: dict[str, dict[str, str]] = {}  # name -> tags
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.serving_update_polls = 2
         self.failing_versions: set[str] = set()
@@ -150,6 +153,10 @@ class FakeWorkspace:
              error_code: str = "TEMPORARILY_UNAVAILABLE") -> None:  # fmt: skip
         self.faults.append(Fault(method, path_contains, status, times, error_code))
 
+    def lose_answer(self, method: str, path_contains: str, times: int = 1) -> None:
+        """The next `times` matching requests are carried out, and their answers lost."""
+        self.faults.append(Fault(method, path_contains, 0, times, lose=True))
+
     def calls(self, method: str, path_contains: str = "") -> list[Recorded]:
         return [r for r in self.requests if r.method == method and path_contains in r.path]
 
@@ -184,6 +191,9 @@ class FakeWorkspace:
                     raise ApiError(401, "UNAUTHENTICATED", "invalid token")
                 self._inject_fault(record)
                 status, payload, headers = self._route(record)
+                if self._answer_lost(record):
+                    handler.close_connection = True
+                    return
             except ApiError as error:
                 status, headers = error.status, {}
                 payload = {"error_code": error.error_code, "message": error.message}
@@ -204,9 +214,17 @@ class FakeWorkspace:
     def _inject_fault(self, record: Recorded) -> None:
         for fault in self.faults:
             hit = fault.method == record.method and fault.path_contains in record.path
-            if hit and fault.times > 0:
+            if hit and fault.times > 0 and not fault.lose:
                 fault.times -= 1
                 raise ApiError(fault.status, fault.error_code, "injected fault")
+
+    def _answer_lost(self, record: Recorded) -> bool:
+        for fault in self.faults:
+            hit = fault.method == record.method and fault.path_contains in record.path
+            if hit and fault.times > 0 and fault.lose:
+                fault.times -= 1
+                return True
+        return False
 
     def _route(self, r: Recorded) -> tuple[int, Any, dict[str, str]]:
         path = r.path
@@ -352,7 +370,9 @@ class FakeWorkspace:
     def _experiment(self, name: str) -> dict:
         if name not in self.experiments:
             raise _not_found(f"experiment {name}")
-        return {"experiment": {"experiment_id": self.experiments[name], "name": name}}
+        tags = [{"key": k, "value": v} for k, v in self.experiment_tags.get(name, {}).items()]
+        experiment = {"experiment_id": self.experiments[name], "name": name}
+        return {"experiment": {**experiment, **({"tags": tags} if tags else {})}}
 
     def _create_experiment(self, body: dict) -> dict:
         name = body["name"]
@@ -362,6 +382,7 @@ class FakeWorkspace:
         if self.objects.get(parent, {}).get("object_type") != "DIRECTORY":
             raise _not_found(f"parent folder {parent}")
         self.experiments[name] = str(next(self._ids))
+        self.experiment_tags[name] = {t["key"]: t["value"] for t in body.get("tags") or []}
         return {"experiment_id": self.experiments[name]}
 
     # --- jobs and runs ---------------------------------------------------------------------

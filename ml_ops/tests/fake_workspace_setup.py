@@ -103,6 +103,13 @@ class FakeWorkspaceWithSetup(FakeWorkspace):
             return 200, self._unity_catalog(r.method, path[len(UC) + 1 :], body, r.query), {}
         if (r.method, path) == ("POST", "/api/2.1/clusters/create"):
             return 200, {"cluster_id": self._create_cluster(body)}, {}
+        if (r.method, path) == ("POST", "/api/2.1/clusters/permanent-delete"):
+            before = len(self.clusters)
+            self.clusters = [c for c in self.clusters if c["cluster_id"] != body["cluster_id"]]
+            if len(self.clusters) == before:
+                raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"cluster {body['cluster_id']}")
+            self.cluster_acls.pop(body["cluster_id"], None)
+            return 200, {}, {}
         if path.startswith(CLUSTER_ACL) and r.method in ("GET", "PATCH"):
             return 200, self._cluster_permissions(r.method, path[len(CLUSTER_ACL) :], body), {}
         return super()._route(r)

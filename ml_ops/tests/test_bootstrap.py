@@ -113,7 +113,9 @@ def test_first_run_creates_everything_and_a_second_changes_nothing(fake, config,
     assert "/Shared/diabetes-mlops/staging/diabetes" in fake.experiments
     [created] = fake.calls("POST", "/mlflow/experiments/create")
     assert json.loads(created.body)["tags"] == [
-        {"key": "mlflow.experimentKind", "value": "custom_model_development"}
+        {"key": "mlflow.experimentKind", "value": "custom_model_development"},
+        {"key": "project", "value": "diabetes-mlops"},  # its owner: no other target takes it
+        {"key": "target", "value": "staging"},
     ]
     assert STAGING_DATA in fake.directories
 
@@ -345,3 +347,54 @@ def test_make_upload_data_puts_the_files_where_a_deploy_points_the_jobs(fake, re
     assert fake.files[expected["input_path"]] == scoring
     done = subprocess.run(command, cwd=repo, env=os.environ.copy(), capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.count("exists (same content, 0 bytes sent)") == 2
+
+
+INIT_WRITES = [
+    ("POST", "/unity-catalog/schemas"),
+    ("POST", "/unity-catalog/volumes"),
+    ("PUT", "/api/2.0/fs/directories"),
+    ("POST", "/workspace/mkdirs"),
+    ("POST", "/mlflow/experiments/create"),
+    ("POST", "/secrets/scopes/create"),
+    ("POST", "/clusters/create"),
+    ("PATCH", "/unity-catalog/permissions"),
+    ("PATCH", "/permissions/clusters/"),
+]
+
+
+def _init_state(fake):
+    acls = [sorted(acl.items()) for acl in fake.cluster_acls.values()]
+    return (sorted(fake.schemas), sorted(fake.volumes), sorted(fake.directories),
+            sorted(fake.experiments), sorted(fake.scopes), len(fake.clusters), fake.grants,
+            acls)  # fmt: skip
+
+
+@pytest.mark.parametrize("method, path", INIT_WRITES)
+def test_a_lost_answer_to_any_init_write_converges_with_no_duplicate(
+    fake, config, repo, method, path
+):
+    """The server acts, the answer is lost, the SDK sends the request again: init ends as a
+    clean one does (at the latest when run again), with one cluster, and then changes nothing."""
+    from fake_workspace_setup import FakeWorkspaceWithSetup
+
+    fake.lose_answer(method, path)
+    if init(config()) != 0:
+        assert init(config()) == 0
+    assert [f for f in fake.faults if f.lose and f.times == 0], f"no {method} {path} was sent"
+    clean = FakeWorkspaceWithSetup(user=USER).start()
+    clean.clusters = []
+    try:
+        w = _client(clean)
+        Deployer(w, load_target("staging", config()), repo, lambda _: None).init()
+        assert _init_state(fake) == _init_state(clean)
+    finally:
+        clean.stop()
+    before = len(fake.changes())
+    assert init(config()) == 0
+    assert len(fake.changes()) == before
+
+
+def _client(fake):
+    from databricks.sdk import WorkspaceClient
+
+    return WorkspaceClient(host=fake.url, token=fake.token, auth_type="pat")

@@ -112,14 +112,17 @@ def test_an_edited_notebook_is_imported_again(fake_workspace, project):
     assert len(fake_workspace.calls("POST", "/workspace/import")) == imports + 1
 
 
-def test_duplicate_job_names_fail_clearly_and_change_nothing(fake_workspace, project, capsys):
+def test_a_job_of_our_name_we_did_not_make_is_refused_and_nothing_changes(
+    fake_workspace, project, capsys
+):
     first = fake_workspace.add_job({"name": "diabetes-model-training", "tasks": []})
-    second = fake_workspace.add_job({"name": "diabetes-model-training", "tasks": []})
     other = fake_workspace.add_job({"name": "someone-elses-job", "tasks": []})
     before = json.dumps(fake_workspace.jobs, sort_keys=True)
     assert deploy(project) == 1
     err = capsys.readouterr().err
-    assert f"2 jobs are named 'diabetes-model-training' (ids {first}, {second})" in err
+    assert err.count("\n") == 1
+    assert f"job 'diabetes-model-training' (id {first}) was not made by diabetes-mlops" in err
+    assert "give target 'staging' another job_name_prefix" in err
     assert json.dumps(fake_workspace.jobs, sort_keys=True) == before
     assert fake_workspace.files == {} and not fake_workspace.calls("POST", "/workspace/import")
     assert other in fake_workspace.jobs

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.errors import NotFound, ResourceAlreadyExists
+from databricks.sdk.errors import NotFound, ResourceAlreadyExists, ResourceConflict
 from databricks.sdk.service.catalog import Privilege, VolumeType
 from databricks.sdk.service.compute import ClusterDetails
 from databricks.sdk.service.ml import ExperimentTag
@@ -30,6 +30,7 @@ from diabetes_mlops.deploy.jobs import DeployError
 from diabetes_mlops.jobs.preflight import received_values
 from diabetes_mlops.jobs.specs import JobSpec
 from diabetes_mlops.jobs.targets import Target
+from diabetes_mlops.runtime.owner import Owner, owner_tags
 from diabetes_mlops.tracking.runs import (
     CUSTOM_MODEL_DEVELOPMENT,
     EXPERIMENT_KIND_TAG,
@@ -89,18 +90,44 @@ def ensure_folder(w: WorkspaceClient, label: str, path: str) -> str:
 
 
 def ensure_experiment(w: WorkspaceClient, target: Target) -> str:
-    """The target's MLflow experiment (parameters.experiment_name): CREATED or EXISTS."""
+    """The target's MLflow experiment (parameters.experiment_name), created with the target's
+    owner tags: CREATED or EXISTS. One another target owns is a DeployError (check_experiment);
+    one created meanwhile, or by this create sent again after its answer was lost, EXISTS."""
     name = target.experiment_name
     if not name:
         raise DeployError(f"target '{target.name}' sets no parameters.experiment_name")
-    try:
-        w.experiments.get_by_name(name)
+    if check_experiment(w, target) is not None:
         return EXISTS
+    w.workspace.mkdirs(name.rsplit("/", 1)[0])
+    tags = {EXPERIMENT_KIND_TAG: CUSTOM_MODEL_DEVELOPMENT, **owner_tags(target.name)}
+    try:
+        w.experiments.create_experiment(
+            name, tags=[ExperimentTag(key=k, value=v) for k, v in tags.items()]
+        )
+    except ResourceAlreadyExists:
+        check_experiment(w, target)
+    return CREATED
+
+
+def check_experiment(w: WorkspaceClient, target: Target) -> str | None:
+    """The id of the target's experiment (None: there is none). An experiment whose owner tags
+    name another target is a DeployError: two targets would log their runs into one. One with no
+    owner tags (made by hand, or before experiments carried them) is used as it is."""
+    name = target.experiment_name or ""
+    try:
+        experiment = w.experiments.get_by_name(name).experiment
     except NotFound:
-        w.workspace.mkdirs(name.rsplit("/", 1)[0])
-        kind = ExperimentTag(key=EXPERIMENT_KIND_TAG, value=CUSTOM_MODEL_DEVELOPMENT)
-        w.experiments.create_experiment(name, tags=[kind])
-        return CREATED
+        return None
+    if experiment is None:
+        return None
+    owner = Owner.of({t.key: t.value for t in experiment.tags or [] if t.key and t.value})
+    if owner.ours and owner.target and owner.target != target.name:
+        raise DeployError(
+            f"experiment {name} belongs to target '{owner.target}', and target '{target.name}'"
+            " would log its runs there too: give the two targets distinct"
+            " parameters.experiment_name values in deploy.yml"
+        )
+    return experiment.experiment_id
 
 
 def find_cluster(w: WorkspaceClient, name: str) -> ClusterDetails | None:
@@ -198,7 +225,10 @@ class Bootstrap:
             state = EXISTS
         except NotFound:
             catalog, name = full_name.split(".")
-            self.w.schemas.create(name=name, catalog_name=catalog, comment=self._comment())
+            try:
+                self.w.schemas.create(name=name, catalog_name=catalog, comment=self._comment())
+            except ResourceConflict:  # made meanwhile, or by this create sent again
+                self.w.schemas.get(full_name)
             state = CREATED
         self._say(f"schema {full_name}: {state}")
 
@@ -207,13 +237,16 @@ class Bootstrap:
             self.w.volumes.read(volume.full_name)
             state = EXISTS
         except NotFound:
-            self.w.volumes.create(
-                volume.catalog,
-                volume.schema,
-                volume.name,
-                VolumeType.MANAGED,
-                comment=self._comment(),
-            )
+            try:
+                self.w.volumes.create(
+                    volume.catalog,
+                    volume.schema,
+                    volume.name,
+                    VolumeType.MANAGED,
+                    comment=self._comment(),
+                )
+            except ResourceConflict:  # made meanwhile, or by this create sent again
+                self.w.volumes.read(volume.full_name)
             state = CREATED
         self._say(f"volume {volume.full_name}: {state}")
 
@@ -258,7 +291,26 @@ class Bootstrap:
             return None
         cluster_id = self.w.clusters.create(**create_args(name, spec)).cluster_id
         self._say(f"cluster {name}: created (id {cluster_id}; starting, not waited for)")
+        self._remove_duplicate_clusters(name, cluster_id or "")
         return cluster_id
+
+    def _remove_duplicate_clusters(self, name: str, created: str) -> None:
+        """Clusters/create is not idempotent: one the SDK sent again, its first answer lost,
+        made a second cluster. There was none of that name before, so another one now made by
+        this user with the same spec is that duplicate: permanently deleted (it would bill, and
+        make the name ambiguous for every deploy)."""
+        user = self.w.current_user.me().user_name
+        for cluster in self.w.clusters.list():
+            if cluster.cluster_name != name or cluster.cluster_id == created:
+                continue
+            if cluster.creator_user_name == user and not differences(
+                self.target.cluster, cluster.as_dict()
+            ):
+                self.w.clusters.permanent_delete(cluster.cluster_id or "")
+                self._say(
+                    f"cluster {name}: deleted id {cluster.cluster_id}, a duplicate of"
+                    f" {created} (a create sent again after its answer was lost)"
+                )
 
     def _grants(
         self,

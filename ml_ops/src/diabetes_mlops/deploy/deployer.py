@@ -24,6 +24,7 @@ from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Languag
 
 from diabetes_mlops.deploy.bootstrap import (
     Bootstrap,
+    check_experiment,
     ensure_experiment,
     ensure_folder,
     find_cluster,
@@ -35,6 +36,7 @@ from diabetes_mlops.deploy.git_source import (
     from_checkout,
     with_git_source,
 )
+from diabetes_mlops.deploy.job_owners import claim_job, duplicates_of
 from diabetes_mlops.deploy.job_references import (
     check_deployed,
     deploy_order,
@@ -43,7 +45,6 @@ from diabetes_mlops.deploy.job_references import (
 )
 from diabetes_mlops.deploy.jobs import (
     DeployError,
-    find_job,
     for_serving_trigger,
     model_triggered,
     resolve_settings,
@@ -88,6 +89,7 @@ class JobPlan:
     action: str  # created / updated / unchanged
     spec: str = ""  # the spec's name, which ${job_id.<spec name>} uses
     note: str = ""  # what the reset puts back that someone changed by hand
+    why: str = ""  # for a job deleted: why
 
 
 @dataclass
@@ -98,8 +100,8 @@ class Plan:
     uploads: list[Upload] = field(default_factory=list)
     jobs: list[JobPlan] = field(default_factory=list)
     serving: list[ServingPlan] = field(default_factory=list)
-    # Jobs of this project the target no longer deploys that exist in the workspace under their
-    # exact (prefixed) name: deleted, so that they do not run beside the jobs that replaced them.
+    # This target's jobs that must go, so that no schedule runs twice: jobs it no longer deploys,
+    # duplicates a retried create made, a job under a name the target no longer gives it.
     stale: list[JobPlan] = field(default_factory=list)
 
     @property
@@ -143,26 +145,36 @@ class Deployer:
             "alert_email": t.alert_email,
             **{f"wheel.{package}": path for package, path in wheel_paths.items()},
         }
-        plan = Plan(t, values["cluster_id"], self._experiment_id() is not None, uploads)
+        experiment = check_experiment(self.w, t) is not None
+        plan = Plan(t, values["cluster_id"], experiment, uploads)
         job_ids: dict[str, int | None] = {}  # spec name -> its job's id (None: to be created)
         for spec in specs:  # a job run by a run_job task comes before the job that runs it
             settings = resolve_settings(spec, t, values, job_ids)
             if git:  # the notebooks of that commit (branch, tag), checked out by the job
                 settings = with_git_source(settings, git)
-            existing = find_job(self.w, settings["name"])
-            note = ""
-            if existing is None:
+            claim = claim_job(self.w, t, spec.name)
+            note = claim.note
+            if claim.current is None:
                 action = CREATED
             else:
-                current = self.w.jobs.get(existing.job_id)
+                current = claim.current
                 same = same_settings(settings, current.settings, current.creator_user_name)
                 action = UNCHANGED if same else UPDATED
-                note = _identity_note(current, settings["run_as"])
-            job_id = existing.job_id if existing else None
+                identity = _identity_note(current, settings["run_as"])
+                note = "; ".join(n for n in (note, identity) if n)
+            plan.stale += [
+                JobPlan(_name_of(job), {}, job.job_id, DELETED, spec.name, why=why)
+                for jobs, why in (
+                    (claim.duplicates, f"a duplicate of job id {claim.job_id}, same settings"),
+                    (claim.former, f"this target's job before its name became '{claim.name}'"),
+                )
+                for job in jobs
+            ]
+            job_id = claim.job_id
             job_ids[spec.name] = job_id
             job = JobPlan(settings["name"], settings, job_id, action, spec.name, note)
             plan.jobs.append(job)
-        plan.stale = self._stale_jobs(checked, specs)
+        plan.stale += self._stale_jobs(checked, specs)
         plan.serving = serving_plans(self.w, specs, t.parameters, t.job_name_prefix)
         return plan
 
@@ -177,7 +189,7 @@ class Deployer:
         experiment = "exists" if plan.experiment_exists else "will be created"
         self.report(f"  experiment {plan.target.experiment_name}: {experiment}")
         for job in plan.stale:
-            self.report(f"job '{job.name}': delete (job id {job.job_id}; {self._why_stale()})")
+            self.report(f"job '{job.name}': delete (job id {job.job_id}; {job.why})")
         for job in plan.jobs:
             action = {CREATED: "create", UPDATED: "reset", UNCHANGED: "unchanged (no reset)"}
             note = f" ({job.note})" if job.note else ""
@@ -206,13 +218,14 @@ class Deployer:
             if job.job_id is None:
                 job.job_id = self.w.jobs.create(**_create_args(job.settings)).job_id
                 job_ids[job.spec] = job.job_id
+                self._remove_duplicates(job)
             elif job.action != UNCHANGED:  # unchanged: same_settings found no hand edit either
                 self.w.jobs.reset(job.job_id, JobSettings.from_dict(job.settings))
         sent = plan.upload_bytes
         count = sum(u.needed for u in plan.uploads)
         self.report(f"uploaded {count} file(s), {sent} bytes, to target {plan.target.name}")
         for job in plan.stale:
-            self.report(f"job '{job.name}' deleted (job id {job.job_id}): {self._why_stale()}")
+            self.report(f"job '{job.name}' deleted (job id {job.job_id}): {job.why}")
         for job in plan.jobs:
             url = f"{self.w.config.host.rstrip('/')}/jobs/{job.job_id}"
             note = f" ({job.note}: put back)" if job.note else ""
@@ -240,28 +253,37 @@ class Deployer:
         return specs
 
     def _stale_jobs(self, checked: list[JobSpec], deployed: list[JobSpec]) -> list[JobPlan]:
-        """The project's jobs this target does not deploy (the model-triggered deployment job
-        under serving_trigger: task) that exist under their exact name, prefix included. Such a
-        job is ours by that name; a job of any other name is never touched. Deleting a job
-        terminates its active runs asynchronously (Jobs API `jobs/delete`); a rollout such a run
-        leaves half-way is finished by the next run of the deploy_serving task, and a rollback
-        never overwrites a config its own run did not send."""
+        """This target's jobs for the project's specs it does not deploy (the model-triggered
+        deployment job under serving_trigger: task). A job of that name that is not this
+        target's (job_owners) is never touched. Deleting a job terminates its active runs
+        asynchronously (Jobs API `jobs/delete`); a rollout such a run leaves half-way is finished
+        by the next run of the deploy_serving task, and a rollback never overwrites a config its
+        own run did not send."""
         names = {spec.name for spec in deployed}
+        why = (
+            f"target '{self.target.name}' has serving_trigger: {self.target.serving_trigger},"
+            " so it does not deploy this job"
+        )
         stale = []
         for spec in checked:
             if spec.name in names:
                 continue
-            name = self.target.job_name_prefix + spec.name
-            existing = find_job(self.w, name)
-            if existing is not None:
-                stale.append(JobPlan(name, {}, existing.job_id, DELETED))
+            claim = claim_job(self.w, self.target, spec.name, strict=False)
+            for job in [*filter(None, [claim.current]), *claim.duplicates, *claim.former]:
+                stale.append(JobPlan(_name_of(job), {}, job.job_id, DELETED, spec.name, why=why))
         return stale
 
-    def _why_stale(self) -> str:
-        return (
-            f"target '{self.target.name}' has serving_trigger: {self.target.serving_trigger},"
-            " so it does not deploy this job"
-        )
+    def _remove_duplicates(self, job: JobPlan) -> None:
+        """Jobs/create is not idempotent: a create the SDK sent again, its first answer lost,
+        made a second job. It carries this target's tags and the same settings: deleted now,
+        before its schedule can run beside the one kept."""
+        for duplicate in duplicates_of(self.w, self.target, job.job_id or 0, job.name):
+            with contextlib.suppress(NotFound):
+                self.w.jobs.delete(duplicate.job_id)
+            self.report(
+                f"job '{job.name}': deleted job id {duplicate.job_id}, a duplicate of job id"
+                f" {job.job_id} (a create sent again after its answer was lost)"
+            )
 
     def _check_model_trigger(self, specs: list[JobSpec]) -> None:
         """A model trigger watches a Unity Catalog model; refused before anything changes."""
@@ -371,13 +393,6 @@ class Deployer:
             ensure_folder(self.w, "folder", t.notebooks_dir)
         ensure_folder(self.w, "wheel folder", t.wheel_dir)
 
-    def _experiment_id(self) -> str | None:
-        try:
-            name = self.target.experiment_name or ""
-            return self.w.experiments.get_by_name(name).experiment.experiment_id
-        except NotFound:
-            return None
-
 
 def _normal(source: str) -> str:
     """Notebook source as compared for "already there": the workspace may re-emit a notebook
@@ -389,6 +404,10 @@ def _create_args(settings: dict[str, Any]) -> dict[str, Any]:
     """jobs.create takes JobSettings' fields as keyword arguments, typed."""
     typed = JobSettings.from_dict(settings)
     return {key: getattr(typed, key) for key in settings}
+
+
+def _name_of(job: Any) -> str:
+    return (job.settings.name if job.settings else None) or "?"
 
 
 def _identity_note(current: Any, wanted: dict[str, str]) -> str:

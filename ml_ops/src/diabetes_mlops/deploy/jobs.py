@@ -1,4 +1,4 @@
-"""From a checked job spec to the JobSettings a target gets, and finding jobs by name."""
+"""From a checked job spec to the JobSettings a target gets, and comparing them with a job's."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from databricks.sdk import WorkspaceClient
-from databricks.sdk.service.jobs import BaseJob, JobSettings
+from databricks.sdk.service.jobs import JobSettings
 
 from diabetes_mlops.jobs.control_tasks import JOB_ID, RUN_JOB
 from diabetes_mlops.jobs.specs import PLACEHOLDER, JobSpec, job_parameters
 from diabetes_mlops.jobs.targets import Target
 from diabetes_mlops.runtime.errors import UserError
+from diabetes_mlops.runtime.owner import owner_tags
 
 SERVING_STEP = "deploy_serving"
 
@@ -29,14 +29,15 @@ def resolve_settings(
     values: dict[str, str],
     job_ids: Mapping[str, int | None] | None = None,
 ) -> dict[str, Any]:
-    """The spec with the target's name prefix, schedule (or trigger) pause and parameters, and
-    every ${placeholder} replaced by `values`; ${model_name} is the job's own model_name. A
-    run_job task's ${job_id.<spec name>} becomes that job's id from `job_ids` (spec name -> id in
-    this target); one not known yet (None: the deploy creates that job) stays a placeholder, for
-    `fill_job_ids` once the job exists."""
+    """The spec with the target's name prefix, owner tags, identity, schedule (or trigger) pause
+    and parameters, and every ${placeholder} replaced by `values`; ${model_name} is the job's own
+    model_name. A run_job task's ${job_id.<spec name>} becomes that job's id from `job_ids` (spec
+    name -> id in this target); one not known yet (None: the deploy creates that job) stays a
+    placeholder, for `fill_job_ids` once the job exists."""
     settings = copy.deepcopy(spec.settings)
     settings["name"] = target.job_name_prefix + spec.name
     settings["run_as"] = run_as(target.run_as)
+    settings["tags"] = {**(settings.get("tags") or {}), **owner_tags(target.name)}
     for when in ("schedule", "trigger"):
         if target.paused and when in settings:
             settings[when]["pause_status"] = "PAUSED"
@@ -103,18 +104,6 @@ def fill_placeholders(value: Any, values: dict[str, str], source: str) -> Any:
     if isinstance(value, dict):
         return {k: fill_placeholders(v, values, source) for k, v in value.items()}
     return value
-
-
-def find_job(w: WorkspaceClient, name: str) -> BaseJob | None:
-    """The one job with exactly this name, None when there is none; several is an error."""
-    jobs = [job for job in w.jobs.list(name=name) if job.settings and job.settings.name == name]
-    if len(jobs) > 1:
-        ids = ", ".join(str(job.job_id) for job in jobs)
-        raise DeployError(
-            f"{len(jobs)} jobs are named '{name}' (ids {ids}); delete or rename all but one,"
-            " then deploy again"
-        )
-    return jobs[0] if jobs else None
 
 
 # What jobs/get returns for a setting the request left out: the Jobs API's documented default,

@@ -18,7 +18,8 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import DatabricksError
 from databricks.sdk.service.jobs import Run, RunLifeCycleState, RunTask
 
-from diabetes_mlops.deploy.jobs import DeployError, find_job
+from diabetes_mlops.deploy.job_owners import claim_job
+from diabetes_mlops.deploy.jobs import DeployError
 from diabetes_mlops.deploy.workspace import for_current_user
 from diabetes_mlops.jobs.targets import Target
 
@@ -54,7 +55,7 @@ def run_job(
     """Exit status: 0 when the run succeeds (or is only started), 1 otherwise."""
     target = for_current_user(w, target)
     name = target.job_name_prefix + job
-    found = find_job(w, name)
+    found = claim_job(w, target, job).current  # never another target's job of that name
     if found is None:
         raise DeployError(f"no job named '{name}' in target '{target.name}': run make deploy")
     declared = {p.name for p in (found.settings.parameters or [])}

@@ -1,0 +1,39 @@
+"""Who a workspace resource belongs to: the project and the deploy.yml target that made it.
+
+Jobs, MLflow experiments and serving endpoints carry two tags, `project` and `target`. A deploy
+(or a rollout) changes or deletes only what carries this project's name and its own target's:
+several targets (staging and prod, one per developer) may share a workspace, and a name alone
+cannot tell their resources apart. docs/deploy.md, "Who owns what", has the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+PROJECT = "diabetes-mlops"
+PROJECT_TAG, TARGET_TAG = "project", "target"
+
+
+def owner_tags(target: str) -> dict[str, str]:
+    """The tags a resource of `target` carries."""
+    return {PROJECT_TAG: PROJECT, TARGET_TAG: target}
+
+
+@dataclass(frozen=True)
+class Owner:
+    project: str | None  # None: no project tag
+    target: str | None  # None: no target tag (made before resources carried one)
+
+    @classmethod
+    def of(cls, tags: Mapping[str, str] | None) -> Owner:
+        tags = tags or {}
+        return cls(tags.get(PROJECT_TAG), tags.get(TARGET_TAG))
+
+    @property
+    def ours(self) -> bool:
+        """Made by this project (for some target, or before targets were tagged)."""
+        return self.project == PROJECT
+
+    def is_target(self, target: str) -> bool:
+        return self.ours and self.target == target
