@@ -18,6 +18,7 @@ dbutils.widgets.dropdown("workload_size", "Small", ["Small", "Medium", "Large"],
 dbutils.widgets.text("scale_to_zero", "true", "Scale to zero when idle (true/false)")
 dbutils.widgets.text("inference_table", "", "Inference tables catalog.schema.prefix (empty: none)")
 dbutils.widgets.text("serving_timeout_seconds", "1200", "Rollout deadline (60-2400), s")
+dbutils.widgets.text("deploy_target", "", "deploy.yml target (set by the deploy)")
 
 # COMMAND ----------
 

@@ -115,6 +115,8 @@ class FakeWorkspace:
         # (endpoint, served entity, dataframe_split) -> predictions; None answers an error.
         self.predict: Callable[[str, dict[str, Any], dict[str, Any]], list[Any]] | None = None
         self._ids = itertools.count(1001)
+        self._writes_left: int | None = None
+        self._dead = False
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -129,7 +131,7 @@ class FakeWorkspace:
             def _serve(self) -> None:
                 fake._handle(self)
 
-            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _serve
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = do_PATCH = _serve
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         # serve_forever's default poll of 0.5 s would be 0.5 s of waiting in every stop()
@@ -152,6 +154,15 @@ class FakeWorkspace:
     def fail(self, method: str, path_contains: str, status: int = 503, times: int = 1,
              error_code: str = "TEMPORARILY_UNAVAILABLE") -> None:  # fmt: skip
         self.faults.append(Fault(method, path_contains, status, times, error_code))
+
+    def kill_client_after(self, writes: int) -> None:
+        """A client killed right after the server carried out its `writes`-th change: that
+        answer is lost, and every later request fails (500), until `revive()`."""
+        self._writes_left = writes
+
+    def revive(self) -> None:
+        self._writes_left = None
+        self._dead = False
 
     def lose_answer(self, method: str, path_contains: str, times: int = 1) -> None:
         """The next `times` matching requests are carried out, and their answers lost."""
@@ -189,9 +200,11 @@ class FakeWorkspace:
                     raise _not_found("host metadata")
                 if handler.headers.get("Authorization") != f"Bearer {self.token}":
                     raise ApiError(401, "UNAUTHENTICATED", "invalid token")
+                if self._dead:
+                    raise ApiError(500, "INTERNAL_ERROR", "the client was killed")
                 self._inject_fault(record)
                 status, payload, headers = self._route(record)
-                if self._answer_lost(record):
+                if self._answer_lost(record) or self._killed(record):
                     handler.close_connection = True
                     return
             except ApiError as error:
@@ -217,6 +230,13 @@ class FakeWorkspace:
             if hit and fault.times > 0 and not fault.lose:
                 fault.times -= 1
                 raise ApiError(fault.status, fault.error_code, "injected fault")
+
+    def _killed(self, record: Recorded) -> bool:
+        if self._writes_left is None or record.method not in ("POST", "PUT", "PATCH", "DELETE"):
+            return False
+        self._writes_left -= 1
+        self._dead = self._writes_left <= 0
+        return self._dead
 
     def _answer_lost(self, record: Recorded) -> bool:
         for fault in self.faults:
@@ -514,6 +534,12 @@ class FakeWorkspace:
             return 200, self._endpoint(name, poll=True), {}
         if r.method == "PUT" and action == "config":
             return 200, self._update_config(name, body), {}
+        if r.method == "PATCH" and action == "tags":
+            tags = self.endpoints[name]["tags"]
+            tags.update({t["key"]: t.get("value", "") for t in body.get("add_tags") or []})
+            for key in body.get("delete_tags") or []:
+                tags.pop(key, None)
+            return 200, {"tags": [{"key": k, "value": v} for k, v in tags.items()]}, {}
         if r.method == "PUT" and action == "ai-gateway":
             self.endpoints[name]["ai_gateway"] = _lower_table_names(body)
             return 200, body, {}
@@ -533,6 +559,7 @@ class FakeWorkspace:
             "update": "NOT_UPDATING",
             "ai_gateway": _lower_table_names(body.get("ai_gateway")),
             "queries": 0,
+            "tags": {t["key"]: t.get("value", "") for t in body.get("tags") or []},
         }
         try:
             self._start_update(name, body.get("config") or {})
@@ -582,6 +609,8 @@ class FakeWorkspace:
             answer["pending_config"] = endpoint["pending"]
         if endpoint["ai_gateway"]:
             answer["ai_gateway"] = endpoint["ai_gateway"]
+        if endpoint.get("tags"):
+            answer["tags"] = [{"key": k, "value": v} for k, v in endpoint["tags"].items()]
         return answer
 
     def _invoke(self, name: str, body: dict) -> tuple[int, Any, dict[str, str]]:

@@ -252,3 +252,55 @@ def test_a_lost_create_answer_leaves_no_second_schedule_even_for_a_moment_after(
         "a duplicate of job id" in out and "(a create sent again after its answer was lost)" in out
     )
     assert len(fake_workspace.jobs) == 2
+
+
+@pytest.mark.slow  # some 40 deploys
+def test_a_deploy_killed_after_any_write_converges_on_the_next(project, monkeypatch, capsys):
+    """For every write of a first deploy: the client dies right after the server carried it out
+    (its answer never arrives); the next deploy ends as a clean one, and the one after changes
+    nothing."""
+    from fake_workspace import FakeWorkspace
+
+    clean = _clean_state(project)
+    probe = FakeWorkspace().start()
+    try:
+        w = WorkspaceClient(host=probe.url, token=probe.token, auth_type="pat")
+        Deployer(w, load_target("staging", project / "deploy.yml"), project, print).deploy()
+        writes = [r for r in probe.requests if r.method in ("POST", "PUT", "DELETE")]
+    finally:
+        probe.stop()
+    assert len(writes) >= 12  # folders, 2 wheels, 6 notebooks, the experiment, 2 jobs
+    for n in range(1, len(writes) + 1):
+        fake = FakeWorkspace().start()
+        monkeypatch.setenv("DATABRICKS_HOST", fake.url)
+        monkeypatch.setenv("DATABRICKS_TOKEN", fake.token)
+        monkeypatch.setenv("DATABRICKS_AUTH_TYPE", "pat")
+        try:
+            fake.kill_client_after(n)
+            assert deploy(project) == 1, f"killed after write {n}: {writes[n - 1].path}"
+            fake.revive()
+            assert deploy(project) == 0
+            assert _ids_aside(fake) == clean, f"killed after write {n}: {writes[n - 1].path}"
+            changes = len([r for r in fake.requests if r.method in ("POST", "PUT", "DELETE")])
+            assert deploy(project) == 0
+            again = [r for r in fake.requests if r.method in ("POST", "PUT", "DELETE")]
+            assert len(again) == changes, f"killed after write {n}: not converged"
+        finally:
+            fake.stop()
+        capsys.readouterr()
+
+
+def test_the_default_targets_name_everything_apart(repo):
+    """dev, staging and prod may share one workspace: none shares a job, experiment, endpoint or
+    model name with another (a deploy would refuse the clash)."""
+    targets = [
+        load_target(name).for_user("alice@example.com") for name in ("dev", "staging", "prod")
+    ]
+    for kind in ("jobs", "experiment_name", "serving_endpoint", "model_name"):
+        names = [
+            {t.job_name_prefix + job for job in JOBS} if kind == "jobs" else {t.parameters[kind]}
+            for t in targets
+        ]
+        for i, one in enumerate(names):
+            for other in names[i + 1 :]:
+                assert not one & other, f"{kind}: {one & other}"

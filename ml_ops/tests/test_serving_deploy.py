@@ -427,7 +427,7 @@ def test_an_endpoint_someone_else_created_is_never_deleted(w, fake_workspace):
     follow(w, "1")  # someone else's, created between the run's look and its create:
     fake_workspace.fail("GET", f"/serving-endpoints/{NAME}", status=404,
                         error_code="RESOURCE_DOES_NOT_EXIST")  # fmt: skip
-    with pytest.raises(RolloutError, match="exists; this run created no endpoint, so it deleted"):
+    with pytest.raises(RolloutError, match="meanwhile by someone else; this run created no endpo"):
         follow(w, "2")
     assert not fake_workspace.calls("DELETE") and fake_workspace.served(NAME) == {"1": 100}
 
@@ -891,3 +891,64 @@ def load_version_of(promoted: dict, model_name: str):
     from mlflow.tracking import MlflowClient
 
     return load_version(MlflowClient().get_model_version(model_name, promoted["champion_version"]))
+
+
+# --- whose endpoint, and answers lost after the server acted -----------------------------------
+def endpoint_tags(fake):
+    return fake.endpoints[NAME]["tags"]
+
+
+def test_the_endpoint_carries_its_owner_and_another_target_never_touches_it(w, fake_workspace):
+    assert follow(w, "1", owner="staging").action == CREATED
+    assert endpoint_tags(fake_workspace) == {"project": "diabetes-mlops", "target": "staging"}
+    reasons = []
+    with pytest.raises(RolloutError, match="belongs to target 'staging', and target 'prod'"):
+        follow(w, "2", reasons, owner="prod")
+    assert reasons == []  # not a failed version: nothing recorded on it
+    assert config_updates(fake_workspace) == [] and fake_workspace.served(NAME) == {"1": 100}
+    assert follow(w, "2", owner="staging").action == ROLLED_OUT
+
+
+def test_an_untagged_endpoint_serving_our_model_is_claimed(w, fake_workspace):
+    follow(w, "1")  # made before endpoints carried owner tags
+    assert endpoint_tags(fake_workspace) == {}
+    assert follow(w, "2", owner="staging").action == ROLLED_OUT
+    assert endpoint_tags(fake_workspace) == {"project": "diabetes-mlops", "target": "staging"}
+
+
+def test_an_untagged_endpoint_serving_another_model_is_refused(w, fake_workspace):
+    follow(w, "1", model_name="main.other.model")
+    with pytest.raises(RolloutError, match="was not made by diabetes-mlops for target 'staging'"):
+        follow(w, "2", owner="staging")
+    assert endpoint_tags(fake_workspace) == {} and config_updates(fake_workspace) == []
+
+
+def test_a_lost_create_answer_still_serves_the_champion(w, fake_workspace):
+    fake_workspace.lose_answer("POST", "/api/2.0/serving-endpoints")
+    assert follow(w, "1", owner="staging").action == CREATED
+    assert len(fake_workspace.calls("POST", "/api/2.0/serving-endpoints")) == 2  # sent again
+    assert fake_workspace.served(NAME) == {"1": 100}
+    assert endpoint_tags(fake_workspace)["target"] == "staging"
+
+
+@pytest.mark.parametrize("times", [1, 2])  # the canary's update; both updates
+def test_a_lost_update_answer_still_rolls_out(w, fake_workspace, times):
+    follow(w, "1", owner="staging")
+    fake_workspace.lose_answer("PUT", f"/serving-endpoints/{NAME}/config", times=times)
+    assert follow(w, "2", owner="staging").action == ROLLED_OUT
+    assert fake_workspace.served(NAME) == {"2": 100}
+    assert len(config_updates(fake_workspace)) == 2 + times  # each lost one sent again
+
+
+def test_deploy_refuses_an_endpoint_another_target_owns(fake_workspace, project, capsys):
+    config = project / "deploy.yml"
+    config.write_text(config.read_text().replace(
+        "serving_endpoint: diabetes-{target}", "serving_endpoint: diabetes-shared"))  # fmt: skip
+    w = WorkspaceClient(host=fake_workspace.url, token=fake_workspace.token, auth_type="pat")
+    fake_workspace.predict = lambda name, entity, split: predictions(entity["entity_version"])
+    shared = settings(name="diabetes-shared", owner="staging")
+    follow_champion(w, shared, champion("1"), clock=FakeClock())
+    assert deploy(project, target="prod") == 1
+    err = capsys.readouterr().err
+    assert "serving endpoint 'diabetes-shared' belongs to target 'staging'" in err
+    assert fake_workspace.jobs == {} and fake_workspace.files == {}

@@ -12,11 +12,16 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import DatabricksError
 from databricks.sdk.service.serving import EndpointStateConfigUpdate
 
-from diabetes_mlops.deploy.jobs import SERVING_STEP
+from diabetes_mlops.deploy.jobs import SERVING_STEP, DeployError
 from diabetes_mlops.jobs.preflight import step_calls
 from diabetes_mlops.jobs.specs import JobSpec
 from diabetes_mlops.runtime.errors import sdk_error_line
-from diabetes_mlops.serving.endpoint_config import EndpointSettings, served, served_in
+from diabetes_mlops.serving.endpoint_config import (
+    EndpointSettings,
+    owner_problem,
+    served,
+    served_in,
+)
 from diabetes_mlops.serving.rollout import find_endpoint
 from diabetes_mlops.steps.deploy_serving import endpoint_settings
 
@@ -57,13 +62,15 @@ def serving_plans(
             plans.append(ServingPlan(job, task, None))
             continue
         settings = endpoint_settings(**{k: v for k, v in arguments.items() if k in wanted})
-        plans.append(ServingPlan(job, task, settings, endpoint_state(w, settings.name)))
+        plans.append(ServingPlan(job, task, settings, endpoint_state(w, settings)))
     return plans
 
 
-def endpoint_state(w: WorkspaceClient, name: str) -> str:
+def endpoint_state(w: WorkspaceClient, settings: EndpointSettings) -> str:
     """What `make deploy-plan` shows of the endpoint now. Deploy does not manage the endpoint, so
-    an endpoint it may not read (403, ...) is shown as unknown, and the plan goes on."""
+    an endpoint it may not read (403, ...) is shown as unknown, and the plan goes on. One that
+    another target owns is a DeployError: its jobs would fail at their first rollout."""
+    name = settings.name
     try:
         endpoint = find_endpoint(w, name)
     except DatabricksError as exc:
@@ -73,6 +80,9 @@ def endpoint_state(w: WorkspaceClient, name: str) -> str:
         )
     if endpoint is None:
         return "absent (created with the first champion)"
+    problem = owner_problem(endpoint, settings)
+    if problem:
+        raise DeployError(problem)
     text = f"serving {served(endpoint).describe()}"
     state = endpoint.state
     if state and state.config_update and state.config_update.value != "NOT_UPDATING":

@@ -90,6 +90,11 @@ def _read(path: Path) -> dict[str, Any]:
     return config
 
 
+# The job parameter that tells a job's steps which target they run for: the deploy_serving step
+# tags the endpoint it creates with it and serves only on an endpoint that target owns.
+OWNER_PARAMETER = "deploy_target"
+
+
 def load_target(name: str, path: str | Path = DEFAULT_CONFIG) -> Target:
     path = Path(path)
     config = _read(path)
@@ -138,6 +143,12 @@ def load_target(name: str, path: str | Path = DEFAULT_CONFIG) -> Target:
         )
     data_dir = str(merged.get("data_dir", "")).rstrip("/")
     merged["parameters"] = _fill(merged["parameters"], data_dir=data_dir)
+    given = merged["parameters"].setdefault(OWNER_PARAMETER, name)
+    if given != name:
+        raise ConfigError(
+            f"{path}: target '{name}': parameters.{OWNER_PARAMETER} is always the target's own"
+            f" name (the owner tag of the endpoint its jobs serve on), got {given!r}"
+        )
     for text_field in REQUIRED:
         merged.setdefault(text_field, "")
     return Target(name=name, **merged)

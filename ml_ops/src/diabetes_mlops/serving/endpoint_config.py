@@ -13,11 +13,14 @@ from databricks.sdk.service.serving import (
     AiGatewayInferenceTableConfig,
     EndpointCoreConfigOutput,
     EndpointPendingConfig,
+    EndpointTag,
     Route,
     ServedEntityInput,
     ServingEndpointDetailed,
     TrafficConfig,
 )
+
+from diabetes_mlops.runtime.owner import PROJECT, PROJECT_TAG, TARGET_TAG, Owner, owner_tags
 
 WORKLOAD_SIZES = ("Small", "Medium", "Large")  # the documented sizes (ServedEntityInput)
 
@@ -51,6 +54,9 @@ class EndpointSettings:
     canary_percent: int = 10
     inference_table: InferenceTable | None = None
     timeout_seconds: float = 1200.0
+    # The deploy.yml target whose endpoint this is (runtime.owner); empty: not known (a job
+    # deployed before jobs passed it on), and the endpoint's owner is neither set nor checked.
+    owner: str = ""
 
     def describe(self) -> str:
         table = self.inference_table or "none"
@@ -194,3 +200,40 @@ def same_table(
         return tuple((name or "").lower() for name in names)  # type: ignore[return-value]
 
     return have is not None and bool(have.enabled) and key(have) == key(want)
+
+
+def tags_for(settings: EndpointSettings) -> list[EndpointTag] | None:
+    """The owner tags an endpoint the rollout creates carries (None: no owner known)."""
+    if not settings.owner:
+        return None
+    return [EndpointTag(key=k, value=v) for k, v in owner_tags(settings.owner).items()]
+
+
+def owner_problem(endpoint: ServingEndpointDetailed, settings: EndpointSettings) -> str | None:
+    """Why the rollout for target `settings.owner` may not change this endpoint (None: it may).
+    It may change one tagged with its own target, and an untagged one that serves nothing but
+    its own model (made by this project before endpoints carried owner tags). No owner known:
+    no check."""
+    if not settings.owner:
+        return None
+    owner = Owner.of({t.key: t.value or "" for t in endpoint.tags or [] if t.key})
+    if owner.is_target(settings.owner):
+        return None
+    name = settings.name
+    if owner.ours and owner.target:
+        return (
+            f"serving endpoint '{name}' belongs to target '{owner.target}', and target"
+            f" '{settings.owner}' would serve on it too: give the two targets distinct"
+            " serving_endpoint values in deploy.yml; the endpoint was not changed"
+        )
+    models = {e.entity_name for e in served(endpoint).entities}
+    models |= {e.entity_name for e in served_in(endpoint.pending_config).entities}
+    if models and all(same_name(model, settings.model_name) for model in models):
+        return None
+    what = ", ".join(sorted(str(m) for m in models)) or "nothing"
+    return (
+        f"serving endpoint '{name}' was not made by {PROJECT} for target '{settings.owner}' (it"
+        f" has no tags {PROJECT_TAG}={PROJECT}, {TARGET_TAG}={settings.owner} and serves"
+        f" {what}, not only {settings.model_name}): name another serving_endpoint in"
+        " deploy.yml; the endpoint was not changed"
+    )

@@ -34,7 +34,12 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.errors import DatabricksError, NotFound
+from databricks.sdk.errors import (
+    DatabricksError,
+    NotFound,
+    ResourceAlreadyExists,
+    ResourceConflict,
+)
 from databricks.sdk.service.serving import (
     AiGatewayInferenceTableConfig,
     DataframeSplitInput,
@@ -169,7 +174,11 @@ class _Rollout:
             self._fail(_reason(exc), lambda: "the served versions were not changed")
         if current is None:
             return self._create()
+        problem = endpoint_config.owner_problem(current, self.settings)
+        if problem:  # not this target's endpoint: no rollout, and no version marked as failed
+            raise RolloutError(problem)
         try:  # nothing served changes here, so a failure needs no rollback
+            self._claim(current)
             current = self._wait(self.deadline, until_idle=True, reason="an earlier update to end")
             self._apply_gateway(current)
         except Exception as failure:
@@ -196,21 +205,49 @@ class _Rollout:
         undo = self._not_created
         try:
             self.sent.append(target)
-            self.api.create(
-                name,
-                config=EndpointCoreConfigInput(
-                    name=name,
-                    served_entities=target.entities,
-                    traffic_config=endpoint_config.traffic(target.routes),
-                ),
-                ai_gateway=endpoint_config.gateway(table) if table else None,
-            )
+            try:
+                self.api.create(
+                    name,
+                    config=EndpointCoreConfigInput(
+                        name=name,
+                        served_entities=target.entities,
+                        traffic_config=endpoint_config.traffic(target.routes),
+                    ),
+                    ai_gateway=endpoint_config.gateway(table) if table else None,
+                    tags=endpoint_config.tags_for(self.settings),
+                )
+            except ResourceAlreadyExists:
+                self._created_meanwhile(target)
             undo = self._delete_created  # ours from here on: we just created it
             self._wait(self.deadline)
             self._smoke_test(shared=False)
         except Exception as failure:
             self._fail(_reason(failure), undo)
         return Outcome(CREATED, name, self.champion.version)
+
+    def _created_meanwhile(self, target: Served) -> None:
+        """The create was refused because the endpoint exists: made by this very create, sent
+        again by the SDK after its answer was lost (then it is this target's and updating to
+        `target`), or by someone else meanwhile (raised: not ours to delete)."""
+        endpoint = self.seen = self.api.get(self.settings.name)
+        problem = endpoint_config.owner_problem(endpoint, self.settings)
+        pending = endpoint_config.served_in(endpoint.pending_config)
+        config = endpoint_config.served(endpoint)
+        if problem or not (
+            endpoint_config.same(pending, target) or endpoint_config.same(config, target)
+        ):
+            raise _Failure(problem or "the endpoint exists, created meanwhile by someone else")
+        log.info(
+            "endpoint %s exists with what this run sent: its create went through", endpoint.name
+        )
+
+    def _claim(self, endpoint: ServingEndpointDetailed) -> None:
+        """Tag an endpoint of this target made before endpoints carried owner tags."""
+        tags = endpoint_config.tags_for(self.settings)
+        have = {(t.key, t.value) for t in endpoint.tags or []}
+        if tags and not {(t.key, t.value) for t in tags} <= have:
+            self.api.patch(self.settings.name, add_tags=tags)
+            log.info("endpoint %s: tagged as target %s's", self.settings.name, self.settings.owner)
 
     def _roll_out(self) -> str:
         before, version = self.before, self.champion.version
@@ -364,11 +401,22 @@ class _Rollout:
     def _send(self, config: Served) -> None:
         # Counted as sent before the request: one the SDK retried may have been applied.
         self.sent.append(config)
-        self.api.update_config(
-            self.settings.name,
-            served_entities=config.entities,
-            traffic_config=endpoint_config.traffic(config.routes),
-        )
+        try:
+            self.api.update_config(
+                self.settings.name,
+                served_entities=config.entities,
+                traffic_config=endpoint_config.traffic(config.routes),
+            )
+        except ResourceConflict:
+            # One update at a time: refused as in progress. When the update in progress is this
+            # one (the SDK sent it again after its answer was lost), it went through.
+            endpoint = self.seen = self.api.get(self.settings.name)
+            pending = endpoint_config.served_in(endpoint.pending_config)
+            if not (endpoint.pending_config and endpoint_config.same(pending, config)):
+                raise
+            log.info(
+                "endpoint %s: the update to %s went through", endpoint.name, pending.describe()
+            )
 
     def _wait(
         self,

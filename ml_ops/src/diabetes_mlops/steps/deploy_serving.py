@@ -68,9 +68,12 @@ def deploy_serving(
     # MAX_TIMEOUT_SECONDS (2400), so that 2 x that + TASK_MARGIN_SECONDS (600) fits the task's
     # timeout_seconds (5400) in both job specs (a test checks it).
     serving_timeout_seconds: Annotated[int, Between(60, MAX_TIMEOUT_SECONDS)] = 1200,
+    deploy_target: str = "",
 ) -> dict[str, str]:
     """Serve the champion of `model_name` on `serving_endpoint` (empty: the target serves
-    nothing). `promoted` is the promote task's verdict: false leaves the endpoint alone."""
+    nothing). `promoted` is the promote task's verdict: false leaves the endpoint alone.
+    `deploy_target` (the deploy fills it): the deploy.yml target the endpoint belongs to, its
+    owner tag; an endpoint another target owns is never changed."""
     if not serving_endpoint:
         log.info("serving is not configured for this target (serving_endpoint is empty)")
         return {"serving": NO_ENDPOINT, "serving_endpoint": "", "served_version": ""}
@@ -88,6 +91,7 @@ def deploy_serving(
         scale_to_zero,
         inference_table,
         serving_timeout_seconds,
+        deploy_target,
     )
     use_registry(registry, model_name)
     client = MlflowClient()
@@ -150,6 +154,7 @@ def endpoint_settings(
     scale_to_zero: bool = True,
     inference_table: str = "",
     serving_timeout_seconds: int = 1200,
+    deploy_target: str = "",
 ) -> EndpointSettings:
     """The step's parameters as the rollout takes them (also what `make deploy-plan` shows)."""
     return EndpointSettings(
@@ -160,6 +165,7 @@ def endpoint_settings(
         canary_percent=canary_percent,
         inference_table=InferenceTable.parse(inference_table),
         timeout_seconds=float(serving_timeout_seconds),
+        owner=deploy_target,
     )
 
 
