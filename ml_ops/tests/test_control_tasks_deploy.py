@@ -101,11 +101,13 @@ def test_first_deploy_creates_the_referenced_job_first_and_fills_its_id(fake_wor
 def test_a_redeploy_with_nothing_changed_is_unchanged(fake_workspace, watched, capsys):
     assert deploy(watched) == 0
     before = {name: job["settings"] for name, job in jobs_by_name(fake_workspace).items()}
+    assert len(fake_workspace.calls("POST", "/jobs/create")) == 3
+    fake_workspace.requests.clear()
     capsys.readouterr()
     assert deploy(watched) == 0
     out = capsys.readouterr().out
     assert f"job '{WATCH}' unchanged" in out and f"job '{TRAINING}' unchanged" in out
-    assert len(fake_workspace.calls("POST", "/jobs/create")) == 3  # none on the redeploy
+    assert len(fake_workspace.calls("POST", "/jobs/create")) == 0  # none on the redeploy
     assert len(fake_workspace.calls("POST", "/jobs/reset")) == 0  # unchanged: no reset
     after = {name: job["settings"] for name, job in jobs_by_name(fake_workspace).items()}
     assert after == before

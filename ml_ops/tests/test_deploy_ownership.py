@@ -42,6 +42,7 @@ def test_staging_and_prod_share_a_workspace_side_by_side(fake_workspace, project
         target = "staging" if "/staging/" in name else "prod"
         assert tags["project"] == "diabetes-mlops" and tags["target"] == target
     capsys.readouterr()
+    fake_workspace.requests.clear()
     assert deploy(project, target="staging") == 0  # each one's redeploy leaves the other alone
     assert deploy(project, target="prod") == 0
     out = capsys.readouterr().out
@@ -247,7 +248,11 @@ def test_a_lost_create_answer_leaves_no_second_schedule_even_for_a_moment_after(
     fake_workspace.lose_answer("POST", "/jobs/create")
     assert deploy(project) == 0
     out = capsys.readouterr().out
-    assert len(fake_workspace.calls("POST", "/jobs/create")) == 3  # one sent twice
+    creates = fake_workspace.calls("POST", "/jobs/create")
+    assert len(creates) == 3  # one sent twice
+    assert {json.loads(r.body)["schedule"]["pause_status"] for r in creates} == {"PAUSED"}
+    schedules = [j["settings"]["schedule"] for j in fake_workspace.jobs.values()]
+    assert [s["pause_status"] for s in schedules] == ["UNPAUSED"] * 2  # once alone
     assert (
         "a duplicate of job id" in out and "(a create sent again after its answer was lost)" in out
     )

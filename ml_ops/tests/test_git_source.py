@@ -212,6 +212,7 @@ def test_git_source_jobs_run_the_commits_notebooks_and_nothing_is_imported(
     assert fake_workspace.calls("POST", "/api/2.0/workspace/import") == []
     assert len(fake_workspace.files) == 2  # the wheels still go to the wheel volume
     capsys.readouterr()
+    fake_workspace.requests.clear()
     assert deploy(git_project) == 0  # the same commit again: nothing to do
     assert "uploaded 0 file(s), 0 bytes" in capsys.readouterr().out
     assert fake_workspace.calls("POST", "/jobs/reset") == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import io
 import json
 from collections.abc import Callable
@@ -216,9 +217,14 @@ class Deployer:
         for job in plan.jobs:  # referenced jobs first: their ids fill the run_job tasks after
             job.settings = with_job_ids(job.settings, job_ids, job.name)
             if job.job_id is None:
-                job.job_id = self.w.jobs.create(**_create_args(job.settings)).job_id
+                # Created paused, unpaused once any duplicate is gone: a schedule never runs
+                # on two jobs, even when this deploy dies between the two steps.
+                paused = _paused(job.settings)
+                job.job_id = self.w.jobs.create(**_create_args(paused)).job_id
                 job_ids[job.spec] = job.job_id
                 self._remove_duplicates(job)
+                if paused != job.settings:
+                    self.w.jobs.reset(job.job_id, JobSettings.from_dict(job.settings))
             elif job.action != UNCHANGED:  # unchanged: same_settings found no hand edit either
                 self.w.jobs.reset(job.job_id, JobSettings.from_dict(job.settings))
         sent = plan.upload_bytes
@@ -404,6 +410,15 @@ def _create_args(settings: dict[str, Any]) -> dict[str, Any]:
     """jobs.create takes JobSettings' fields as keyword arguments, typed."""
     typed = JobSettings.from_dict(settings)
     return {key: getattr(typed, key) for key in settings}
+
+
+def _paused(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings with the schedule and trigger paused (the rest as they are)."""
+    paused = copy.deepcopy(settings)
+    for when in ("schedule", "trigger"):
+        if when in paused:
+            paused[when]["pause_status"] = "PAUSED"
+    return paused
 
 
 def _name_of(job: Any) -> str:
