@@ -14,7 +14,7 @@ from hypothesis import settings
 from tiers import sampled
 from trained_models import Champion, new_champion
 
-from diabetes_mlops.local.spark import JAVA_OPTIONS_ENV
+from diabetes_mlops.local.spark import CONNECT_MODE_ENV, JAVA_OPTIONS_ENV, REMOTE_ENV
 from diabetes_mlops.tracking.runs import ARTIFACT_ROOT_ENV
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,6 +22,15 @@ REPO = Path(__file__).resolve().parents[2]
 # Every local Spark session of the tests (and of processes they start) without the JVM's C2
 # compiler: on the 2-core dev machine `make test` took 141-167 s instead of 212 s.
 os.environ.setdefault(JAVA_OPTIONS_ENV, "-XX:TieredStopAtLevel=1")
+
+# Which Spark the tests' `spark` and the local runner use: classic, or Spark Connect served by the
+# same process (`make test-all` runs the Spark tests under both). A developer's own SPARK_REMOTE
+# never reaches the tests: they set it themselves.
+TEST_SPARK_ENV = "DIABETES_MLOPS_TEST_SPARK"
+SPARK_KIND = os.environ.get(TEST_SPARK_ENV, "classic")
+os.environ.pop(REMOTE_ENV, None)
+if SPARK_KIND != "connect":
+    os.environ.pop(CONNECT_MODE_ENV, None)
 
 # Property tests: a few examples in the everyday tier, more in `make test-all`
 # (--hypothesis-profile=full). Profiles are registered here, before Hypothesis reads the option.
@@ -49,6 +58,21 @@ def _checkout_extras() -> set[str]:
         and "__pycache__" not in path
         and not path.endswith(".egg-info")
     }
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses the `spark` fixture (directly or through its fixtures) is marked
+    `spark`; under DIABETES_MLOPS_TEST_SPARK=connect, tests marked classic_spark_only are
+    deselected (they read the classic JVM; the Spark Connect pass is not for them)."""
+    kept, dropped = [], []
+    for item in items:
+        if "spark" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.spark)
+        only_classic = item.get_closest_marker("classic_spark_only") is not None
+        (dropped if SPARK_KIND == "connect" and only_classic else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def pytest_sessionstart(session):
@@ -282,8 +306,44 @@ def fake_workspace(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def spark(tmp_path_factory):
-    """One local SparkSession for the whole test session (starting one costs ~12 s)."""
+def classic_spark(tmp_path_factory):
+    """One local classic SparkSession for the whole test session (starting one costs ~12 s)."""
+    from diabetes_mlops.local.spark import classic_session
+
+    return classic_session(tmp_path_factory.mktemp("spark"))
+
+
+@pytest.fixture(scope="session")
+def connect_url(classic_spark):
+    """A Spark Connect server in this process, on the classic session's Spark: its sc:// URL."""
+    from diabetes_mlops.local.spark import start_connect_server
+
+    return start_connect_server(classic_spark)
+
+
+@pytest.fixture(scope="session")
+def connect_spark(connect_url):
     from diabetes_mlops.local.spark import local_spark_session
 
-    return local_spark_session(tmp_path_factory.mktemp("spark"))
+    os.environ[REMOTE_ENV] = connect_url
+    connect_mode = os.environ.get(CONNECT_MODE_ENV)
+    try:
+        return local_spark_session(Path("unused"))
+    finally:
+        del os.environ[REMOTE_ENV]
+        if connect_mode is None and SPARK_KIND != "connect":  # classic tests keep classic columns
+            os.environ.pop(CONNECT_MODE_ENV, None)
+
+
+@pytest.fixture(scope="session")
+def spark(request):
+    """The session's Spark: classic, or Spark Connect (DIABETES_MLOPS_TEST_SPARK=connect)."""
+    return request.getfixturevalue("connect_spark" if SPARK_KIND == "connect" else "classic_spark")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def spark_for_runners(request):
+    """Under DIABETES_MLOPS_TEST_SPARK=connect, the local runner's notebooks get Spark Connect
+    (in every test and fixture of the session)."""
+    if SPARK_KIND == "connect":
+        os.environ[REMOTE_ENV] = request.getfixturevalue("connect_url")

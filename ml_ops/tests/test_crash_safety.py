@@ -19,6 +19,9 @@ from diabetes_mlops.data.output import MANIFEST, read_manifest
 from diabetes_mlops.steps import batch_score
 from diabetes_mlops.tracking.runs import KILLED_REASON_TAG, PID_TAG, process_start
 
+# Spark jobs through the local runner: make test-all runs them again through Spark Connect.
+pytestmark = pytest.mark.spark
+
 WRITER = Path(__file__).with_name("crash_writer.py")
 OLD_ROWS, NEW_ROWS, NEXT_ROWS = 100, 442, 300
 

@@ -5,6 +5,9 @@ import pytest
 from diabetes_mlops.local.drift_demo import run_demo
 from diabetes_mlops.local.runner import EXCLUDED, SUCCESS
 
+# Spark jobs through the local runner: make test-all runs them again through Spark Connect.
+pytestmark = pytest.mark.spark
+
 
 @pytest.mark.slow
 def test_the_drift_demo_retrains_only_when_drift_persists(repo, tmp_path, spark):

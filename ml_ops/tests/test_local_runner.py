@@ -16,6 +16,9 @@ from diabetes_mlops.cli import main
 from diabetes_mlops.local.runner import LocalRunner, resolve_references
 from diabetes_mlops.runtime.errors import ParameterError
 
+# Spark jobs through the local runner: make test-all runs them again through Spark Connect.
+pytestmark = pytest.mark.spark
+
 DATA = "Volumes/main/diabetes/data"
 OUTPUT = f"{DATA}/predictions/diabetes"
 

@@ -2,6 +2,7 @@
 input errors are caught up front, and the pandas path gives the same output (output safety:
 test_output_safety.py)."""
 
+import contextlib
 import io
 
 import numpy as np
@@ -228,8 +229,11 @@ def test_python_udfs_take_rows_while_scoring_and_the_setting_is_restored(spark, 
     frame = spark.read.parquet(str(tmp_path / "in.parquet"))
     udf = F.pandas_udf(lambda age: age * 2.0, "double")
 
-    def plan() -> str:
-        return frame.select(udf("AGE"))._jdf.queryExecution().executedPlan().toString()
+    def plan() -> str:  # the physical plan, from classic Spark and Spark Connect alike
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            frame.select(udf("AGE")).explain()
+        return printed.getvalue()
 
     for before in (None, "true", "false"):
         if before is None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -81,18 +82,18 @@ def check_format(engine: str, fmt: str) -> None:
 
 def require_delta(spark: Any, parameter: str = "output_format") -> None:
     """Delta Lake must be in the session (it always is on Databricks); else one line naming
-    `parameter`, the format parameter that asked for delta."""
+    `parameter`, the format parameter that asked for delta. Asked by analysing a read of a path
+    that does not exist: a session without Delta fails with DATA_SOURCE_NOT_FOUND before it
+    looks at the path. The same on classic Spark and Spark Connect (no JVM to reach)."""
     try:
-        jvm, conf = spark._jvm, spark._jsparkSession.sessionState().conf()
-    except Exception:  # Spark Connect: no JVM to ask; Databricks ships Delta
-        return
-    try:
-        jvm.org.apache.spark.sql.execution.datasources.DataSource.lookupDataSource(DELTA, conf)
-    except Exception:
-        raise ParameterError(
-            f"parameter '{parameter}': delta needs Delta Lake, which this Spark session does"
-            " not have (install delta-spark and configure the session, or use parquet)"
-        ) from None
+        probe = spark.read.format(DELTA).load(f"/nonexistent-diabetes-mlops-{uuid.uuid4().hex}")
+        _ = probe.columns  # analysed here (Spark Connect analyses lazily)
+    except Exception as exc:  # noqa: BLE001 - any other failure is about the path: Delta is there
+        if "DATA_SOURCE_NOT_FOUND" in str(exc) or "Failed to find the data source" in str(exc):
+            raise ParameterError(
+                f"parameter '{parameter}': delta needs Delta Lake, which this Spark session does"
+                " not have (install delta-spark and configure the session, or use parquet)"
+            ) from None
 
 
 def inspect_location(target: Location, fmt: str, parameter: str) -> dict[str, Any] | None:
@@ -195,7 +196,7 @@ class OutputTarget:
             return self.rows
         self.location.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            frame.write.format(self.format).mode("errorifexists").save(self.staging.spark)
+            frame.write.format(self.format).mode("error").save(self.staging.spark)
             self.rows = spark.read.format(self.format).load(self.staging.spark).count()
         except BaseException:
             self.discard()

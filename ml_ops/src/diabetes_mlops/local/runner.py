@@ -36,7 +36,7 @@ from diabetes_mlops.jobs.specs import (
 )
 from diabetes_mlops.local.dbutils import LocalDbutils, NotebookExit
 from diabetes_mlops.local.references import condition_outcome, resolve_references
-from diabetes_mlops.local.spark import SPARK_LOG, LazySpark, local_spark_session
+from diabetes_mlops.local.spark import SPARK_LOG, LazySpark, describe, local_spark_session
 from diabetes_mlops.local.store import tracking_uri as store_uri
 from diabetes_mlops.runtime.errors import ParameterError, UserError
 from diabetes_mlops.tracking.runs import ARTIFACT_ROOT_ENV, redacted
@@ -113,7 +113,14 @@ class LocalRunner:
                 f" {store_uri(self.root).removeprefix('sqlite:///')}: runs and models go there"
                 " (unset MLFLOW_TRACKING_URI to keep them under the local root)"
             )
-        self.spark = LazySpark(lambda: local_spark_session(self.root))
+        self.spark = LazySpark(self._start_spark)
+
+    def _start_spark(self) -> Any:
+        """The session the first Spark step asks for, announced: classic, or Spark Connect
+        (SPARK_REMOTE), as serverless compute runs the same notebooks."""
+        session = local_spark_session(self.root)
+        self.report(f"  Spark: {describe(session)}")
+        return session
 
     def run(
         self,

@@ -1,12 +1,23 @@
-"""A local SparkSession, created only when a notebook first touches `spark`."""
+"""A local SparkSession, created only when a notebook first touches `spark`: classic, or Spark
+Connect when SPARK_REMOTE is set, as on serverless compute and standard access mode clusters.
+
+SPARK_REMOTE=sc://host:port connects to that Spark Connect server. SPARK_REMOTE=local[N] starts
+one on this machine: a local Spark in this process serving Spark Connect on a free loopback port
+(what pyspark itself does for `local`, except that pyspark always takes port 15002 on every
+interface), and the steps get only the Connect session: no JVM, no sparkContext.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+REMOTE_ENV = "SPARK_REMOTE"
 
 # Extra JVM options for the local session's driver. The tests set "-XX:TieredStopAtLevel=1":
 # their many short queries on small data run in ~30 % less time without the C2 compiler, whose
@@ -28,7 +39,77 @@ appender.file.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
 
 
 def local_spark_session(work_dir: Path) -> Any:
-    """local[*] Spark bound to loopback, UDF workers on this interpreter, no UI."""
+    """The session SPARK_REMOTE asks for (module docstring); without it, classic local[*]."""
+    remote = os.environ.get(REMOTE_ENV, "").strip()
+    if remote.startswith("sc://"):
+        return _connect(remote)
+    if remote:
+        return connect_session(classic_session(work_dir, master=remote))
+    return classic_session(work_dir)
+
+
+def describe(spark: Any) -> str:
+    """Which Spark a session is, for the runner's first lines."""
+    if is_connect(spark):
+        remote = os.environ.get(REMOTE_ENV, "")
+        where = "a local server" if remote and not remote.startswith("sc://") else remote
+        return f"Spark Connect ({REMOTE_ENV}={remote}: {where})"
+    return f"classic Spark {spark.conf.get('spark.master')}"
+
+
+def is_connect(spark: Any) -> bool:
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def connect_session(classic: Any) -> Any:
+    """A Spark Connect session served by this process's classic session."""
+    return _connect(start_connect_server(classic))
+
+
+def start_connect_server(classic: Any) -> str:
+    """Serve Spark Connect on the classic session's Spark (once per process, on a free
+    loopback port); its sc:// URL."""
+    context = classic._jsc.sc()
+    conf = context.conf()
+    if conf.get("spark.connect.grpc.binding.address", "") != "127.0.0.1":
+        conf.set("spark.connect.grpc.binding.address", "127.0.0.1")
+        conf.set("spark.connect.grpc.binding.port", str(_free_port()))
+        classic._jvm.org.apache.spark.sql.connect.service.SparkConnectService.start(context)
+    return f"sc://127.0.0.1:{conf.get('spark.connect.grpc.binding.port')}"
+
+
+# pyspark.sql.functions builds Spark Connect columns while this is set (pyspark sets it whenever
+# it builds a Connect session; `is_remote()`): from here on, this process speaks Spark Connect.
+CONNECT_MODE_ENV = "SPARK_CONNECT_MODE_ENABLED"
+
+
+def _connect(url: str) -> Any:
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    os.environ[CONNECT_MODE_ENV] = "1"
+    return ConnectSession.builder.remote(url).getOrCreate()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _without(name: str) -> Iterator[None]:
+    """The environment without `name` inside (pyspark builds a Connect session whenever
+    SPARK_REMOTE is set, and refuses a master beside it)."""
+    saved = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[name] = saved
+
+
+def classic_session(work_dir: Path, master: str = "local[*]") -> Any:
+    """Classic local Spark bound to loopback, UDF workers on this interpreter, no UI."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
@@ -40,8 +121,8 @@ def local_spark_session(work_dir: Path) -> Any:
         f"-Dderby.system.home={work_dir} -Dlog4j2.configurationFile={log_config}"
         f" {os.environ.get(JAVA_OPTIONS_ENV, '')}"
     )
-    session = (
-        SparkSession.builder.master("local[*]")
+    builder = (
+        SparkSession.builder.master(master)
         .appName("diabetes-mlops-local")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
@@ -49,8 +130,9 @@ def local_spark_session(work_dir: Path) -> Any:
         .config("spark.sql.shuffle.partitions", "4")
         .config("spark.sql.warehouse.dir", str(work_dir / "spark-warehouse"))
         .config("spark.driver.extraJavaOptions", java_options.strip())
-        .getOrCreate()
     )
+    with _without(REMOTE_ENV):
+        session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
 

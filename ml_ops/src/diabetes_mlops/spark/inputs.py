@@ -91,9 +91,10 @@ def read_input(spark: SparkSession, location: str, fmt: str) -> DataFrame:
                 if fmt == "csv"
                 else spark.read.format(fmt).load(location)
             )
+        columns = frame.columns  # Spark Connect reads lazily: a missing path fails here
     except SPARK_ERRORS as exc:
         raise read_error(location, fmt, exc) from None
-    check_header([c for c in frame.columns if c != MALFORMED], location)
+    check_header([c for c in columns if c != MALFORMED], location)
     return frame
 
 

@@ -23,7 +23,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -87,14 +87,14 @@ def wide_codegen(spark: SparkSession, fields: int) -> Iterator[None]:
     Performance only: the query's result is the same either way. Like any session setting it is
     seen by queries other threads run on the same session meanwhile (it can only speed them up).
     """
-    if int(spark.conf.get(MAX_FIELDS)) >= fields:
+    try:
+        enough = int(spark.conf.get(MAX_FIELDS)) >= fields
+    except Exception:  # noqa: BLE001 - a session may not show it: temporary_conf decides
+        enough = False
+    if enough:
         yield
         return
-    with ExitStack() as raised:
-        try:
-            raised.enter_context(temporary_conf(spark, MAX_FIELDS, str(fields)))
-        except Exception as exc:  # noqa: BLE001 - a session may refuse it (serverless): just slower
-            log.debug("cannot set %s (%s); the aggregation runs without codegen", MAX_FIELDS, exc)
+    with temporary_conf(spark, MAX_FIELDS, str(fields)):  # refused (serverless): just slower
         yield
 
 
