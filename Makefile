@@ -26,7 +26,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PYSPARK_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: help install test test-all lint fmt dist validate data local-data run-local-training \
+.PHONY: help install test test-all test-connect lint fmt dist validate data local-data run-local-training \
 	run-local-batch-scoring demo demo-drift mlflow-ui serve serve-check bench-local bench-serving deploy deploy-plan databricks-init databricks-upload-data \
 	run-diabetes-model-training run-diabetes-batch-scoring integration-test bench-deploy \
 	bench-scoring bench clean
@@ -47,10 +47,14 @@ test: $(INSTALLED) ## everyday tier, offline, ~2.5-3 min: every capability end t
 	@echo "make test: the everyday tier; tests marked slow or network are left to make test-all"
 	$(PYTEST) -m "not slow and not network"
 
-test-all: $(INSTALLED) ## every test, ~7-8 min: full matrices, crash points, real server, resolver (package index); coverage >= 90% per package
+test-all: $(INSTALLED) ## every test, then the Spark tests again through Spark Connect; coverage >= 90% per package
 	$(PYTEST) --hypothesis-profile=full --cov --cov-report=
 	$(PY) -m coverage report --include='ml_source/*' --fail-under=90
 	$(PY) -m coverage report --include='ml_ops/*' --fail-under=90
+	$(MAKE) test-connect
+
+test-connect: $(INSTALLED) ## the Spark tests through Spark Connect (as serverless runs the steps)
+	DIABETES_MLOPS_TEST_SPARK=connect $(PYTEST) --hypothesis-profile=full -m "spark and not classic_spark_only"
 
 lint: $(INSTALLED) ## ruff + black --check + the layer contract (lint-imports) + hadolint
 	$(BIN)/ruff check .

@@ -29,7 +29,9 @@ os.environ.setdefault(JAVA_OPTIONS_ENV, "-XX:TieredStopAtLevel=1")
 TEST_SPARK_ENV = "DIABETES_MLOPS_TEST_SPARK"
 SPARK_KIND = os.environ.get(TEST_SPARK_ENV, "classic")
 os.environ.pop(REMOTE_ENV, None)
-if SPARK_KIND != "connect":
+if SPARK_KIND == "connect":  # pyspark.sql.functions builds Connect columns all session long
+    os.environ[CONNECT_MODE_ENV] = "1"
+else:
     os.environ.pop(CONNECT_MODE_ENV, None)
 
 # Property tests: a few examples in the everyday tier, more in `make test-all`
@@ -325,14 +327,16 @@ def connect_url(classic_spark):
 def connect_spark(connect_url):
     from diabetes_mlops.local.spark import local_spark_session
 
+    saved = {name: os.environ.get(name) for name in (REMOTE_ENV, CONNECT_MODE_ENV)}
     os.environ[REMOTE_ENV] = connect_url
-    connect_mode = os.environ.get(CONNECT_MODE_ENV)
     try:
         return local_spark_session(Path("unused"))
-    finally:
-        del os.environ[REMOTE_ENV]
-        if connect_mode is None and SPARK_KIND != "connect":  # classic tests keep classic columns
-            os.environ.pop(CONNECT_MODE_ENV, None)
+    finally:  # as it was: classic tests keep classic columns (CONNECT_MODE_ENV unset)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

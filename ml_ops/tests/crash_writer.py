@@ -87,10 +87,13 @@ def main(point, source, output, model, experiment, work_dir=None) -> None:
 
     spark, engine = None, "pandas"
     if point == "spark_writing":
-        from diabetes_mlops.local.spark import local_spark_session
+        from diabetes_mlops.local.spark import REMOTE_ENV, classic_session, local_spark_session
 
+        if os.environ.get(REMOTE_ENV):  # Spark Connect: a server of its own, killed with it
+            os.environ[REMOTE_ENV] = "local[1]"
         spark, engine = local_spark_session(Path(work_dir)), "spark"
-        pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+        jvm = classic_session(Path(work_dir)).sparkContext._jvm  # the one this process runs
+        pid = jvm.java.lang.ProcessHandle.current().pid()
         Path(work_dir, "jvm.pid").write_text(str(pid))
         threading.Thread(target=kill_once_spark_writes, args=(output,), daemon=True).start()
     batch_score(spark, source, output, model, experiment, engine=engine)

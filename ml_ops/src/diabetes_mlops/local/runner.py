@@ -199,7 +199,7 @@ class LocalRunner:
                 report("".join(traceback.format_exception(error)).rstrip())
             job = error.job if isinstance(error, JobFailed) else None
             report(f"x task {task.key} FAILED after {seconds:.1f} s")
-            if self.spark.started:
+            if self.spark.started and (self.root / SPARK_LOG).exists():  # not a remote server's
                 report(f"  Spark's own log, with its stack traces: {self.root / SPARK_LOG}")
             return TaskRun(task.key, notebook, FAILED, seconds, error, job=job, what=_what(task))
         seconds = time.perf_counter() - started

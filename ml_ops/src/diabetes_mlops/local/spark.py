@@ -97,15 +97,14 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _without(name: str) -> Iterator[None]:
-    """The environment without `name` inside (pyspark builds a Connect session whenever
-    SPARK_REMOTE is set, and refuses a master beside it)."""
-    saved = os.environ.pop(name, None)
+def _classic_builder_env() -> Iterator[None]:
+    """The environment without SPARK_REMOTE and SPARK_CONNECT_MODE_ENABLED inside: pyspark's
+    builder builds a Connect session whenever either is set, and refuses a master beside it."""
+    saved = {name: os.environ.pop(name, None) for name in (REMOTE_ENV, CONNECT_MODE_ENV)}
     try:
         yield
     finally:
-        if saved is not None:
-            os.environ[name] = saved
+        os.environ.update({k: v for k, v in saved.items() if v is not None})
 
 
 def classic_session(work_dir: Path, master: str = "local[*]") -> Any:
@@ -121,18 +120,18 @@ def classic_session(work_dir: Path, master: str = "local[*]") -> Any:
         f"-Dderby.system.home={work_dir} -Dlog4j2.configurationFile={log_config}"
         f" {os.environ.get(JAVA_OPTIONS_ENV, '')}"
     )
-    builder = (
-        SparkSession.builder.master(master)
-        .appName("diabetes-mlops-local")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.sql.shuffle.partitions", "4")
-        .config("spark.sql.warehouse.dir", str(work_dir / "spark-warehouse"))
-        .config("spark.driver.extraJavaOptions", java_options.strip())
-    )
-    with _without(REMOTE_ENV):
-        session = builder.getOrCreate()
+    with _classic_builder_env():  # the builder checks them at each .config() already
+        session = (
+            SparkSession.builder.master(master)
+            .appName("diabetes-mlops-local")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            .config("spark.driver.host", "127.0.0.1")
+            .config("spark.sql.shuffle.partitions", "4")
+            .config("spark.sql.warehouse.dir", str(work_dir / "spark-warehouse"))
+            .config("spark.driver.extraJavaOptions", java_options.strip())
+            .getOrCreate()
+        )
     session.sparkContext.setLogLevel("ERROR")
     return session
 
