@@ -55,6 +55,8 @@ SECTIONS = ("scoring", "monitor")
 MONITOR_HEADING = "## Drift monitor"
 MONITOR_TARGET = 1.5  # the monitor pass may cost at most this many bare scans of the output
 BARE_SCAN, MONITOR, PANDAS_DRIFT, EVIDENTLY = "bare scan", "monitor", "pandas drift", "evidently"
+# The same work through Spark Connect (as serverless runs it), on the same Spark, in the same run.
+NATIVE_CONNECT, MONITOR_CONNECT = "native, Spark Connect", "monitor, Spark Connect"
 
 
 def tree_rss(root: int) -> int:
@@ -127,6 +129,47 @@ def start_spark():
     )
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def start_connect(spark):
+    """A Spark Connect session served by `spark`'s own Spark (diabetes_mlops.local.spark)."""
+    from diabetes_mlops.local.spark import CONNECT_MODE_ENV, connect_session
+
+    session = connect_session(spark)
+    os.environ.pop(CONNECT_MODE_ENV, None)  # classic columns, but inside through_connect()
+    return session
+
+
+def through_connect(run: Callable[[Path], object]) -> Callable[[Path], object]:
+    """`run` with pyspark.sql.functions building Spark Connect columns (is_remote())."""
+    from diabetes_mlops.local.spark import CONNECT_MODE_ENV
+
+    def wrapped(path: Path) -> object:
+        os.environ[CONNECT_MODE_ENV] = "1"
+        try:
+            return run(path)
+        finally:
+            os.environ.pop(CONNECT_MODE_ENV, None)
+
+    return wrapped
+
+
+def native_connect(connect, clean_text: bool) -> Callable[[Path], object]:
+    """Native scoring as the batch step runs it, through Spark Connect."""
+    from diabetes.linear_form import linear_form
+    from diabetes.reading import read_dataset
+    from diabetes.training import train_model
+    from diabetes_mlops.spark.inputs import typed_features
+    from diabetes_mlops.spark.scoring import prediction_column
+
+    form = linear_form(train_model(read_dataset(REPO / "ml_data" / "data_raw.csv", "t")).model)
+
+    def run(path: Path) -> None:
+        frame = typed_features(connect.read.parquet(str(path)), clean_text=clean_text)
+        scored = frame.withColumn("prediction", prediction_column(form))
+        scored.write.format("noop").mode("overwrite").save()
+
+    return through_connect(run)
 
 
 def scoring_paths(spark, work: Path, clean_text: bool) -> dict[str, Callable[[Path], object]]:
@@ -332,7 +375,7 @@ def monitor_once(name: str, path: Path, reference_file: Path, repeats: int) -> i
     return 0
 
 
-def measure_monitor(spark, args, work: Path) -> dict:
+def measure_monitor(spark, args, work: Path, connect=None) -> dict:
     """Per row count: medians of the bare scan and the monitor; at --pandas-rows, the fresh
     processes of the monitor, pandas and (when importable) evidently."""
     from diabetes.reading import read_dataset
@@ -356,6 +399,12 @@ def measure_monitor(spark, args, work: Path) -> dict:
             make_input(spark, rows, source)
         make_scored(spark, model, source, scored)
         paths = monitor_paths(spark, reference)
+        if connect is not None:
+            from diabetes_mlops.spark.profile import batch_stats
+
+            paths[MONITOR_CONNECT] = through_connect(
+                lambda p: batch_stats(connect.read.parquet(str(p)), reference)
+            )
         for run in paths.values():
             run(scored)  # warm-up: JIT, generated code
         times: dict[str, list[float]] = {name: [] for name in paths}
@@ -418,10 +467,11 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
     spark = start_spark()
+    connect = start_connect(spark)
     sections = [args.only] if args.only else list(SECTIONS)
     try:
-        scoring = measure_scoring(spark, args, work) if "scoring" in sections else None
-        monitor = measure_monitor(spark, args, work) if "monitor" in sections else None
+        scoring = measure_scoring(spark, args, work, connect) if "scoring" in sections else None
+        monitor = measure_monitor(spark, args, work, connect) if "monitor" in sections else None
     finally:
         spark.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -443,7 +493,7 @@ def main() -> int:
     return 0
 
 
-def measure_scoring(spark, args, work: Path) -> tuple[dict, dict]:
+def measure_scoring(spark, args, work: Path, connect=None) -> tuple[dict, dict]:
     """The scoring paths at each row count: (median time and peak memory per path, baselines)."""
     from diabetes_mlops.spark.inputs import check_input, read_input
 
@@ -461,6 +511,8 @@ def measure_scoring(spark, args, work: Path) -> tuple[dict, dict]:
         make_input(spark, rows, path)
         clean_text = check(path)
         paths = scoring_paths(spark, work / f"mlflow_{rows}", clean_text)
+        if connect is not None:
+            paths[NATIVE_CONNECT] = native_connect(connect, clean_text)
         baselines = {"scan": scan, "check": check}
         for run in (baselines | paths).values():
             run(path)  # warm-up: JIT, Python workers, model load
@@ -473,7 +525,8 @@ def measure_scoring(spark, args, work: Path) -> tuple[dict, dict]:
         for name in baselines:
             baseline[(name, rows)] = statistics.median(times[name])
         for name in paths:
-            peak = peak_memory_of(name, path, clean_text)
+            # Spark Connect's server is this process's Spark: no process tree of its own
+            peak = None if name == NATIVE_CONNECT else peak_memory_of(name, path, clean_text)
             results[(name, rows)] = (statistics.median(times[name]), peak)
             speed = rows / results[(name, rows)][0]
             print(f"{name:18} {rows:>11,} rows: {speed:>12,.0f} rows/s", flush=True)
@@ -502,8 +555,12 @@ def render(args, results, baseline, spark_version: str, mlflow_version: str) -> 
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for (name, rows), (seconds, peak) in results.items():
-        speed, gib = rows / seconds, peak / 2**30
-        lines.append(f"| {name} | {rows:,} | {seconds:.2f} s | {speed:,.0f} | {gib:.2f} GiB |")
+        memory = (
+            "— (the server is the classic run's Spark)"
+            if peak is None
+            else f"{peak / 2**30:.2f} GiB"
+        )
+        lines.append(f"| {name} | {rows:,} | {seconds:.2f} s | {rows / seconds:,.0f} | {memory} |")
     lines.append("")
     labels = {"scan": "Parquet scan alone", "check": "the batch step's input check (one pass)"}
     for (name, rows), seconds in baseline.items():
@@ -529,6 +586,14 @@ def render(args, results, baseline, spark_version: str, mlflow_version: str) -> 
         f" native is {speedup_rows_in:.1f}× at {large:,} rows. Native runs at"
         f" {baseline[('scan', large)] / native_large:.0%} of the speed of a bare scan.",
     ]
+    if (NATIVE_CONNECT, large) in results:
+        through = results[(NATIVE_CONNECT, large)][0] / native_large
+        lines += [
+            "",
+            f"{NATIVE_CONNECT}: the same native scoring through a Spark Connect session served by"
+            f" the same local Spark (as serverless compute runs the steps): {through:.2f}× the"
+            f" classic session's time at {large:,} rows, measured in the same round-robin.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -566,6 +631,21 @@ def render_monitor(args, found: dict, spark_version: str) -> str:
         ratio = monitor / scan
         met = "yes" if ratio <= MONITOR_TARGET else "NO"
         lines.append(f"| {rows:,} | {scan:.2f} s | {monitor:.2f} s | {ratio:.2f}× | {met} |")
+    through = [r for r in args.rows if (MONITOR_CONNECT, r) in times]
+    if through:
+        lines += [
+            "",
+            "The monitor pass through Spark Connect (a Connect session served by the same local"
+            " Spark, as serverless runs the step), in the same round-robin:",
+            "",
+            "| rows | monitor, classic | monitor, Spark Connect | Connect / classic |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        for rows in through:
+            classic, remote = times[(MONITOR, rows)], times[(MONITOR_CONNECT, rows)]
+            lines.append(
+                f"| {rows:,} | {classic:.2f} s | {remote:.2f} s | {remote / classic:.2f}× |"
+            )
     labels = {
         MONITOR: "monitor (Spark local[2], batch_stats)",
         PANDAS_DRIFT: "pandas: read the Parquet, drift.profile_like + compare",
