@@ -61,3 +61,21 @@ def test_an_import_against_the_layers_breaks_the_contract(tmp_path, module, adde
     result = lint_imports([sources])
     assert result.returncode != 0
     assert broken in result.stdout
+
+
+# What Spark Connect (serverless compute, standard access mode) does not have: a JVM to reach.
+JVM_ONLY = ("._jvm", ".sparkContext", "._jsc", "._jdf", "._jsparkSession", "SparkContext")
+
+
+def test_no_code_that_runs_in_a_job_reaches_the_jvm():
+    """Only the local runner's session set-up (diabetes_mlops/local/, which starts the local
+    Spark that serves Spark Connect) may touch the JVM; steps and adapters run on serverless."""
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for top in (ROOT / "ml_source/src", ROOT / "ml_ops/src")
+        for path in sorted(top.rglob("*.py"))
+        if "diabetes_mlops/local/" not in path.as_posix()
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if any(name in line for name in JVM_ONLY)
+    ]
+    assert found == []
