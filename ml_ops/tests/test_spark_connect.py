@@ -102,3 +102,24 @@ def test_a_bad_input_through_spark_connect_is_the_same_one_line(
         errors[kind] = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert errors["connect"] == errors["classic"] and len(errors["connect"]) == 1
     assert "missing.csv" in errors["connect"][0]
+
+
+@pytest.mark.parametrize("remote, words", [
+    ("yarn", "SPARK_REMOTE='yarn': give sc://host:port (a Spark Connect server) or local[N]"),
+    ("local[0]", "give sc://host:port"),
+    ("sc://127.0.0.1:{port}", "SPARK_REMOTE=sc://127.0.0.1:{port}: no Spark Connect server at"
+                              " 127.0.0.1:{port} (Connection refused)"),
+])  # fmt: skip
+def test_a_spark_remote_that_cannot_work_is_one_line_at_once(
+    repo, tmp_path, monkeypatch, capsys, remote, words
+):
+    import socket
+
+    with socket.socket() as closed:  # a loopback port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv(REMOTE_ENV, remote.format(port=port))
+    root = _root(tmp_path, repo, "remote")
+    assert _run(repo, root, "diabetes_not_needed") == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and words.format(port=port) in err[0], err

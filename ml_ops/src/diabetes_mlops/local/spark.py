@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+
+from diabetes_mlops.runtime.errors import UserError
 
 REMOTE_ENV = "SPARK_REMOTE"
 
@@ -38,14 +42,43 @@ appender.file.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
 """
 
 
+_LOCAL_MASTER = re.compile(r"local(\[(\*|[1-9][0-9]*)\])?")
+CONNECT_PORT = 15002  # Spark Connect's default port, when sc://host names none
+
+
+class SparkRemoteError(UserError, RuntimeError):
+    """SPARK_REMOTE names no Spark this runner can use."""
+
+
 def local_spark_session(work_dir: Path) -> Any:
     """The session SPARK_REMOTE asks for (module docstring); without it, classic local[*]."""
     remote = os.environ.get(REMOTE_ENV, "").strip()
     if remote.startswith("sc://"):
+        _check_answers(remote)
         return _connect(remote)
+    if remote and not _LOCAL_MASTER.fullmatch(remote):
+        raise SparkRemoteError(
+            f"{REMOTE_ENV}={remote!r}: give sc://host:port (a Spark Connect server) or local[N]"
+            " (one started here)"
+        )
     if remote:
         return connect_session(classic_session(work_dir, master=remote))
     return classic_session(work_dir)
+
+
+def _check_answers(url: str, timeout: float = 5.0) -> None:
+    """A server must accept connections at the URL's host and port: the Spark Connect client
+    would otherwise retry for minutes before its first query fails."""
+    parsed = urlparse(url.split(";", 1)[0])
+    host, port = parsed.hostname or "", parsed.port or CONNECT_PORT
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except OSError as exc:
+        why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise SparkRemoteError(
+            f"{REMOTE_ENV}={url}: no Spark Connect server at {host}:{port} ({why})"
+        ) from None
 
 
 def describe(spark: Any) -> str:
