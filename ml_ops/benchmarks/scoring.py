@@ -162,7 +162,9 @@ def native_connect(connect, clean_text: bool) -> Callable[[Path], object]:
     from diabetes_mlops.spark.inputs import typed_features
     from diabetes_mlops.spark.scoring import prediction_column
 
-    form = linear_form(train_model(read_dataset(REPO / "ml_data" / "data_raw.csv", "t")).model)
+    form = linear_form(
+        train_model(read_dataset(REPO / "ml_data" / "data_raw.csv", "training")).model
+    )
 
     def run(path: Path) -> None:
         frame = typed_features(connect.read.parquet(str(path)), clean_text=clean_text)
