@@ -120,7 +120,7 @@ def check_experiment(w: WorkspaceClient, target: Target) -> str | None:
         return None
     if experiment is None:
         return None
-    owner = Owner.of({t.key: t.value for t in experiment.tags or [] if t.key and t.value})
+    owner = Owner.of_tags(experiment.tags)
     if owner.ours and owner.target and owner.target != target.name:
         raise DeployError(
             f"experiment {name} belongs to target '{owner.target}', and target '{target.name}'"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import copy
 import io
 import json
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from diabetes_mlops.deploy.git_source import (
     from_checkout,
     with_git_source,
 )
-from diabetes_mlops.deploy.job_owners import claim_job, duplicates_of
+from diabetes_mlops.deploy.job_owners import claim_job, duplicates_of, job_name
 from diabetes_mlops.deploy.job_references import (
     check_deployed,
     deploy_order,
@@ -48,6 +47,7 @@ from diabetes_mlops.deploy.jobs import (
     DeployError,
     for_serving_trigger,
     model_triggered,
+    paused,
     resolve_settings,
     same_settings,
 )
@@ -164,7 +164,7 @@ class Deployer:
                 identity = _identity_note(current, settings["run_as"])
                 note = "; ".join(n for n in (note, identity) if n)
             plan.stale += [
-                JobPlan(_name_of(job), {}, job.job_id, DELETED, spec.name, why=why)
+                JobPlan(job_name(job), {}, job.job_id, DELETED, spec.name, why=why)
                 for jobs, why in (
                     (claim.duplicates, f"a duplicate of job id {claim.job_id}, same settings"),
                     (claim.former, f"this target's job before its name became '{claim.name}'"),
@@ -219,11 +219,11 @@ class Deployer:
             if job.job_id is None:
                 # Created paused, unpaused once any duplicate is gone: a schedule never runs
                 # on two jobs, even when this deploy dies between the two steps.
-                paused = _paused(job.settings)
-                job.job_id = self.w.jobs.create(**_create_args(paused)).job_id
+                created = paused(job.settings)
+                job.job_id = self.w.jobs.create(**_create_args(created)).job_id
                 job_ids[job.spec] = job.job_id
                 self._remove_duplicates(job)
-                if paused != job.settings:
+                if created != job.settings:
                     self.w.jobs.reset(job.job_id, JobSettings.from_dict(job.settings))
             elif job.action != UNCHANGED:  # unchanged: same_settings found no hand edit either
                 self.w.jobs.reset(job.job_id, JobSettings.from_dict(job.settings))
@@ -276,7 +276,7 @@ class Deployer:
                 continue
             claim = claim_job(self.w, self.target, spec.name, strict=False)
             for job in [*filter(None, [claim.current]), *claim.duplicates, *claim.former]:
-                stale.append(JobPlan(_name_of(job), {}, job.job_id, DELETED, spec.name, why=why))
+                stale.append(JobPlan(job_name(job), {}, job.job_id, DELETED, spec.name, why=why))
         return stale
 
     def _remove_duplicates(self, job: JobPlan) -> None:
@@ -410,19 +410,6 @@ def _create_args(settings: dict[str, Any]) -> dict[str, Any]:
     """jobs.create takes JobSettings' fields as keyword arguments, typed."""
     typed = JobSettings.from_dict(settings)
     return {key: getattr(typed, key) for key in settings}
-
-
-def _paused(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings with the schedule and trigger paused (the rest as they are)."""
-    paused = copy.deepcopy(settings)
-    for when in ("schedule", "trigger"):
-        if when in paused:
-            paused[when]["pause_status"] = "PAUSED"
-    return paused
-
-
-def _name_of(job: Any) -> str:
-    return (job.settings.name if job.settings else None) or "?"
 
 
 def _identity_note(current: Any, wanted: dict[str, str]) -> str:

@@ -19,7 +19,6 @@ them.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 from databricks.sdk import WorkspaceClient
@@ -69,7 +68,7 @@ def claim_job(w: WorkspaceClient, target: Target, spec_name: str, strict: bool =
             ids = ", ".join(str(j.job_id) for j in [keep, *differ])
             raise DeployError(
                 f"{len(mine)} jobs of target '{target.name}' are named"
-                f" '{_name(keep)}' (ids {ids}) and their settings differ: delete all but one,"
+                f" '{job_name(keep)}' (ids {ids}) and their settings differ: delete all but one,"
                 " then deploy again"
             )
         claim.current, claim.duplicates = keep, extra
@@ -140,15 +139,15 @@ def _not_ours(job: Job, name: str, target: Target) -> str:
             " distinct job_name_prefix values in deploy.yml"
         )
     return (
-        f"job '{name}' (id {job.job_id}) was not made by diabetes-mlops (it has no tag"
+        f"job '{name}' (id {job.job_id}) was not made by {PROJECT} (it has no tag"
         f" {PROJECT_TAG}={PROJECT}), and a deploy takes over no job it did not make: rename it,"
         f" or give target '{target.name}' another job_name_prefix in deploy.yml"
     )
 
 
 def _tags(job: Job) -> dict[str, str]:
-    return copy.copy(job.settings.tags or {}) if job.settings else {}
+    return (job.settings.tags if job.settings else None) or {}
 
 
-def _name(job: Job) -> str:
+def job_name(job: Job) -> str:
     return (job.settings.name if job.settings else None) or "?"

@@ -38,9 +38,8 @@ def resolve_settings(
     settings["name"] = target.job_name_prefix + spec.name
     settings["run_as"] = run_as(target.run_as)
     settings["tags"] = {**(settings.get("tags") or {}), **owner_tags(target.name)}
-    for when in ("schedule", "trigger"):
-        if target.paused and when in settings:
-            settings[when]["pause_status"] = "PAUSED"
+    if target.paused:
+        settings = paused(settings)
     for parameter in settings.get("parameters") or []:
         parameter["default"] = target.parameters.get(parameter["name"], parameter["default"])
         if parameter["name"] == "model_name":
@@ -54,6 +53,15 @@ def resolve_settings(
             notebook_task.setdefault("base_parameters", {}).update(applied[task["task_key"]])
     settings = fill_job_ids(settings, job_ids or {})
     return fill_placeholders(settings, values, spec.path.name)
+
+
+def paused(settings: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the settings with the schedule and trigger paused (the rest as they are)."""
+    settings = copy.deepcopy(settings)
+    for when in ("schedule", "trigger"):
+        if when in settings:
+            settings[when]["pause_status"] = "PAUSED"
+    return settings
 
 
 # A service principal's application id, which is also its user name in the workspace.

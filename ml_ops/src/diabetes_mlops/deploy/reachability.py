@@ -17,9 +17,6 @@ to the SDK, whose long retries are right for a workspace that is busy or briefly
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 import urllib.parse
 
 import requests
@@ -27,6 +24,7 @@ import requests.utils
 from databricks.sdk.config import Config
 
 from diabetes_mlops.runtime.errors import UserError, first_line
+from diabetes_mlops.runtime.tcp import DNS, open_problem
 
 # Each step's bound: a lookup, a connect and an answer together stay under 30 s.
 DNS_SECONDS = 8.0
@@ -75,22 +73,12 @@ def check_reachable(host: str) -> None:
     if proxy is not None:
         what = f"proxy {proxy.hostname} for workspace host {name}"
         name, port = proxy.hostname or "", proxy.port or (443 if proxy.scheme == "https" else 80)
-    addresses = _resolve(name, port, what)
-    deadline = time.monotonic() + CONNECT_SECONDS
-    problem = "no address"
-    for family, kind, proto, _, address in addresses:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        try:
-            with socket.socket(family, kind, proto) as sock:
-                sock.settimeout(remaining)
-                sock.connect(address)
-                return
-        except TimeoutError:
-            problem = f"no answer within {CONNECT_SECONDS:.0f} s"
-        except OSError as exc:
-            problem = exc.strerror or type(exc).__name__
+    found = open_problem(name, port, DNS_SECONDS, CONNECT_SECONDS)
+    if found is None:
+        return
+    stage, problem = found
+    if stage == DNS:
+        raise Unreachable(f"cannot reach {what}: {problem}")
     raise Unreachable(f"cannot reach {what} on port {port}: {problem}")
 
 
@@ -151,25 +139,3 @@ def _proxy(url: str, scheme: str) -> urllib.parse.SplitResult | None:
     if not proxy:
         return None
     return urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-
-
-def _resolve(name: str, port: int, what: str) -> list:
-    """getaddrinfo has no timeout of its own: it runs in a daemon thread we stop waiting for."""
-    found: dict[str, object] = {}
-
-    def lookup() -> None:
-        try:
-            found["addresses"] = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            found["error"] = exc
-
-    thread = threading.Thread(target=lookup, daemon=True, name=f"resolve {name}")
-    thread.start()
-    thread.join(DNS_SECONDS)
-    if thread.is_alive():
-        raise Unreachable(f"cannot reach {what}: no DNS answer within {DNS_SECONDS:.0f} s")
-    if "error" in found:
-        error = found["error"]
-        reason = getattr(error, "strerror", None) or str(error)
-        raise Unreachable(f"cannot reach {what}: the name does not resolve ({reason})")
-    return found["addresses"]  # type: ignore[return-value]

@@ -35,6 +35,7 @@ from diabetes.contract import (
 from diabetes.scoring import PREDICTION_TOLERANCE, same_prediction
 from diabetes_mlops.local.store import STORE_FILE, tracking_uri
 from diabetes_mlops.runtime.errors import UserError
+from diabetes_mlops.runtime.tcp import free_port
 from diabetes_mlops.serving import served_model
 
 HOST = "127.0.0.1"
@@ -103,12 +104,6 @@ def check_port_free(port: int) -> None:
                 f"port {port} on {HOST} is in use: stop what runs there, or pick another with"
                 " SERVE_PORT=<port>"
             ) from None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def serve(local_root: Path, model_name: str, port: int, workers: int = 1) -> int:

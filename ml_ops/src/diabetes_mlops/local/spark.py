@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from diabetes_mlops.runtime.errors import UserError
+from diabetes_mlops.runtime.tcp import free_port, open_problem
 
 REMOTE_ENV = "SPARK_REMOTE"
 
@@ -66,19 +66,16 @@ def local_spark_session(work_dir: Path) -> Any:
     return classic_session(work_dir)
 
 
-def _check_answers(url: str, timeout: float = 5.0) -> None:
+def _check_answers(url: str, seconds: float = 5.0) -> None:
     """A server must accept connections at the URL's host and port: the Spark Connect client
     would otherwise retry for minutes before its first query fails."""
     parsed = urlparse(url.split(";", 1)[0])
     host, port = parsed.hostname or "", parsed.port or CONNECT_PORT
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return
-    except OSError as exc:
-        why = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+    found = open_problem(host, port, dns_seconds=seconds, connect_seconds=seconds)
+    if found is not None:
         raise SparkRemoteError(
-            f"{REMOTE_ENV}={url}: no Spark Connect server at {host}:{port} ({why})"
-        ) from None
+            f"{REMOTE_ENV}={url}: no Spark Connect server at {host}:{port} ({found[1]})"
+        )
 
 
 def describe(spark: Any) -> str:
@@ -106,7 +103,7 @@ def start_connect_server(classic: Any) -> str:
     conf = context.conf()
     if conf.get("spark.connect.grpc.binding.address", "") != "127.0.0.1":
         conf.set("spark.connect.grpc.binding.address", "127.0.0.1")
-        conf.set("spark.connect.grpc.binding.port", str(_free_port()))
+        conf.set("spark.connect.grpc.binding.port", str(free_port()))
         classic._jvm.org.apache.spark.sql.connect.service.SparkConnectService.start(context)
     return f"sc://127.0.0.1:{conf.get('spark.connect.grpc.binding.port')}"
 
@@ -121,12 +118,6 @@ def _connect(url: str) -> Any:
 
     os.environ[CONNECT_MODE_ENV] = "1"
     return ConnectSession.builder.remote(url).getOrCreate()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager

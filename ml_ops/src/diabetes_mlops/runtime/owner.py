@@ -8,8 +8,9 @@ cannot tell their resources apart. docs/deploy.md, "Who owns what", has the rule
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 PROJECT = "diabetes-mlops"
 PROJECT_TAG, TARGET_TAG = "project", "target"
@@ -29,6 +30,11 @@ class Owner:
     def of(cls, tags: Mapping[str, str] | None) -> Owner:
         tags = tags or {}
         return cls(tags.get(PROJECT_TAG), tags.get(TARGET_TAG))
+
+    @classmethod
+    def of_tags(cls, tags: Iterable[Any] | None) -> Owner:
+        """From a list of tag objects with `key` and `value` (experiments, serving endpoints)."""
+        return cls.of({t.key: t.value or "" for t in tags or [] if t.key})
 
     @property
     def ours(self) -> bool:

@@ -216,7 +216,7 @@ def owner_problem(endpoint: ServingEndpointDetailed, settings: EndpointSettings)
     no check."""
     if not settings.owner:
         return None
-    owner = Owner.of({t.key: t.value or "" for t in endpoint.tags or [] if t.key})
+    owner = Owner.of_tags(endpoint.tags)
     if owner.is_target(settings.owner):
         return None
     name = settings.name
