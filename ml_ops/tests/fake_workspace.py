@@ -260,7 +260,7 @@ class FakeWorkspace:
             ("GET", "/api/2.1/clusters/list"): lambda: {"clusters": self.clusters},
             ("GET", "/api/2.2/jobs/list"): lambda: self._jobs_list(r.query),
             ("GET", "/api/2.2/jobs/get"): lambda: self._job_as_returned(int(r.query["job_id"])),
-            ("POST", "/api/2.2/jobs/create"): lambda: {"job_id": self.add_job(body)},
+            ("POST", "/api/2.2/jobs/create"): lambda: {"job_id": self.add_job(_computed(body))},
             ("POST", "/api/2.2/jobs/reset"): lambda: self._jobs_reset(body),
             ("POST", "/api/2.2/jobs/delete"): lambda: self._jobs_delete(body),
             ("POST", "/api/2.2/jobs/run-now"): lambda: self._run_now(body),
@@ -425,6 +425,7 @@ class FakeWorkspace:
         identity the job had (as the Jobs API does: a cloud-recorded acceptance test of the
         Databricks CLI shows a hand-set run_as surviving a reset that omits it)."""
         job = self._job(int(body["job_id"]))
+        _computed(body["new_settings"])
         kept = {"run_as": job["settings"]["run_as"]} if "run_as" in job["settings"] else {}
         job["settings"] = {**kept, **body["new_settings"]}
         return {}
@@ -664,6 +665,47 @@ def _lower_table_names(gateway: dict | None) -> dict | None:
         if isinstance(table.get(key), str):
             table[key] = table[key].lower()
     return {**gateway, "inference_table_config": table}
+
+
+# Task types that run on no compute of their own (a condition; a run_job task: its job's).
+_NO_COMPUTE = ("condition_task", "run_job_task")
+_CLUSTER = ("existing_cluster_id", "new_cluster", "job_cluster_key")
+
+
+def _computed(settings: dict) -> dict:
+    """The settings, if their compute is one the Jobs API takes; a 400 otherwise. A task naming
+    no cluster runs on serverless compute: it takes no `libraries` (its packages come from the
+    job environment its environment_key names), and each job environment gives a version
+    (JobSettings.environments and compute.Environment in databricks-sdk 0.156.0)."""
+    environments = {}
+    for environment in settings.get("environments") or []:
+        spec = environment.get("spec") or {}
+        if not (spec.get("environment_version") or spec.get("client")):
+            raise ApiError(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                f"environment {environment.get('environment_key')}: environment_version is"
+                " required",
+            )
+        environments[environment.get("environment_key")] = spec
+    for task in settings.get("tasks") or []:
+        if any(kind in task for kind in _NO_COMPUTE) or any(key in task for key in _CLUSTER):
+            continue
+        if task.get("libraries"):
+            raise ApiError(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                f"task {task['task_key']}: libraries are not supported on serverless compute;"
+                " give them as dependencies of the job environment",
+            )
+        key = task.get("environment_key")
+        if key is not None and key not in environments:
+            raise ApiError(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                f"task {task['task_key']}: environment_key {key} names no job environment",
+            )
+    return settings
 
 
 def _filled(settings: dict, creator: str) -> dict:

@@ -1,11 +1,14 @@
-"""The two wheels install on the supported Databricks Runtime without replacing what it ships.
+"""The two wheels install on the supported Databricks Runtime, and into the pinned serverless
+environment version, without replacing what either ships.
 
-A Databricks job installs our wheels with pip into the cluster's Python, next to the runtime's own
-pandas, numpy, pyarrow, scikit-learn and mlflow-skinny. A requirement that excludes the runtime's
+A Databricks job installs our wheels with pip into the cluster's Python (or, on serverless
+compute, into the job environment), next to the runtime's own pandas, numpy, pyarrow,
+scikit-learn and mlflow-skinny. A requirement that excludes the runtime's
 version of any of them makes pip replace it, and the runtime's Spark and MLflow integration break
-(pandas 3, for one, is not supported by its Spark). ml_ops/runtime/dbr-*-ml.txt lists every Python
-library the runtime ships, pinned: resolving both wheels with that file as pip constraints
-succeeds only if our requirements admit every runtime version, down to the transitive ones.
+(pandas 3, for one, is not supported by its Spark). Each ml_ops/runtime/*.txt lists every Python
+library a runtime or serverless environment ships, pinned: resolving both wheels with that file
+as pip constraints succeeds only if our requirements admit every version it pins, down to the
+transitive ones.
 
 The resolution needs the package index (pip's own cache keeps it fast); an unreachable index fails
 the test with a message saying so, it never skips.
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -29,7 +33,8 @@ from packaging.version import Version
 from diabetes_mlops.deploy.wheels import Wheel
 
 REPO = Path(__file__).resolve().parents[2]
-RUNTIME_FILE = REPO / "ml_ops" / "runtime" / "dbr-17.3-ml.txt"
+RUNTIMES = REPO / "ml_ops" / "runtime"
+RUNTIME_FILES = sorted(RUNTIMES.glob("*.txt"))
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$")
 _PYTHON = re.compile(r"^# Python: (\d+\.\d+)\b", re.MULTILINE)
 _NETWORK_ERRORS = (
@@ -142,9 +147,20 @@ def replaced_runtime_packages(
     }
 
 
-@pytest.fixture(scope="module")
-def runtime() -> Runtime:
-    return load_runtime(RUNTIME_FILE)
+@pytest.fixture(scope="module", params=RUNTIME_FILES, ids=[p.stem for p in RUNTIME_FILES])
+def runtime(request) -> Runtime:
+    return load_runtime(request.param)
+
+
+def test_the_pinned_runtime_and_serverless_environment_each_have_their_file():
+    """deploy.yml's cluster runtime and serverless environment version are what the files
+    here pin: a version moved in one place but not the other fails here."""
+    defaults = yaml.safe_load((REPO / "deploy.yml").read_text())["defaults"]
+    runtime = re.fullmatch(r"(\d+\.\d+)\.x-cpu-ml-scala2\.13", defaults["cluster"]["spark_version"])
+    assert runtime, defaults["cluster"]["spark_version"]
+    expected = {f"dbr-{runtime.group(1)}-ml.txt"}
+    expected.add(f"serverless-env-{defaults['serverless_environment_version']}.txt")
+    assert {p.name for p in RUNTIME_FILES} == expected
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +174,7 @@ def test_runtime_file_names_python_and_the_packages_our_wheels_touch(runtime):
     # let the check pass for a version the runtime does not have.
     assert re.fullmatch(r"3\.\d+", runtime.python)
     for name in ("mlflow-skinny", "databricks-sdk", "scikit-learn", "numpy", "pandas", "pyarrow"):
-        assert name in runtime.packages, f"{RUNTIME_FILE.name} does not list {name}"
+        assert name in runtime.packages, f"{runtime.path.name} does not list {name}"
     assert runtime.packages["pandas"] < Version("3")
 
 
@@ -218,7 +234,7 @@ def test_wheels_install_on_the_runtime_without_replacing_any_of_its_packages(
     known = set(runtime.packages) | ours
     added = sorted(f"{n}=={v}" for n, v in installs.items() if n not in known)
     # Packages the runtime lacks may be added (never replaced): shown for whoever reads the log.
-    print(f"added on {RUNTIME_FILE.name}: {', '.join(added) or 'nothing'}")
+    print(f"added on {runtime.path.name}: {', '.join(added) or 'nothing'}")
 
 
 @pytest.mark.network  # pip resolves against the package index

@@ -85,6 +85,33 @@ def test_the_batch_job_through_spark_connect_gives_what_classic_spark_gives(
     pd.testing.assert_frame_equal(monitored, classic, rtol=1e-9)
 
 
+def test_where_serverless_refuses_the_speed_settings_the_job_gives_the_same_results(
+    tmp_path, repo, champion, classic_root, through_connect, capsys
+):
+    """Serverless compute refuses the settings the scoring and monitor passes change for speed
+    (serverless_conf.py): the job runs without them, slower, to the same predictions and the same
+    monitoring rows."""
+    from serverless_conf import refusing_settings
+
+    from diabetes_mlops.spark.profile import MAX_FIELDS
+
+    root = _root(tmp_path, repo, "serverless")
+    with refusing_settings() as refused:
+        assert _run(repo, root, champion.name) == 0
+    assert MAX_FIELDS in refused  # the monitor's aggregation ran without its wide codegen
+    scored, expected = _read(root / OUTPUT), _read(classic_root / OUTPUT)
+    np.testing.assert_allclose(scored["prediction"], expected["prediction"], rtol=0, atol=1e-9)
+    assert _read(root / f"{OUTPUT}_quarantine").equals(_read(classic_root / f"{OUTPUT}_quarantine"))
+    columns = ["feature", "metric", "value", "drifted", "rows"]
+    monitored, classic = (
+        pd.read_parquet(r / MONITORING)[columns].sort_values(
+            ["feature", "metric"], ignore_index=True
+        )
+        for r in (root, classic_root)
+    )
+    pd.testing.assert_frame_equal(monitored, classic, rtol=1e-9)
+
+
 def test_a_bad_input_through_spark_connect_is_the_same_one_line(
     tmp_path, repo, champion, classic_spark, connect_url, monkeypatch, capsys
 ):

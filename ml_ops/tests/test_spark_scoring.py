@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from serverless_conf import refusing_settings
 from tiers import sampled
 
 from diabetes.contract import FEATURES, NUMERIC_FEATURES, DataValidationError
@@ -109,6 +110,12 @@ def test_a_model_that_does_not_translate_is_scored_with_spark_udf(spark, tmp_pat
         got = np.array([r["prediction"] for r in scored.select("prediction").collect()])
     assert path == SPARK_UDF and "scoring path: spark_udf" in caplog.text
     assert np.abs(got - model.predict(batch)).max() <= 1e-9  # unknown scored as missing
+    # Where the session refuses the columnar-input setting (serverless): the same, slower.
+    with refusing_settings() as refused, rows_into_python_udfs(spark):
+        scored, path = predict(typed_features(frame), model, info.model_uri)
+        again = np.array([r["prediction"] for r in scored.select("prediction").collect()])
+    assert UDF_COLUMNAR_INPUT in refused
+    assert path == SPARK_UDF and np.array_equal(again, got)
 
 
 def csv(tmp_path, text, name="in.csv"):

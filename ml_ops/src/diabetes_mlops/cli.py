@@ -251,7 +251,10 @@ def _validate(specs: list[Path], notebooks_dir: Path, config: Path | None) -> in
             print(problem, file=sys.stderr)
         failed += bool(problems)
         if not problems:
-            print(f"ok {config}: every target's parameters, data locations apart")
+            print(
+                f"ok {config}: every target's parameters, the specs on each target's compute"
+                " (and serverless), data locations apart"
+            )
     return 1 if failed else 0
 
 

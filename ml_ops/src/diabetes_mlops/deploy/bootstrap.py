@@ -27,6 +27,7 @@ from databricks.sdk.service.ml import ExperimentTag
 from diabetes_mlops.deploy import grants
 from diabetes_mlops.deploy.clusters import create_args, differences
 from diabetes_mlops.deploy.jobs import DeployError
+from diabetes_mlops.jobs.compute import SERVERLESS
 from diabetes_mlops.jobs.preflight import received_values
 from diabetes_mlops.jobs.specs import JobSpec
 from diabetes_mlops.jobs.targets import Target
@@ -270,7 +271,12 @@ class Bootstrap:
 
     def _cluster(self) -> str | None:
         """The cluster's id: found by name (compared with deploy.yml's spec) or created (not
-        waited for: it starts in the background, and a job run starts it anyway)."""
+        waited for: it starts in the background, and a job run starts it anyway). A serverless
+        target's jobs run on no cluster: none is looked for or made."""
+        if self.target.compute == SERVERLESS:
+            version = self.target.serverless_environment_version
+            self._say(f"cluster: none (compute: serverless, environment version {version})")
+            return None
         name, spec = self.target.cluster_name, self.target.cluster
         cluster = find_cluster(self.w, name)
         if cluster is not None:

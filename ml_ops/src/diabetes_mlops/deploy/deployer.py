@@ -54,6 +54,8 @@ from diabetes_mlops.deploy.jobs import (
 from diabetes_mlops.deploy.serving_plan import ServingPlan, serving_plans
 from diabetes_mlops.deploy.wheels import build_wheels
 from diabetes_mlops.deploy.workspace import for_current_user
+from diabetes_mlops.jobs.compute import CLUSTER
+from diabetes_mlops.jobs.compute import describe as describe_compute
 from diabetes_mlops.jobs.preflight import check_job_parameters, received_values
 from diabetes_mlops.jobs.specs import (
     NOTEBOOKS_FOLDER,
@@ -141,13 +143,14 @@ class Deployer:
         for upload in uploads:
             upload.needed = not self._already_there(upload)
         values = {
-            "cluster_id": self._cluster_id(),
             "notebooks_dir": t.notebooks_dir,
             "alert_email": t.alert_email,
             **{f"wheel.{package}": path for package, path in wheel_paths.items()},
         }
         experiment = check_experiment(self.w, t) is not None
-        plan = Plan(t, values["cluster_id"], experiment, uploads)
+        if t.compute == CLUSTER:
+            values["cluster_id"] = self._cluster_id()
+        plan = Plan(t, values.get("cluster_id", ""), experiment, uploads)
         job_ids: dict[str, int | None] = {}  # spec name -> its job's id (None: to be created)
         for spec in specs:  # a job run by a run_job task comes before the job that runs it
             settings = resolve_settings(spec, t, values, job_ids)
@@ -181,7 +184,12 @@ class Deployer:
 
     def describe(self, plan: Plan) -> None:
         """What `make deploy-plan` prints: the upload list and the resolved JobSettings."""
-        self.report(f"target {plan.target.name} on {self.w.config.host}")
+        t = plan.target
+        self.report(f"target {t.name} on {self.w.config.host}")
+        compute = describe_compute(
+            t.compute, t.cluster_name, plan.cluster_id, t.serverless_environment_version
+        )
+        self.report(f"  compute: {compute}")
         for upload in plan.uploads:
             state = f"upload {upload.size} bytes" if upload.needed else "already there"
             if upload.replaces_file:

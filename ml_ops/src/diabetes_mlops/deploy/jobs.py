@@ -10,6 +10,7 @@ from typing import Any
 
 from databricks.sdk.service.jobs import JobSettings
 
+from diabetes_mlops.jobs.compute import for_compute
 from diabetes_mlops.jobs.control_tasks import JOB_ID, RUN_JOB
 from diabetes_mlops.jobs.specs import PLACEHOLDER, JobSpec, job_parameters
 from diabetes_mlops.jobs.targets import Target
@@ -29,11 +30,11 @@ def resolve_settings(
     values: dict[str, str],
     job_ids: Mapping[str, int | None] | None = None,
 ) -> dict[str, Any]:
-    """The spec with the target's name prefix, owner tags, identity, schedule (or trigger) pause
-    and parameters, and every ${placeholder} replaced by `values`; ${model_name} is the job's own
-    model_name. A run_job task's ${job_id.<spec name>} becomes that job's id from `job_ids` (spec
-    name -> id in this target); one not known yet (None: the deploy creates that job) stays a
-    placeholder, for `fill_job_ids` once the job exists."""
+    """The spec with the target's name prefix, owner tags, identity, schedule (or trigger) pause,
+    parameters and compute (jobs/compute.py), and every ${placeholder} replaced by `values`;
+    ${model_name} is the job's own model_name. A run_job task's ${job_id.<spec name>} becomes
+    that job's id from `job_ids` (spec name -> id in this target); one not known yet (None: the
+    deploy creates that job) stays a placeholder, for `fill_job_ids` once the job exists."""
     settings = copy.deepcopy(spec.settings)
     settings["name"] = target.job_name_prefix + spec.name
     settings["run_as"] = run_as(target.run_as)
@@ -51,6 +52,7 @@ def resolve_settings(
         if task["task_key"] in applied:  # a notebook task (control tasks take no parameters)
             notebook_task = task["notebook_task"]
             notebook_task.setdefault("base_parameters", {}).update(applied[task["task_key"]])
+    settings = for_compute(settings, target.compute, target.serverless_environment_version)
     settings = fill_job_ids(settings, job_ids or {})
     return fill_placeholders(settings, values, spec.path.name)
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from diabetes_mlops.data.locations import SAME, nesting
+from diabetes_mlops.jobs.compute import SERVERLESS, ServerlessError, for_compute
+from diabetes_mlops.jobs.fields import unknown_fields
 from diabetes_mlops.jobs.specs import REFERENCE, JobSpec, NotebookTask
 from diabetes_mlops.jobs.targets import LOCAL, load_target, target_names
 from diabetes_mlops.runtime.context import fuse_path
@@ -131,19 +133,43 @@ def received_values(specs: Iterable[JobSpec], overrides: Mapping[str, str], name
 
 
 def check_targets(config: str | Path, specs: list[JobSpec]) -> list[str]:
-    """The specs' parameter values with each deploy.yml target's parameters applied, then
-    whether the targets keep their data apart; one line per problem."""
+    """The specs' parameter values with each deploy.yml target's parameters applied, each spec
+    in the form its target's compute gives it (jobs/compute.py: a serverless form is checked
+    against JobSettings even while no target uses it), then whether the targets keep their data
+    apart; one line per problem."""
     config = Path(config)
     problems: list[str] = []
     own = {p for spec in specs for p in check_job_parameters(spec)}
+    # (compute, environment version) -> the first target on it; "": no target, the form a
+    # switch to serverless would give (checked as well, so the specs stay fit for it).
+    forms: dict[tuple[str, str], str] = {}
     for name in target_names(config):
         target = load_target(name, config)
+        version = target.serverless_environment_version
+        if not forms.get((target.compute, version)):
+            forms[(target.compute, version)] = name
+        if version:
+            forms.setdefault((SERVERLESS, version), "")
         for spec in specs:
             problems += [
                 f"{config}: target '{name}': {p}"
                 for p in check_job_parameters(spec, target.parameters)
                 if p not in own  # the spec's own problem, reported without a target
             ]
+    for (compute, version), name in forms.items():
+        on = (
+            f"serverless compute (environment version {version})"
+            if compute == SERVERLESS
+            else compute
+        )
+        for spec in specs:
+            where = f"{config}: {f'target {name!r}: ' if name else ''}{spec.path.name} on {on}"
+            try:
+                form = for_compute(spec.settings, compute, version)
+            except ServerlessError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            problems += [f"{where}: {p}" for p in unknown_fields(form)]
     return problems + data_location_clashes(config, specs)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from diabetes_mlops.jobs.compute import spec_problems
+from diabetes_mlops.jobs.compute import CLUSTER, compute_problem, spec_problems
 from diabetes_mlops.jobs.sources import settings_problem
 from diabetes_mlops.runtime.errors import InputRefused
 from diabetes_mlops.serving.names import user_slug
@@ -16,6 +16,8 @@ from diabetes_mlops.serving.names import user_slug
 DEFAULT_CONFIG = Path("deploy.yml")
 LOCAL = "local"
 REQUIRED = ("root_dir", "wheel_dir", "cluster_name", "secret_scope", "alert_email")
+# A serverless target has no cluster to name.
+NOT_SERVERLESS = ("cluster_name",)
 # Who runs the deploy_serving step: the training job's task, or a job the model's champion alias
 # starts (a Jobs model trigger).
 SERVING_TRIGGERS = ("task", "model")
@@ -46,6 +48,10 @@ class Target:
     # The all-purpose cluster's clusters/create fields, for `databricks-init` to create it (by
     # cluster_name) when missing, or to report how the existing one differs.
     cluster: dict[str, Any] = field(default_factory=dict)
+    # What the jobs run on: `cluster` (cluster_name's all-purpose cluster) or `serverless` (no
+    # cluster; the wheels go into a job environment of this serverless environment version).
+    compute: str = CLUSTER
+    serverless_environment_version: str = ""
     # The group whose members run the jobs: `databricks-init` grants it what the jobs use.
     run_as_group: str = ""
     # Who the jobs run as, sent with every create and reset so that a reset restores it: a user
@@ -130,7 +136,14 @@ def load_target(name: str, path: str | Path = DEFAULT_CONFIG) -> Target:
     if cluster_problems:  # the first: one line
         raise ConfigError(f"{path}: target '{name}': {cluster_problems[0]}")
     merged["cluster"] = merged.get("cluster") or {}
-    missing = [f for f in REQUIRED if not merged.get(f)]
+    merged["compute"] = merged.get("compute", CLUSTER)
+    version = merged.get("serverless_environment_version")
+    merged["serverless_environment_version"] = "" if version is None else str(version)
+    problem = compute_problem(merged["compute"], version)
+    if problem:
+        raise ConfigError(f"{path}: target '{name}': {problem}")
+    required = [f for f in REQUIRED if merged["compute"] == CLUSTER or f not in NOT_SERVERLESS]
+    missing = [f for f in required if not merged.get(f)]
     if missing and name != LOCAL:  # the local runner needs only the parameters
         raise ConfigError(f"{path}: target '{name}' does not set {', '.join(missing)}")
     merged = {k: _fill(v, target=name) for k, v in merged.items()}
