@@ -21,12 +21,18 @@ DEPLOY = $(BIN)/diabetes-mlops
 # together (they share module fixtures).
 TEST_WORKERS ?= 2
 PYTEST = $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
-RUN_LOCAL = $(BIN)/diabetes-mlops run-local --local-root $(LOCAL_ROOT) $(foreach p,$(PARAMS),--param $(p))
+# Spark from a deploy target's compute (Databricks Connect, in its own environment): SPARK_TARGET=staging.
+SPARK_TARGET ?=
+DBCONNECT_VENV ?= .venv-dbconnect
+DBCONNECT_INSTALLED := $(DBCONNECT_VENV)/.installed
+RUN_LOCAL = $(if $(SPARK_TARGET),$(DBCONNECT_VENV)/bin,$(BIN))/diabetes-mlops run-local \
+	--local-root $(LOCAL_ROOT) $(foreach p,$(PARAMS),--param $(p)) \
+	$(if $(SPARK_TARGET),--spark-target $(SPARK_TARGET))
 export MLFLOW_DISABLE_TELEMETRY := true
 export PYSPARK_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP := 127.0.0.1
 
-.PHONY: help install test test-all test-connect lint fmt dist validate data local-data run-local-training \
+.PHONY: help install dbconnect-env test test-all test-connect lint fmt dist validate data local-data run-local-training \
 	run-local-batch-scoring demo demo-drift mlflow-ui serve serve-check bench-local bench-serving deploy deploy-plan databricks-init databricks-upload-data \
 	run-diabetes-model-training run-diabetes-batch-scoring integration-test bench-deploy \
 	bench-scoring bench clean
@@ -35,6 +41,15 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-26s %s\n", $$1, $$2}'
 
 install: $(INSTALLED) ## venv with pinned deps and both packages editable
+
+dbconnect-env: $(DBCONNECT_INSTALLED) ## .venv-dbconnect: Databricks Connect for run-local SPARK_TARGET=<target> (no pyspark)
+
+$(DBCONNECT_INSTALLED): requirements-dbconnect.txt ml_source/pyproject.toml ml_ops/pyproject.toml
+	$(PYTHON) -m venv $(DBCONNECT_VENV)
+	$(DBCONNECT_VENV)/bin/pip install --quiet --upgrade pip
+	$(DBCONNECT_VENV)/bin/pip install --quiet -r requirements-dbconnect.txt
+	$(DBCONNECT_VENV)/bin/pip install --quiet -e ml_source -e ml_ops
+	touch $@
 
 $(INSTALLED): requirements.txt ml_source/pyproject.toml ml_ops/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +62,7 @@ test: $(INSTALLED) ## everyday tier, offline, ~2.5-3 min: every capability end t
 	@echo "make test: the everyday tier; tests marked slow or network are left to make test-all"
 	$(PYTEST) -m "not slow and not network"
 
-test-all: $(INSTALLED) ## every test, then the Spark tests again through Spark Connect; coverage >= 90% per package
+test-all: $(INSTALLED) $(DBCONNECT_INSTALLED) ## every test (Databricks Connect's in .venv-dbconnect too), then the Spark tests again through Spark Connect; coverage >= 90% per package
 	$(PYTEST) --hypothesis-profile=full --cov --cov-report=
 	$(PY) -m coverage report --include='ml_source/*' --fail-under=90
 	$(PY) -m coverage report --include='ml_ops/*' --fail-under=90
@@ -81,10 +96,10 @@ $(LOCAL_DATA)/%.csv: ml_data/%.csv
 	mkdir -p $(LOCAL_DATA)
 	cp $< $@
 
-run-local-training: $(INSTALLED) local-data ## run job_specs/diabetes_model_training.json locally (PARAMS="k=v ...")
+run-local-training: $(INSTALLED) local-data $(if $(SPARK_TARGET),$(DBCONNECT_INSTALLED)) ## run job_specs/diabetes_model_training.json locally (PARAMS="k=v ...")
 	$(RUN_LOCAL) job_specs/diabetes_model_training.json
 
-run-local-batch-scoring: $(INSTALLED) local-data ## run job_specs/diabetes_batch_scoring.json locally (PARAMS="k=v ...")
+run-local-batch-scoring: $(INSTALLED) local-data $(if $(SPARK_TARGET),$(DBCONNECT_INSTALLED)) ## run job_specs/diabetes_batch_scoring.json locally (PARAMS="k=v ...")
 	$(RUN_LOCAL) job_specs/diabetes_batch_scoring.json
 
 demo: run-local-training run-local-batch-scoring ## train, validate, promote, then batch-score; print where results are

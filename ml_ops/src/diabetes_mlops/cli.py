@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from databricks.sdk.errors import DatabricksError
 
@@ -19,6 +20,9 @@ from diabetes_mlops.jobs.specs import (
 )
 from diabetes_mlops.jobs.targets import DEFAULT_CONFIG, LOCAL, ConfigError, Target, load_target
 from diabetes_mlops.runtime.errors import ParameterError, UserError, sdk_error_line
+
+if TYPE_CHECKING:
+    from diabetes_mlops.local.databricks_connect import RemoteCompute
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         "--target", default=LOCAL, help="deploy.yml target whose parameters apply"
     )
     run_local.add_argument("--config", type=Path, default=None, help="default: <repo>/deploy.yml")
+    run_local.add_argument(
+        "--spark-target",
+        default=None,
+        help="take Spark from this deploy.yml target's compute through Databricks Connect",
+    )
 
     wheels = commands.add_parser(
         "wheels", help="build both wheels, versioned by content, into --out"
@@ -292,7 +301,8 @@ def _run_local(args: argparse.Namespace) -> int:
     overrides = dict(_pair(p) for p in args.param)
     config = args.config or args.spec.absolute().parent.parent / "deploy.yml"
     defaults = load_target(args.target, config).parameters if config.exists() else {}
-    runner = LocalRunner(args.local_root)
+    compute = _remote_compute(args.spark_target, config) if args.spark_target else None
+    runner = LocalRunner(args.local_root, compute=compute)
     job = runner.run(args.spec, overrides, args.notebooks_dir, defaults)
     state = "SUCCEEDED" if job.succeeded else "FAILED"  # EXCLUDED tasks are no failure
     tasks = ", ".join(f"{t.key} {t.status.lower()} ({t.seconds:.1f} s)" for t in job.tasks)
@@ -302,6 +312,34 @@ def _run_local(args: argparse.Namespace) -> int:
             print(f"task {task.key} ({task.source}): {task.error_line}", file=sys.stderr)
     print(f"MLflow: {runner.tracking_uri}")
     return 0 if job.succeeded else 1
+
+
+def _remote_compute(name: str, config: Path) -> RemoteCompute:
+    """The compute a deploy target's jobs run on, as Databricks Connect reaches it: its
+    cluster, found by cluster_name (read only: nothing is started or created), or serverless."""
+    from diabetes_mlops.deploy.bootstrap import find_cluster
+    from diabetes_mlops.deploy.jobs import DeployError
+    from diabetes_mlops.deploy.workspace import connect
+    from diabetes_mlops.jobs.compute import SERVERLESS
+    from diabetes_mlops.local.databricks_connect import RemoteCompute, require_databricks_connect
+
+    if name == LOCAL:
+        raise ConfigError(
+            f"--spark-target {LOCAL}: the local target has no compute; name a workspace target"
+        )
+    target = load_target(name, config)
+    w = connect(target)
+    if target.compute == SERVERLESS:
+        require_databricks_connect()
+        return RemoteCompute(target.name, w.config)
+    cluster = find_cluster(w, target.cluster_name)
+    if cluster is None:
+        raise DeployError(
+            f"--spark-target {name}: no cluster named '{target.cluster_name}' in {w.config.host}"
+            f" (`make databricks-init TARGET={name}` creates it)"
+        )
+    require_databricks_connect()
+    return RemoteCompute(target.name, w.config, target.cluster_name, cluster.cluster_id)
 
 
 def _demo_drift(args: argparse.Namespace) -> int:

@@ -142,17 +142,24 @@ class _Notebook:
 class LocalJobContext(DatabricksJobContext):
     """The Databricks context, except that workspace paths land in a local folder."""
 
-    def __init__(self, dbutils: LocalDbutils, root: Path, spark: Any = None) -> None:
+    def __init__(
+        self, dbutils: LocalDbutils, root: Path, spark: Any = None, spark_paths_local: bool = True
+    ) -> None:
         super().__init__(dbutils)
         self.root = root
         self.spark = spark
+        # False when Spark runs on a target's compute: its paths are that workspace's.
+        self.spark_paths_local = spark_paths_local
 
     def resolve_path(self, path: str) -> str:
         return str(local_path(path, self.root))
 
     def resolve_spark_path(self, path: str) -> str:
         """A location mapped like a path; a name with no '/' (a table, catalog.schema.table, for
-        input_format or data_format `table`) is left as it is: Spark resolves it, not a folder."""
+        input_format or data_format `table`) is left as it is: Spark resolves it, not a folder.
+        With Spark on a target's compute, every location is that compute's, left as it is."""
+        if not self.spark_paths_local:
+            return path
         if "/" not in path and not path.startswith(".") and ":" not in path:
             return path
         return str(local_path(path, self.root))
@@ -186,9 +193,10 @@ class LocalDbutils:
         task_key: str,
         environ: Mapping[str, str] | None = None,
         spark: Any = None,
+        spark_paths_local: bool = True,
     ) -> None:
         self.widgets = Widgets(parameters)
         self.secrets = Secrets(environ)
         self.jobs = _Jobs(TaskValues(task_values, task_key))
         self.notebook = _Notebook()
-        self.job_context = LocalJobContext(self, root, spark)
+        self.job_context = LocalJobContext(self, root, spark, spark_paths_local)

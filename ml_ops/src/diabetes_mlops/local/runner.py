@@ -22,6 +22,7 @@ from typing import Any
 
 import mlflow
 
+from diabetes_mlops.data.locations import OutputFolder
 from diabetes_mlops.jobs.control_tasks import ConditionTask, RunJobTask
 from diabetes_mlops.jobs.notebooks import NotebookError
 from diabetes_mlops.jobs.preflight import check_job_parameters
@@ -34,11 +35,15 @@ from diabetes_mlops.jobs.specs import (
     check_job_references,
     check_spec,
 )
+from diabetes_mlops.local.databricks_connect import RemoteCompute, remote_session
+from diabetes_mlops.local.databricks_connect import describe as describe_remote
 from diabetes_mlops.local.dbutils import LocalDbutils, NotebookExit
 from diabetes_mlops.local.references import condition_outcome, resolve_references
 from diabetes_mlops.local.spark import SPARK_LOG, LazySpark, describe, local_spark_session
 from diabetes_mlops.local.store import tracking_uri as store_uri
 from diabetes_mlops.runtime.errors import ParameterError, UserError
+from diabetes_mlops.runtime.parameters import declared_parameters
+from diabetes_mlops.steps import STEPS
 from diabetes_mlops.tracking.runs import ARTIFACT_ROOT_ENV, redacted
 
 
@@ -101,8 +106,11 @@ class LocalRunner:
         tracking_uri: str | None = None,
         environ: Mapping[str, str] | None = None,
         report: Callable[[str], None] = print,
+        compute: RemoteCompute | None = None,
     ) -> None:
         self.root = Path(local_root).absolute()
+        # Spark from a target's compute (Databricks Connect) instead of this machine's.
+        self.compute = compute
         self.environ = os.environ if environ is None else environ
         from_environment = self.environ.get("MLFLOW_TRACKING_URI")
         self.tracking_uri = tracking_uri or from_environment or store_uri(self.root)
@@ -118,6 +126,10 @@ class LocalRunner:
     def _start_spark(self) -> Any:
         """The session the first Spark step asks for, announced: classic, or Spark Connect
         (SPARK_REMOTE), as serverless compute runs the same notebooks."""
+        if self.compute is not None:
+            session = remote_session(self.compute)
+            self.report(f"  Spark: {describe_remote(self.compute)}")
+            return session
         session = local_spark_session(self.root)
         self.report(f"  Spark: {describe(session)}")
         return session
@@ -145,6 +157,8 @@ class LocalRunner:
         overrides = {**_taken(spec, defaults), **(overrides or {})}
         parameters = task_parameters(spec, overrides)
         problems = check_job_parameters(spec, overrides) + _nested_problems(spec, jobs, defaults)
+        if self.compute is not None:
+            problems += _outputs_apart(spec, jobs, self.compute)
         if problems:
             raise ParameterError("\n".join(problems))
         self.root.mkdir(parents=True, exist_ok=True)
@@ -217,7 +231,10 @@ class LocalRunner:
             name: resolve_references(value, task_values, task.key, run_id)
             for name, value in parameters[task.key].items()
         }
-        dbutils = LocalDbutils(resolved, self.root, task_values, task.key, self.environ, self.spark)
+        dbutils = LocalDbutils(
+            resolved, self.root, task_values, task.key, self.environ, self.spark,
+            spark_paths_local=self.compute is None,
+        )  # fmt: skip
         execute_notebook(task, dbutils, self.spark)
         return {"outputs": task_values.get(task.key, {})}, ""
 
@@ -314,6 +331,37 @@ def _nested_problems(
         job = jobs[task.job]  # its job_parameters are its job's: check_job_references
         problems += check_job_parameters(job, {**_taken(job, defaults), **task.job_parameters})
         problems += _nested_problems(job, jobs, defaults, depth + 1)
+    return problems
+
+
+def _outputs_apart(spec: JobSpec, jobs: Mapping[str, JobSpec], compute: RemoteCompute) -> list[str]:
+    """Tasks (of the job, and of the jobs it runs) whose steps write an output folder: an output
+    is written through Spark and through this machine's file system (its manifest, the atomic
+    swap, the monitoring table's files), which must be the same place, and a remote compute's
+    storage is not a folder here. Refused before anything runs."""
+    problems, reached, pending = [], [], [spec]
+    while pending:  # the job, and each job a run_job task of a reached job runs
+        job = pending.pop(0)
+        if job.name in {j.name for j in reached}:
+            continue
+        reached.append(job)
+        pending += [jobs[t.job] for t in job.control_tasks if isinstance(t, RunJobTask)]
+    for job in reached:
+        for task in job.tasks:
+            for step_name in task.notebook.steps:
+                declared = declared_parameters(STEPS[step_name])
+                writes = [
+                    name
+                    for name, declaration in declared.items()
+                    if any(isinstance(rule, OutputFolder) for rule in declaration.rules)
+                ]
+                if writes:
+                    problems.append(
+                        f"job '{job.name}' task '{task.key}' writes {', '.join(writes)} through"
+                        " Spark and through this machine's files at once, which the"
+                        f" {compute.describe()} does not share: run this job on Databricks"
+                        " (make run-<job> TARGET=...), or locally without SPARK_TARGET"
+                    )
     return problems
 
 

@@ -54,7 +54,7 @@ def local_spark_session(work_dir: Path) -> Any:
     """The session SPARK_REMOTE asks for (module docstring); without it, classic local[*]."""
     remote = os.environ.get(REMOTE_ENV, "").strip()
     if remote.startswith("sc://"):
-        _check_answers(remote)
+        check_answers(remote)
         return _connect(remote)
     if remote and not _LOCAL_MASTER.fullmatch(remote):
         raise SparkRemoteError(
@@ -66,7 +66,7 @@ def local_spark_session(work_dir: Path) -> Any:
     return classic_session(work_dir)
 
 
-def _check_answers(url: str, seconds: float = 5.0) -> None:
+def check_answers(url: str, seconds: float = 5.0) -> None:
     """A server must accept connections at the URL's host and port: the Spark Connect client
     would otherwise retry for minutes before its first query fails."""
     parsed = urlparse(url.split(";", 1)[0])
