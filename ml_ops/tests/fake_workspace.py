@@ -101,6 +101,10 @@ class FakeWorkspace:
         ]
         self.jobs: dict[int, dict[str, Any]] = {}
         self.runs: dict[int, dict[str, Any]] = {}
+        # Unity Catalog model versions, as MLflow's databricks-uc client reads and tags them:
+        # (full name, version) -> {"tags": {...}, "run_id": ...}; aliases: (name, alias) -> version
+        self.uc_versions: dict[tuple[str, str], dict[str, Any]] = {}
+        self.uc_aliases: dict[tuple[str, str], str] = {}
         self.objects: dict[str, dict[str, Any]] = {"/": {"object_type": "DIRECTORY"}}
         self.files: dict[str, bytes] = {}
         self.directories: set[str] = set()
@@ -264,6 +268,10 @@ class FakeWorkspace:
             ("POST", "/api/2.2/jobs/reset"): lambda: self._jobs_reset(body),
             ("POST", "/api/2.2/jobs/delete"): lambda: self._jobs_delete(body),
             ("POST", "/api/2.2/jobs/run-now"): lambda: self._run_now(body),
+            ("POST", "/api/2.2/jobs/runs/repair"): lambda: self._run_repair(body),
+            ("GET", UC_REGISTRY + "model-versions/get"): lambda: self._uc_version(r.query),
+            ("POST", UC_REGISTRY + "model-versions/set-tag"): lambda: self._uc_set_tag(body),
+            ("GET", UC_REGISTRY + "registered-models/alias"): lambda: self._uc_alias(r.query),
             ("GET", "/api/2.2/jobs/runs/get"): lambda: self._run_get(int(r.query["run_id"])),
             ("GET", "/api/2.2/jobs/runs/get-output"): lambda: self._run_output(r.query),
             ("POST", "/api/2.0/workspace/mkdirs"): lambda: self._mkdirs(body["path"]),
@@ -491,7 +499,54 @@ class FakeWorkspace:
             "state": state,
             "tasks": tasks,
             "start_time": run["start_time"],
+            "repair_history": [{"id": r["id"], "type": r["type"]} for r in run.get("repairs", [])],
         }
+
+    def _run_repair(self, body: dict) -> dict:
+        """jobs/runs/repair: a run that ended FAILED runs its rerun_tasks (and, with
+        rerun_dependent_tasks, the tasks after them) again, here to SUCCESS. A run repaired
+        before needs latest_repair_id, as the API documents
+        (https://docs.databricks.com/api/workspace/jobs/repairrun)."""
+        run = self.runs.get(int(body["run_id"]))
+        if run is None:
+            raise _not_found(f"run {body['run_id']}")
+        if run["plan"].result != "FAILED":
+            raise ApiError(400, "INVALID_STATE", f"run {body['run_id']} did not fail")
+        repairs = run.setdefault("repairs", [])
+        if repairs and body.get("latest_repair_id") != repairs[-1]["id"]:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "latest_repair_id is not the latest")
+        repair_id = next(self._ids)
+        repairs.append({"id": repair_id, "type": "REPAIR", **body})
+        run["plan"], run["polls"] = RunPlan(), 0
+        return {"repair_id": repair_id}
+
+    def _uc_version(self, query: dict[str, str]) -> dict:
+        key = (query["name"], query["version"])
+        if key not in self.uc_versions:
+            raise _not_found(f"model version {key[0]}/{key[1]}")
+        found = self.uc_versions[key]
+        aliases = [a for (name, a), v in self.uc_aliases.items() if name == key[0] and v == key[1]]
+        tags = [{"key": k, "value": v} for k, v in found.get("tags", {}).items()]
+        return {
+            "model_version": {
+                "name": key[0], "version": key[1], "status": "READY", "tags": tags,
+                "aliases": aliases, "run_id": found.get("run_id", ""),
+                "creation_timestamp": found.get("creation_timestamp", 0),
+            }
+        }  # fmt: skip
+
+    def _uc_set_tag(self, body: dict) -> dict:
+        key = (body["name"], str(body["version"]))
+        if key not in self.uc_versions:
+            raise _not_found(f"model version {key[0]}/{key[1]}")
+        self.uc_versions[key].setdefault("tags", {})[body["key"]] = body["value"]
+        return {}
+
+    def _uc_alias(self, query: dict[str, str]) -> dict:
+        version = self.uc_aliases.get((query["name"], query["alias"]))
+        if version is None:
+            raise _not_found(f"alias {query['alias']} of {query['name']}")
+        return self._uc_version({"name": query["name"], "version": version})
 
     def _run_output(self, query: dict[str, str]) -> dict:
         """400 for a missing or invalid run_id, as the API documents
@@ -670,6 +725,9 @@ def _lower_table_names(gateway: dict | None) -> dict | None:
 # Task types that run on no compute of their own (a condition; a run_job task: its job's).
 _NO_COMPUTE = ("condition_task", "run_job_task")
 _CLUSTER = ("existing_cluster_id", "new_cluster", "job_cluster_key")
+
+
+UC_REGISTRY = "/api/2.0/mlflow/unity-catalog/"
 
 
 def _computed(settings: dict) -> dict:

@@ -184,7 +184,13 @@ def test_serving_trigger_model_keeps_control_tasks_and_refuses_one_on_deploy_ser
     (kept,) = for_serving_trigger([check_spec(path, notebooks)], "model")
     assert [t.key for t in kept.control_tasks] == ["promoted"]
     assert "deploy_serving" not in [t["task_key"] for t in kept.settings["tasks"]]
-    assert [t.key for t in kept.all_tasks] == ["train", "validate", "promote", "promoted"]
+    assert [t.key for t in kept.all_tasks] == [
+        "train",
+        "validate",
+        "approval",
+        "promote",
+        "promoted",
+    ]
     spec["tasks"][-1]["depends_on"] = [{"task_key": "deploy_serving"}]
     path.write_text(json.dumps(spec))
     with pytest.raises(DeployError, match="task\\(s\\) promoted depend on deploy_serving"):

@@ -40,7 +40,7 @@ def test_first_deploy_creates_everything(fake_workspace, project, capsys):
     )
     assert all("+" in w and w.endswith("-py3-none-any.whl") for w in wheels)
     notebooks = [p for p, o in fake.objects.items() if o["object_type"] == "NOTEBOOK"]
-    assert len(notebooks) == 6
+    assert len(notebooks) == 7
     assert all(
         p.startswith("/Workspace/Shared/diabetes-mlops/staging/notebooks/") for p in notebooks
     )

@@ -274,7 +274,7 @@ def test_a_deploy_killed_after_any_write_converges_on_the_next(project, monkeypa
         writes = [r for r in probe.requests if r.method in ("POST", "PUT", "DELETE")]
     finally:
         probe.stop()
-    assert len(writes) >= 12  # folders, 2 wheels, 6 notebooks, the experiment, 2 jobs
+    assert len(writes) >= 12  # folders, 2 wheels, 7 notebooks, the experiment, 2 jobs
     for n in range(1, len(writes) + 1):
         fake = FakeWorkspace().start()
         monkeypatch.setenv("DATABRICKS_HOST", fake.url)

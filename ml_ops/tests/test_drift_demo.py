@@ -28,7 +28,7 @@ def test_the_drift_demo_retrains_only_when_drift_persists(repo, tmp_path, spark)
     ]
     retrained = second.retrain_job
     assert second.job.task("retrain").status == SUCCESS and retrained.succeeded
-    assert [t.key for t in retrained.tasks][:3] == ["train", "validate", "promote"]
+    assert [t.key for t in retrained.tasks][:4] == ["train", "validate", "approval", "promote"]
     text = "\n".join(lines)
     assert text.count("DRIFT:") == 2 and text.count("stable:") == 1  # the drift table
     assert "BMI psi=" in text and "S5 psi=" in text

@@ -37,7 +37,13 @@ def problems(tmp_path, notebooks, spec) -> str:
 
 def test_shipped_specs_are_valid(repo, notebooks):
     training = check_spec(repo / "job_specs" / "diabetes_model_training.json", notebooks)
-    assert [t.key for t in training.tasks] == ["train", "validate", "promote", "deploy_serving"]
+    assert [t.key for t in training.tasks] == [
+        "train",
+        "validate",
+        "approval",
+        "promote",
+        "deploy_serving",
+    ]
     assert training.tasks[1].parameters["model_version"] == "{{tasks.train.values.model_version}}"
     assert training.tasks[0].parameters["model_name"] == "diabetes"  # from the job parameters
     # Every job parameter reaches every task, as Databricks pushes them down.

@@ -40,7 +40,13 @@ def test_train_then_score_then_a_worse_model_is_not_promoted(repo, local_root, t
 
     job = runner.run(repo / "job_specs" / "diabetes_model_training.json")
     assert job.succeeded, lines
-    assert [t.key for t in job.tasks] == ["train", "validate", "promote", "deploy_serving"]
+    assert [t.key for t in job.tasks] == [
+        "train",
+        "validate",
+        "approval",
+        "promote",
+        "deploy_serving",
+    ]
     assert job.task("train").outputs["model_version"] == "1"
     assert job.task("promote").outputs == {"promoted": "true", "champion_version": "1"}
     assert job.task("deploy_serving").outputs["serving"] == "none"  # no endpoint locally

@@ -190,7 +190,7 @@ def test_a_value_the_job_sets_as_it_runs_cannot_be_given(specs):
     assert check_job_parameters(specs[TRAINING], {"model_version": "999"}) == [
         f"job 'diabetes-model-training' task '{task}': parameter 'model_version' is set by the"
         " job as it runs ({{tasks.train.values.model_version}}); it cannot be given"
-        for task in ("validate", "promote")
+        for task in ("validate", "approval", "promote")
     ]
 
 

@@ -709,7 +709,7 @@ def test_the_specs_validate_with_serving_in_them(repo, capsys, monkeypatch):
     monkeypatch.chdir(repo)
     assert main(["validate", "--notebooks-dir", "orchestrator_notebooks"]) == 0
     out = capsys.readouterr().out
-    assert "tasks train -> validate -> promote -> deploy_serving" in out
+    assert "tasks train -> validate -> approval -> promote -> deploy_serving" in out
     assert "job 'diabetes-model-deployment', tasks deploy_serving" in out
 
 
@@ -775,7 +775,12 @@ def test_a_model_trigger_moves_serving_to_its_own_job(fake_workspace, project):
     assert deploy(project) == 0
     jobs = {j["settings"]["name"]: j["settings"] for j in fake_workspace.jobs.values()}
     training = jobs["diabetes-model-training"]
-    assert [t["task_key"] for t in training["tasks"]] == ["train", "validate", "promote"]
+    assert [t["task_key"] for t in training["tasks"]] == [
+        "train",
+        "validate",
+        "approval",
+        "promote",
+    ]
     assert not {"serving_endpoint", "canary_percent"} & {p["name"] for p in training["parameters"]}
     deployment = jobs["diabetes-model-deployment"]
     assert deployment["trigger"]["model"] == {

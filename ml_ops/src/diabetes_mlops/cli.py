@@ -20,9 +20,11 @@ from diabetes_mlops.jobs.specs import (
 )
 from diabetes_mlops.jobs.targets import DEFAULT_CONFIG, LOCAL, ConfigError, Target, load_target
 from diabetes_mlops.runtime.errors import ParameterError, UserError, sdk_error_line
+from diabetes_mlops.tracking.approvals import APPROVED, REJECTED
 
 if TYPE_CHECKING:
     from diabetes_mlops.local.databricks_connect import RemoteCompute
+    from diabetes_mlops.local.runner import JobRun, LocalRunner
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     ui_url.add_argument("--local-root", type=Path, default=Path(".local"))
 
+    for verdict in ("approve", "reject"):
+        decide = commands.add_parser(
+            verdict,
+            help=f"{verdict} a validated model version in a target (recorded on the version);"
+            " approve repairs the run that waits for it",
+        )
+        decide.add_argument("target", help="the deploy.yml target the decision is for")
+        decide.add_argument("version", help="the model version number")
+        decide.add_argument("--reason", required=True, help="why; recorded with your name")
+        decide.add_argument(
+            "--local", action="store_true", help="the local store and the local runner's run"
+        )
+        decide.add_argument("--local-root", type=Path, default=Path(".local"))
+        decide.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+
     for command, text in (
         ("deploy", "build, upload and create/reset the jobs in a target workspace"),
         (
@@ -150,6 +167,8 @@ def _command(args: argparse.Namespace) -> int:
         return _validate(specs, args.notebooks_dir, config)
     if args.command == "run-local":
         return _run_local(args)
+    if args.command in ("approve", "reject") and args.local:
+        return _decide_local(args)
     if args.command in ("serve", "serve-check"):
         return _serve(args)
     if args.command == "ui-url":
@@ -180,6 +199,12 @@ def _remote(args: argparse.Namespace) -> int:
                 f"target '{LOCAL}' holds the local runner's parameters; deploy to dev, staging"
                 " or prod"
             )
+        if args.command in ("approve", "reject"):
+            from diabetes_mlops.deploy.approvals import decide
+
+            verdict = APPROVED if args.command == "approve" else REJECTED
+            decide(connect(target), target, args.version, verdict, args.reason)
+            return 0
         parameters = dict(_pair(p) for p in args.param) if args.command == "run" else {}
         _preflight(args, target, parameters)
         w = connect(target)
@@ -304,6 +329,11 @@ def _run_local(args: argparse.Namespace) -> int:
     compute = _remote_compute(args.spark_target, config) if args.spark_target else None
     runner = LocalRunner(args.local_root, compute=compute)
     job = runner.run(args.spec, overrides, args.notebooks_dir, defaults)
+    return _summary(job, runner)
+
+
+def _summary(job: JobRun, runner: LocalRunner) -> int:
+    """A local run's last lines: the job's state and each task's, the failures, the store."""
     state = "SUCCEEDED" if job.succeeded else "FAILED"  # EXCLUDED tasks are no failure
     tasks = ", ".join(f"{t.key} {t.status.lower()} ({t.seconds:.1f} s)" for t in job.tasks)
     print(f"job '{job.name}' {state} in {job.seconds:.1f} s: {tasks}")
@@ -312,6 +342,30 @@ def _run_local(args: argparse.Namespace) -> int:
             print(f"task {task.key} ({task.source}): {task.error_line}", file=sys.stderr)
     print(f"MLflow: {runner.tracking_uri}")
     return 0 if job.succeeded else 1
+
+
+def _decide_local(args: argparse.Namespace) -> int:
+    """approve|reject --local: the decision in the local store; an approval repairs the local
+    run that waits for it, which goes on from its approval task."""
+    import getpass
+
+    from diabetes_mlops.local.runner import LocalRunner
+
+    target = load_target(args.target, args.config)
+    verdict = APPROVED if args.command == "approve" else REJECTED
+    runner = LocalRunner(args.local_root)
+    model_name = target.parameters["model_name"]
+    registry = target.parameters.get("registry", "workspace")
+    found = runner.decide(
+        model_name, registry, args.version, target.name, verdict, args.reason, getpass.getuser()
+    )
+    print(f"model {model_name} version {args.version} {found.describe()} in target '{target.name}'")
+    if verdict == REJECTED or not found.run:
+        if verdict == APPROVED:
+            print("no local run waits for it: the approval task will pass when a run reaches it")
+        return 0
+    job = runner.repair(found.run)
+    return _summary(job, runner)
 
 
 def _remote_compute(name: str, config: Path) -> RemoteCompute:

@@ -11,10 +11,12 @@ import yaml
 from diabetes_mlops.jobs.compute import CLUSTER, compute_problem, spec_problems
 from diabetes_mlops.jobs.sources import settings_problem
 from diabetes_mlops.runtime.errors import InputRefused
+from diabetes_mlops.runtime.owner import LOCAL_TARGET
 from diabetes_mlops.serving.names import user_slug
+from diabetes_mlops.tracking.approvals import APPROVAL_SETTINGS, NOT_REQUIRED
 
 DEFAULT_CONFIG = Path("deploy.yml")
-LOCAL = "local"
+LOCAL = LOCAL_TARGET
 REQUIRED = ("root_dir", "wheel_dir", "cluster_name", "secret_scope", "alert_email")
 # A serverless target has no cluster to name.
 NOT_SERVERLESS = ("cluster_name",)
@@ -52,6 +54,9 @@ class Target:
     # cluster; the wheels go into a job environment of this serverless environment version).
     compute: str = CLUSTER
     serverless_environment_version: str = ""
+    # `required`: a validated version becomes champion only once a person approved it in this
+    # target (steps/approval.py); `none`: promote goes on once validation passed.
+    approval: str = NOT_REQUIRED
     # The group whose members run the jobs: `databricks-init` grants it what the jobs use.
     run_as_group: str = ""
     # Who the jobs run as, sent with every create and reset so that a reset restores it: a user
@@ -99,6 +104,8 @@ def _read(path: Path) -> dict[str, Any]:
 # The job parameter that tells a job's steps which target they run for: the deploy_serving step
 # tags the endpoint it creates with it and serves only on an endpoint that target owns.
 OWNER_PARAMETER = "deploy_target"
+# The job parameter that carries the target's `approval` setting to the approval and promote steps.
+APPROVAL_PARAMETER = "approval"
 
 
 def load_target(name: str, path: str | Path = DEFAULT_CONFIG) -> Target:
@@ -156,6 +163,19 @@ def load_target(name: str, path: str | Path = DEFAULT_CONFIG) -> Target:
         )
     data_dir = str(merged.get("data_dir", "")).rstrip("/")
     merged["parameters"] = _fill(merged["parameters"], data_dir=data_dir)
+    setting = merged.get("approval", NOT_REQUIRED)
+    if setting not in APPROVAL_SETTINGS:
+        raise ConfigError(
+            f"{path}: target '{name}': approval must be one of {', '.join(APPROVAL_SETTINGS)},"
+            f" got {setting!r}"
+        )
+    merged["approval"] = setting
+    given_approval = merged["parameters"].setdefault(APPROVAL_PARAMETER, setting)
+    if given_approval != setting:
+        raise ConfigError(
+            f"{path}: target '{name}': set approval: {given_approval} on the target, not as a"
+            f" parameter (the target's approval setting is the job parameter {APPROVAL_PARAMETER})"
+        )
     given = merged["parameters"].setdefault(OWNER_PARAMETER, name)
     if given != name:
         raise ConfigError(

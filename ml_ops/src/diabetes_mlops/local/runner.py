@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.tracking import MlflowClient
 
 from diabetes_mlops.data.locations import OutputFolder
 from diabetes_mlops.jobs.control_tasks import ConditionTask, RunJobTask
@@ -35,6 +36,7 @@ from diabetes_mlops.jobs.specs import (
     check_job_references,
     check_spec,
 )
+from diabetes_mlops.local import run_records
 from diabetes_mlops.local.databricks_connect import RemoteCompute, remote_session
 from diabetes_mlops.local.databricks_connect import describe as describe_remote
 from diabetes_mlops.local.dbutils import LocalDbutils, NotebookExit
@@ -44,7 +46,8 @@ from diabetes_mlops.local.store import tracking_uri as store_uri
 from diabetes_mlops.runtime.errors import ParameterError, UserError
 from diabetes_mlops.runtime.parameters import declared_parameters
 from diabetes_mlops.steps import STEPS
-from diabetes_mlops.tracking.runs import ARTIFACT_ROOT_ENV, redacted
+from diabetes_mlops.tracking import approvals
+from diabetes_mlops.tracking.runs import ARTIFACT_ROOT_ENV, redacted, use_registry
 
 
 class JobFailed(UserError):
@@ -171,15 +174,31 @@ class LocalRunner:
         parameters: dict[str, dict[str, str]],
         nesting: _Nesting,
         report: Callable[[str], None],
+        repairing: run_records.RunRecord | None = None,
     ) -> JobRun:
-        run_id = uuid.uuid4().hex[:12]
-        task_values: dict[str, dict[str, Any]] = {}
+        """Run the job's tasks in order. `repairing`: a failed run of it, whose succeeded (and
+        excluded) tasks are kept with their task values, and the others run again. A run that
+        fails is recorded (run_records.py), so that it can be repaired."""
+        run_id = repairing.run_id if repairing else uuid.uuid4().hex[:12]
+        task_values: dict[str, dict[str, Any]] = dict(repairing.task_values) if repairing else {}
+        kept = {
+            key: status
+            for key, status in (repairing.statuses if repairing else {}).items()
+            if status in (SUCCESS, EXCLUDED)
+        }
         runs: dict[str, TaskRun] = {}
         started = time.perf_counter()
         for task in spec.all_tasks:
             notebook = task.notebook.path if isinstance(task, NotebookTask) else None
             excluded = _excluded_by(task, runs)
-            if any(r.status == FAILED for r in runs.values()):  # a failing task stops the job
+            if task.key in kept:
+                outcome = repairing.outcomes.get(task.key) if repairing else None
+                runs[task.key] = TaskRun(
+                    task.key, notebook, kept[task.key], outcome=outcome, what=_what(task),
+                    outputs=task_values.get(task.key, {}),
+                )  # fmt: skip
+                report(f"- task {task.key}: {kept[task.key].lower()} in the run repaired, kept")
+            elif any(r.status == FAILED for r in runs.values()):  # a failing task stops the job
                 runs[task.key] = TaskRun(task.key, notebook, SKIPPED, what=_what(task))
                 report(f"- task {task.key}: skipped (an earlier task failed)")
             elif excluded:
@@ -192,7 +211,40 @@ class LocalRunner:
                     RunJobTask: lambda t: self._nested_job(t, task_values, run_id, nesting, report),
                 }[type(task)]
                 runs[task.key] = self._attempt(task, notebook, report, work)
-        return JobRun(spec.name, run_id, list(runs.values()), time.perf_counter() - started)
+        run = JobRun(spec.name, run_id, list(runs.values()), time.perf_counter() - started)
+        if not run.succeeded or repairing:
+            notebooks = next(t.notebook.path.parent for t in spec.tasks)
+            record = run_records.RunRecord(
+                run_id, spec.name, str(spec.path.absolute()), str(notebooks.absolute()),
+                parameters, dict(nesting.defaults), task_values,
+                {t.key: t.status for t in run.tasks}, {t.key: t.outcome for t in run.tasks},
+            )  # fmt: skip
+            run_records.save(self.root, record)
+        return run
+
+    def decide(
+        self, model_name: str, registry: str, version: str, target: str, verdict: str,
+        reason: str, by: str,
+    ) -> approvals.Decision:  # fmt: skip
+        """Record a person's decision on a version in the local store (`approve --local`)."""
+        with self._mlflow_environment():
+            use_registry(registry, model_name)
+            client = MlflowClient()
+            return approvals.record_decision(
+                client, model_name, version, target, verdict, reason, by
+            )
+
+    def repair(self, run_id: str) -> JobRun:
+        """Run a failed local run's failed and skipped tasks again, as Databricks repairs a run:
+        the same run id, parameters and task values of the tasks that succeeded."""
+        record = run_records.load(self.root, run_id)
+        notebooks = Path(record.notebooks)
+        spec = check_spec(Path(record.spec), notebooks)
+        jobs = _runnable_jobs(spec, notebooks)
+        self.report(f"repairing run {run_id} of job '{record.job}'")
+        with self._mlflow_environment():
+            nesting = _Nesting(jobs, record.defaults)
+            return self._run_job(spec, record.parameters, nesting, self.report, repairing=record)
 
     def _attempt(
         self,

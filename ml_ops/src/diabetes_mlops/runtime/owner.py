@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 PROJECT = "diabetes-mlops"
+# The deploy.yml target of the local runner, which no workspace holds.
+LOCAL_TARGET = "local"
 PROJECT_TAG, TARGET_TAG = "project", "target"
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from diabetes_mlops.runtime import step_runner
 from diabetes_mlops.runtime.parameters import Declared, parameter_registry
+from diabetes_mlops.steps.approval import approval
 from diabetes_mlops.steps.batch_score import batch_score
 from diabetes_mlops.steps.deploy_serving import deploy_serving
 from diabetes_mlops.steps.monitor import monitor
@@ -17,7 +18,8 @@ from diabetes_mlops.steps.validate import validate
 
 # Every step a notebook may run, by the name its `run_step(<step>, dbutils)` line uses.
 STEPS: dict[str, Callable[..., Any]] = {
-    step.__name__: step for step in (train, validate, promote, batch_score, monitor, deploy_serving)
+    step.__name__: step
+    for step in (train, validate, approval, promote, batch_score, monitor, deploy_serving)
 }
 
 
@@ -34,6 +36,7 @@ def run_step(step: Callable[..., Mapping[str, Any] | None], dbutils: Any) -> dic
 
 __all__ = [
     "STEPS",
+    "approval",
     "batch_score",
     "deploy_serving",
     "monitor",

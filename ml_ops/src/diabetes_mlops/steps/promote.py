@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 
 from mlflow.tracking import MlflowClient
 
+from diabetes_mlops.steps.approval import ApprovalSetting
 from diabetes_mlops.steps.common import ModelName, ModelRef, Registry
+from diabetes_mlops.tracking import approvals
 from diabetes_mlops.tracking.registry import (
     CHAMPION,
     NO_CHAMPION,
@@ -27,11 +29,15 @@ log = logging.getLogger(__name__)
 
 
 def promote(
-    model_name: ModelName, model_version: ModelRef, registry: Registry = "workspace"
+    model_name: ModelName,
+    model_version: ModelRef,
+    registry: Registry = "workspace",
+    approval: ApprovalSetting = approvals.NOT_REQUIRED,
+    deploy_target: str = "",
 ) -> dict[str, str]:
-    """The verdict is read from the registry (the version's tags), not passed in, so a version
-    that was never validated, failed, or was validated against an older champion never becomes
-    champion."""
+    """The verdicts are read from the registry (the version's tags), not passed in, so a version
+    that was never validated, failed, was validated against an older champion, or (where the
+    target requires approval) was not approved in `deploy_target`, never becomes champion."""
     use_registry(registry, model_name)
     client = MlflowClient()
     version = get_version(client, model_name, model_version)
@@ -40,7 +46,7 @@ def promote(
     if current == str(version.version):
         log.info("%s version %s is the champion already", model_name, version.version)
         return {"promoted": "false", "champion_version": current}
-    refusal = _refusal(version.tags, current)
+    refusal = _refusal(version.tags, current) or _unapproved(version.tags, approval, deploy_target)
     if refusal:
         log.warning(
             "not promoting %s version %s: %s; champion stays %s",
@@ -61,6 +67,15 @@ def promote(
     )
     log.info("%s version %s is now %s (was %s)", model_name, version.version, CHAMPION, current)
     return {"promoted": "true", "champion_version": str(version.version)}
+
+
+def _unapproved(tags: dict[str, str], approval: str, target: str) -> str | None:
+    if approval == approvals.NOT_REQUIRED:
+        return None
+    found = approvals.decision(tags, target)
+    if found.verdict != approvals.APPROVED:
+        return f"target '{target}' requires approval, and it is {found.describe()}"
+    return None
 
 
 def _refusal(tags: dict[str, str], current_champion: str) -> str | None:
