@@ -658,7 +658,11 @@ class FakeWorkspace:
                     endpoint["config"], endpoint["update"] = pending, "NOT_UPDATING"
         config = endpoint["config"]
         ready = "READY" if config else "NOT_READY"  # an active config is one that got ready
-        answer = {"name": name, "state": {"ready": ready, "config_update": endpoint["update"]}}
+        answer = {
+            "name": name,
+            "id": f"{name}-id",
+            "state": {"ready": ready, "config_update": endpoint["update"]},
+        }
         if config is not None:
             answer["config"] = config
         if endpoint["pending"] is not None:

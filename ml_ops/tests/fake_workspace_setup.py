@@ -15,6 +15,7 @@ case (the CLI documents `databricks grants get catalog my_catalog`).
 from __future__ import annotations
 
 import json
+import re
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -25,6 +26,19 @@ from fake_workspace import ApiError, FakeWorkspace, Recorded
 UC = "/api/2.1/unity-catalog"
 FILES = "/api/2.0/fs/files/"
 CLUSTER_ACL = "/api/2.0/permissions/clusters/"
+OBJECT_ACL = "/api/2.0/permissions/"
+SCIM = "/api/2.0/preview/scim/v2/"
+# SCIM resource -> (principal kind, the attribute a filter names)
+SCIM_RESOURCES = {
+    "Users": ("user", "userName"),
+    "Groups": ("group", "displayName"),
+    "ServicePrincipals": ("service_principal", "applicationId"),
+}
+ACL_FIELDS = {
+    "user": "user_name",
+    "group": "group_name",
+    "service_principal": "service_principal_name",
+}
 
 
 class FakeWorkspaceWithSetup(FakeWorkspace):
@@ -37,6 +51,13 @@ class FakeWorkspaceWithSetup(FakeWorkspace):
         self.grants: dict[tuple[str, str], dict[str, set[str]]] = {}
         # cluster id -> principal ("user:x", "group:y") -> its direct permission level
         self.cluster_acls: dict[str, dict[str, str]] = {}
+        # Who exists (SCIM): kind -> names (a service principal by its application id)
+        self.principals: dict[str, set[str]] = {
+            "user": {self.user}, "group": {"admins", "users"}, "service_principal": set()
+        }  # fmt: skip
+        # (object type, id) -> "kind:name" -> direct level: jobs, serving-endpoints, experiments
+        self.object_acls: dict[tuple[str, str], dict[str, str]] = {}
+        self.models: dict[str, dict[str, Any]] = {}  # Unity Catalog registered models
 
     def start(self) -> FakeWorkspaceWithSetup:
         super().start()
@@ -112,7 +133,47 @@ class FakeWorkspaceWithSetup(FakeWorkspace):
             return 200, {}, {}
         if path.startswith(CLUSTER_ACL) and r.method in ("GET", "PATCH"):
             return 200, self._cluster_permissions(r.method, path[len(CLUSTER_ACL) :], body), {}
+        if path.startswith(OBJECT_ACL) and r.method in ("GET", "PATCH"):
+            kind, _, object_id = path[len(OBJECT_ACL) :].partition("/")
+            return 200, self._object_permissions(r.method, kind, object_id, body), {}
+        if path.startswith(SCIM) and path[len(SCIM) :] in SCIM_RESOURCES and r.method == "GET":
+            return 200, self._scim(path[len(SCIM) :], r.query.get("filter", "")), {}
         return super()._route(r)
+
+    # --- principals and object permissions ---------------------------------------------------
+    def _scim(self, resource: str, query: str) -> dict:
+        """SCIM list with a filter `attribute eq "value"` (the only form sent here)."""
+        kind, attribute = SCIM_RESOURCES[resource]
+        wanted = re.fullmatch(rf'{attribute} eq "(.*)"', query)
+        if wanted is None:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"fake filters by {attribute} eq only")
+        name = wanted.group(1).replace('\\"', '"')
+        found = [{"id": f"{kind}-{name}", attribute: name}] if name in self.principals[kind] else []
+        return {"Resources": found, "totalResults": len(found), "startIndex": 1}
+
+    def _object_permissions(self, method: str, kind: str, object_id: str, body: dict) -> dict:
+        exists = {
+            "jobs": lambda: object_id.isdigit() and int(object_id) in self.jobs,
+            "serving-endpoints": lambda: any(f"{n}-id" == object_id for n in self.endpoints),
+            "experiments": lambda: object_id in self.experiments.values(),
+        }
+        if kind not in exists or not exists[kind]():
+            raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"{kind} {object_id} does not exist")
+        acl = self.object_acls.setdefault((kind, object_id), {})
+        changes = body.get("access_control_list") or [] if method == "PATCH" else []
+        for entry in changes:  # PATCH: the principals named, the others left
+            who = next((k, entry[f]) for k, f in ACL_FIELDS.items() if f in entry)
+            if who[1] not in self.principals[who[0]]:
+                raise ApiError(
+                    404, "RESOURCE_DOES_NOT_EXIST", f"Principal: {who[0]}({who[1]}) does not exist"
+                )
+            acl[f"{who[0]}:{who[1]}"] = entry["permission_level"]
+        entries = [
+            {ACL_FIELDS[key.split(":", 1)[0]]: key.split(":", 1)[1],
+             "all_permissions": [{"permission_level": level, "inherited": False}]}
+            for key, level in sorted(acl.items())
+        ]  # fmt: skip
+        return {"object_id": f"/{kind}/{object_id}", "access_control_list": entries}
 
     # --- Unity Catalog -----------------------------------------------------------------------
     def _unity_catalog(self, method: str, rest: str, body: dict, query: dict) -> Any:
@@ -129,6 +190,8 @@ class FakeWorkspaceWithSetup(FakeWorkspace):
             return self._get(self.volumes, "VOLUME", name)
         if kind == "volumes" and method == "POST" and not name:
             return self._create_volume(body)
+        if kind == "models" and method == "GET" and name:
+            return self._get(self.models, "REGISTERED_MODEL", name)
         if kind == "permissions" and "/" in name:
             securable, _, full_name = name.partition("/")
             return self._permissions(method, securable.lower(), full_name, body, query)
@@ -167,7 +230,12 @@ class FakeWorkspaceWithSetup(FakeWorkspace):
     def _permissions(
         self, method: str, securable: str, full_name: str, body: dict, query: dict
     ) -> dict:
-        stores = {"catalog": self.catalogs, "schema": self.schemas, "volume": self.volumes}
+        stores = {
+            "catalog": self.catalogs,
+            "schema": self.schemas,
+            "volume": self.volumes,
+            "function": self.models,  # a registered model's securable type
+        }
         if securable not in stores:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"fake has no securable {securable}")
         if full_name not in stores[securable]:

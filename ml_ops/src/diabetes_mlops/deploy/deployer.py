@@ -51,6 +51,8 @@ from diabetes_mlops.deploy.jobs import (
     resolve_settings,
     same_settings,
 )
+from diabetes_mlops.deploy.permissions import PermissionPlan, check_principals, plans_for
+from diabetes_mlops.deploy.permissions import apply as apply_permissions
 from diabetes_mlops.deploy.serving_plan import ServingPlan, serving_plans
 from diabetes_mlops.deploy.wheels import build_wheels
 from diabetes_mlops.deploy.workspace import for_current_user
@@ -106,6 +108,8 @@ class Plan:
     # This target's jobs that must go, so that no schedule runs twice: jobs it no longer deploys,
     # duplicates a retried create made, a job under a name the target no longer gives it.
     stale: list[JobPlan] = field(default_factory=list)
+    # deploy.yml's permissions: on the objects that exist now (permissions.py)
+    permissions: list[PermissionPlan] = field(default_factory=list)
 
     @property
     def upload_bytes(self) -> int:
@@ -147,7 +151,9 @@ class Deployer:
             "alert_email": t.alert_email,
             **{f"wheel.{package}": path for package, path in wheel_paths.items()},
         }
-        experiment = check_experiment(self.w, t) is not None
+        check_principals(self.w, t.grants, t.name)  # a missing one: refused before any change
+        experiment_id = check_experiment(self.w, t)
+        experiment = experiment_id is not None
         if t.compute == CLUSTER:
             values["cluster_id"] = self._cluster_id()
         plan = Plan(t, values.get("cluster_id", ""), experiment, uploads)
@@ -180,6 +186,8 @@ class Deployer:
             plan.jobs.append(job)
         plan.stale += self._stale_jobs(checked, specs)
         plan.serving = serving_plans(self.w, specs, t.parameters, t.job_name_prefix)
+        jobs_by_name = {job.name: job.job_id for job in plan.jobs}
+        plan.permissions = plans_for(self.w, t, jobs_by_name, experiment_id)[0]
         return plan
 
     def describe(self, plan: Plan) -> None:
@@ -207,6 +215,8 @@ class Deployer:
         for serving in plan.serving:
             for line in serving.lines():
                 self.report(line)
+        for permission in plan.permissions:
+            self.report(permission.line())
 
     # --- changes -----------------------------------------------------------------------------
     def deploy(self) -> Plan:
@@ -244,6 +254,13 @@ class Deployer:
             url = f"{self.w.config.host.rstrip('/')}/jobs/{job.job_id}"
             note = f" ({job.note}: put back)" if job.note else ""
             self.report(f"job '{job.name}' {job.action}: {url}{note}")
+        if self.target.grants:  # now that every job and the experiment exist
+            jobs_by_name = {job.name: job.job_id for job in plan.jobs}
+            experiment_id = check_experiment(self.w, self.target)
+            plan.permissions, ids = plans_for(self.w, self.target, jobs_by_name, experiment_id)
+            apply_permissions(self.w, plan.permissions, ids)
+            for permission in plan.permissions:
+                self.report(permission.line(done=True))
         return plan
 
     def init(self) -> list[str]:

@@ -36,7 +36,7 @@ def grant_privileges(
 ) -> str:
     """Add the privileges `group` lacks on a securable (its direct grants; ALL_PRIVILEGES covers
     every one); one line: created, or exists."""
-    held = _held(w, securable, full_name, group)
+    held = held_privileges(w, securable, full_name, group)
     missing = [] if Privilege.ALL_PRIVILEGES in held else [p for p in wanted if p not in held]
     names = ", ".join(p.value for p in wanted)
     what = f"grant {names} on {securable} {full_name} to {group}"
@@ -46,8 +46,10 @@ def grant_privileges(
     return f"{what}: created"
 
 
-def _held(w: WorkspaceClient, securable: str, full_name: str, group: str) -> set[Privilege]:
-    """The group's direct privileges, page by page (max_results=0: the paginated form the API
+def held_privileges(
+    w: WorkspaceClient, securable: str, full_name: str, group: str
+) -> set[Privilege]:
+    """The principal's direct privileges, page by page (max_results=0: the paginated form the API
     asks clients to use; a page may be empty while a next_page_token follows)."""
     held: set[Privilege] = set()
     token = None

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from diabetes_mlops.jobs.compute import CLUSTER, compute_problem, spec_problems
+from diabetes_mlops.jobs.permissions import Grant, parse_permissions
 from diabetes_mlops.jobs.sources import settings_problem
 from diabetes_mlops.runtime.errors import InputRefused
 from diabetes_mlops.runtime.owner import LOCAL_TARGET
@@ -57,6 +58,9 @@ class Target:
     # `required`: a validated version becomes champion only once a person approved it in this
     # target (steps/approval.py); `none`: promote goes on once validation passed.
     approval: str = NOT_REQUIRED
+    # Who may do what on the target's jobs, endpoint, experiment and model (jobs/permissions.py);
+    # deploy grants what is missing and never removes or lowers anything.
+    permissions: dict[str, Any] = field(default_factory=dict)
     # The group whose members run the jobs: `databricks-init` grants it what the jobs use.
     run_as_group: str = ""
     # Who the jobs run as, sent with every create and reset so that a reset restores it: a user
@@ -73,6 +77,10 @@ class Target:
     @property
     def notebooks_dir(self) -> str:
         return f"{self.root_dir.rstrip('/')}/notebooks"
+
+    @property
+    def grants(self) -> list[Grant]:
+        return parse_permissions(self.permissions)[0]
 
     @property
     def experiment_name(self) -> str | None:
@@ -163,6 +171,10 @@ def load_target(name: str, path: str | Path = DEFAULT_CONFIG) -> Target:
         )
     data_dir = str(merged.get("data_dir", "")).rstrip("/")
     merged["parameters"] = _fill(merged["parameters"], data_dir=data_dir)
+    merged["permissions"] = merged.get("permissions") or {}
+    permission_problems = parse_permissions(merged["permissions"])[1]
+    if permission_problems:
+        raise ConfigError(f"{path}: target '{name}': {permission_problems[0]}")
     setting = merged.get("approval", NOT_REQUIRED)
     if setting not in APPROVAL_SETTINGS:
         raise ConfigError(
@@ -188,11 +200,13 @@ def load_target(name: str, path: str | Path = DEFAULT_CONFIG) -> Target:
 
 
 def _fill(value: Any, **names: str) -> Any:
-    """Replace {name} markers in strings (recursively in dicts); other braces stay."""
+    """Replace {name} markers in strings (recursively in dicts and lists); other braces stay."""
     if isinstance(value, str):
         for key, text in names.items():
             value = value.replace("{" + key + "}", text)
         return value
     if isinstance(value, dict):
         return {k: _fill(v, **names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, **names) for v in value]
     return value
