@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -105,6 +106,8 @@ class FakeWorkspace:
         # (full name, version) -> {"tags": {...}, "run_id": ...}; aliases: (name, alias) -> version
         self.uc_versions: dict[tuple[str, str], dict[str, Any]] = {}
         self.uc_aliases: dict[tuple[str, str], str] = {}
+        # MLflow runs on the workspace's tracking server: run id -> {"start_time": ms, "tags": {}}
+        self.mlflow_runs: dict[str, dict[str, Any]] = {}
         self.objects: dict[str, dict[str, Any]] = {"/": {"object_type": "DIRECTORY"}}
         self.files: dict[str, bytes] = {}
         self.directories: set[str] = set()
@@ -272,6 +275,8 @@ class FakeWorkspace:
             ("GET", UC_REGISTRY + "model-versions/get"): lambda: self._uc_version(r.query),
             ("POST", UC_REGISTRY + "model-versions/set-tag"): lambda: self._uc_set_tag(body),
             ("GET", UC_REGISTRY + "registered-models/alias"): lambda: self._uc_alias(r.query),
+            ("GET", UC_REGISTRY + "model-versions/search"): lambda: self._uc_search(r.query),
+            ("GET", "/api/2.0/mlflow/runs/get"): lambda: self._mlflow_run(r.query["run_id"]),
             ("GET", "/api/2.2/jobs/runs/get"): lambda: self._run_get(int(r.query["run_id"])),
             ("GET", "/api/2.2/jobs/runs/get-output"): lambda: self._run_output(r.query),
             ("POST", "/api/2.0/workspace/mkdirs"): lambda: self._mkdirs(body["path"]),
@@ -534,6 +539,23 @@ class FakeWorkspace:
                 "creation_timestamp": found.get("creation_timestamp", 0),
             }
         }  # fmt: skip
+
+    def _uc_search(self, query: dict[str, str]) -> dict:
+        """Search by name only, answered without tags, as Unity Catalog answers it."""
+        name = re.fullmatch(r"name\s*=\s*'(.*)'", query.get("filter", ""))
+        if name is None:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", "the fake searches by name = '...'")
+        found = [{"name": n, "version": v} for (n, v) in self.uc_versions if n == name.group(1)]
+        return {"model_versions": found}
+
+    def _mlflow_run(self, run_id: str) -> dict:
+        if run_id not in self.mlflow_runs:
+            raise _not_found(f"run {run_id}")
+        run = self.mlflow_runs[run_id]
+        info = {"run_id": run_id, "run_uuid": run_id, "experiment_id": "1", "status": "FINISHED",
+                "start_time": run["start_time"], "lifecycle_stage": "active"}  # fmt: skip
+        tags = [{"key": k, "value": v} for k, v in run["tags"].items()]
+        return {"run": {"info": info, "data": {"tags": tags, "params": [], "metrics": []}}}
 
     def _uc_set_tag(self, body: dict) -> dict:
         key = (body["name"], str(body["version"]))

@@ -20,9 +20,11 @@ from diabetes_mlops.jobs.specs import (
 )
 from diabetes_mlops.jobs.targets import DEFAULT_CONFIG, LOCAL, ConfigError, Target, load_target
 from diabetes_mlops.runtime.errors import ParameterError, UserError, sdk_error_line
-from diabetes_mlops.tracking.approvals import APPROVED, REJECTED
+from diabetes_mlops.tracking.approvals import APPROVED, REJECTED, record_decision
 
 if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
     from diabetes_mlops.local.databricks_connect import RemoteCompute
     from diabetes_mlops.local.runner import JobRun, LocalRunner
 
@@ -106,6 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     ui_url.add_argument("--local-root", type=Path, default=Path(".local"))
 
+    history = commands.add_parser(
+        "history",
+        help="every version of a target's model: training, validation, approval,"
+        " champion periods, serving",
+    )
+    history.add_argument("target", help="the deploy.yml target whose model it is")
+    history.add_argument("--local", action="store_true", help="the local store")
+    history.add_argument("--local-root", type=Path, default=Path(".local"))
+    history.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+
     for verdict in ("approve", "reject"):
         decide = commands.add_parser(
             verdict,
@@ -169,6 +181,8 @@ def _command(args: argparse.Namespace) -> int:
         return _run_local(args)
     if args.command in ("approve", "reject") and args.local:
         return _decide_local(args)
+    if args.command == "history" and args.local:
+        return _history_local(args)
     if args.command in ("serve", "serve-check"):
         return _serve(args)
     if args.command == "ui-url":
@@ -199,6 +213,11 @@ def _remote(args: argparse.Namespace) -> int:
                 f"target '{LOCAL}' holds the local runner's parameters; deploy to dev, staging"
                 " or prod"
             )
+        if args.command == "history":
+            from diabetes_mlops.deploy.workspace_registry import registry_client
+
+            _print_history(registry_client(target), target)
+            return 0
         if args.command in ("approve", "reject"):
             from diabetes_mlops.deploy.approvals import decide
 
@@ -356,16 +375,39 @@ def _decide_local(args: argparse.Namespace) -> int:
     runner = LocalRunner(args.local_root)
     model_name = target.parameters["model_name"]
     registry = target.parameters.get("registry", "workspace")
-    found = runner.decide(
-        model_name, registry, args.version, target.name, verdict, args.reason, getpass.getuser()
+    with runner.registry(model_name, registry) as client:
+        found = record_decision(
+            client, model_name, args.version, target.name, verdict, args.reason, getpass.getuser()
+        )
+    print(
+        f"model {model_name} version {args.version} in target '{target.name}': {found.describe()}"
     )
-    print(f"model {model_name} version {args.version} {found.describe()} in target '{target.name}'")
     if verdict == REJECTED or not found.run:
         if verdict == APPROVED:
             print("no local run waits for it: the approval task will pass when a run reaches it")
         return 0
     job = runner.repair(found.run)
     return _summary(job, runner)
+
+
+def _history_local(args: argparse.Namespace) -> int:
+    from diabetes_mlops.local.runner import LocalRunner
+
+    target = load_target(args.target, args.config)
+    registry = target.parameters.get("registry", "workspace")
+    with LocalRunner(args.local_root).registry(target.parameters["model_name"], registry) as client:
+        _print_history(client, target)
+    return 0
+
+
+def _print_history(client: MlflowClient, target: Target) -> None:
+    from diabetes_mlops.tracking.history import model_history
+
+    model_name = target.parameters["model_name"]
+    versions = model_history(client, model_name, target.name, target.approval)
+    print(f"model {model_name}, target '{target.name}': {len(versions)} version(s), newest first")
+    for version in versions:
+        print("\n".join(version.lines()))
 
 
 def _remote_compute(name: str, config: Path) -> RemoteCompute:

@@ -10,20 +10,17 @@ approval task: the approval task and the tasks after it run again (`rerun_tasks`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
-import mlflow
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.jobs import RunResultState
-from mlflow.tracking import MlflowClient
 
 from diabetes_mlops.deploy.jobs import DeployError
+from diabetes_mlops.deploy.workspace_registry import registry_client
 from diabetes_mlops.jobs.targets import Target
 from diabetes_mlops.runtime.owner import Owner
 from diabetes_mlops.tracking import approvals
 from diabetes_mlops.tracking.registry import champion
-from diabetes_mlops.tracking.runs import use_registry
 
 APPROVAL_TASK = "approval"  # the training job's task that waits (job_specs/...training.json)
 
@@ -44,11 +41,7 @@ def decide(
             " deploy.yml): nothing waits for one"
         )
     model_name = target.parameters["model_name"]
-    mlflow.set_tracking_uri(workspace_uri("databricks", target))
-    use_registry(target.parameters.get("registry", "workspace"), model_name)
-    if mlflow.get_registry_uri() == "databricks-uc":
-        mlflow.set_registry_uri(workspace_uri("databricks-uc", target))
-    client = MlflowClient()
+    client = registry_client(target)
     found = approvals.record_decision(
         client, model_name, version, target.name, verdict, reason, _me(w)
     )
@@ -94,14 +87,6 @@ def repair_waiting_run(
     where = f": {run.run_page_url}" if run.run_page_url else ""
     report(f"run {run_id} repaired from its {APPROVAL_TASK} task (repair id {repair}){where}")
     return repair or 0
-
-
-def workspace_uri(scheme: str, target: Target) -> str:
-    """MLflow's URI for the target's workspace: its profile's, unless DATABRICKS_HOST is set
-    (databricks-sdk's unified auth, as a deploy connects)."""
-    if target.profile and not os.environ.get("DATABRICKS_HOST"):
-        return f"{scheme}://{target.profile}"
-    return scheme
 
 
 def _me(w: WorkspaceClient) -> str:

@@ -46,7 +46,6 @@ from diabetes_mlops.local.store import tracking_uri as store_uri
 from diabetes_mlops.runtime.errors import ParameterError, UserError
 from diabetes_mlops.runtime.parameters import declared_parameters
 from diabetes_mlops.steps import STEPS
-from diabetes_mlops.tracking import approvals
 from diabetes_mlops.tracking.runs import ARTIFACT_ROOT_ENV, redacted, use_registry
 
 
@@ -222,17 +221,12 @@ class LocalRunner:
             run_records.save(self.root, record)
         return run
 
-    def decide(
-        self, model_name: str, registry: str, version: str, target: str, verdict: str,
-        reason: str, by: str,
-    ) -> approvals.Decision:  # fmt: skip
-        """Record a person's decision on a version in the local store (`approve --local`)."""
+    @contextmanager
+    def registry(self, model_name: str, registry: str) -> Iterator[MlflowClient]:
+        """A client on the local store's registry (approve --local, history --local)."""
         with self._mlflow_environment():
             use_registry(registry, model_name)
-            client = MlflowClient()
-            return approvals.record_decision(
-                client, model_name, version, target, verdict, reason, by
-            )
+            yield MlflowClient()
 
     def repair(self, run_id: str) -> JobRun:
         """Run a failed local run's failed and skipped tasks again, as Databricks repairs a run:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import numpy as np
@@ -38,6 +39,10 @@ from diabetes_mlops.serving.names import ServingEndpointName
 from diabetes_mlops.serving.rollout import MAX_TIMEOUT_SECONDS, follow_champion
 from diabetes_mlops.steps.common import ModelName, Registry
 from diabetes_mlops.tracking.registry import (
+    ROLLBACK_REASON_TAG,
+    SERVED_BY_TAG,
+    SERVED_SINCE_TAG,
+    SERVED_UNTIL_TAG,
     champion,
     load_version,
     set_version_tags,
@@ -47,11 +52,6 @@ from diabetes_mlops.tracking.runs import use_registry
 
 log = logging.getLogger(__name__)
 
-# Model-version tags: why the version is not served (set on a rollback, removed once the version
-# is served), and the endpoint that serves it at 100 % (set when it is rolled out, removed when a
-# later version replaces it: the tags say what is served now, and keep no history).
-ROLLBACK_REASON_TAG = "serving_rollback_reason"
-SERVED_BY_TAG = "serving_endpoint"
 NO_ENDPOINT, SKIPPED = "none", "skipped"
 
 
@@ -136,14 +136,19 @@ def _version_tags(client: MlflowClient, model_name: str, number: str) -> dict[st
 def _record_served(
     client: MlflowClient, version: ModelVersion, endpoint: str, replaced: tuple[str, ...]
 ) -> None:
-    """The champion is served by `endpoint`: tag it so, drop its rollback reason (stale now), and
-    drop the tag of the versions it replaced there (a tag naming another endpoint stays)."""
-    set_version_tags(client, version, {SERVED_BY_TAG: endpoint})
-    if ROLLBACK_REASON_TAG in _version_tags(client, version.name, str(version.version)):
+    """The champion is served by `endpoint`: tag it so (and since when), drop its rollback reason
+    (stale now), and on the versions it replaced there drop the endpoint tag and say until when
+    they served (a tag naming another endpoint stays)."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    tags = _version_tags(client, version.name, str(version.version))
+    since = {} if tags.get(SERVED_BY_TAG) == endpoint else {SERVED_SINCE_TAG: now}
+    set_version_tags(client, version, {SERVED_BY_TAG: endpoint, **since})
+    if ROLLBACK_REASON_TAG in tags:
         client.delete_model_version_tag(version.name, version.version, ROLLBACK_REASON_TAG)
     for number in replaced:
         if _version_tags(client, version.name, number).get(SERVED_BY_TAG) == endpoint:
             client.delete_model_version_tag(version.name, number, SERVED_BY_TAG)
+            client.set_model_version_tag(version.name, number, SERVED_UNTIL_TAG, now)
 
 
 def endpoint_settings(

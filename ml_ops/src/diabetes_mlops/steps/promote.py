@@ -15,6 +15,8 @@ from diabetes_mlops.tracking.registry import (
     CHAMPION,
     NO_CHAMPION,
     PASSED,
+    PREVIOUS_CHAMPION,
+    PROMOTED_AT,
     VALIDATED_AGAINST,
     VALIDATION_REASON,
     VALIDATION_STATUS,
@@ -61,8 +63,8 @@ def promote(
         client,
         version,
         {
-            "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "previous_champion_version": current,
+            PROMOTED_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+            PREVIOUS_CHAMPION: current,
         },
     )
     log.info("%s version %s is now %s (was %s)", model_name, version.version, CHAMPION, current)

@@ -24,6 +24,15 @@ ALIAS_TAG_PREFIX = "alias."
 VALIDATION_STATUS = "validation_status"
 VALIDATION_REASON = "validation_reason"
 VALIDATED_AGAINST = "validation_champion_version"
+# Written by promote: when the version became champion, and which one it replaced.
+PROMOTED_AT = "promoted_at"
+PREVIOUS_CHAMPION = "previous_champion_version"
+# Written by deploy_serving: the endpoint serving the version at 100 %, since when, until when
+# another replaced it there, and why a rollout of it was rolled back.
+ROLLBACK_REASON_TAG = "serving_rollback_reason"
+SERVED_BY_TAG = "serving_endpoint"
+SERVED_SINCE_TAG = "serving_since"
+SERVED_UNTIL_TAG = "serving_until"
 PASSED = "passed"
 FAILED = "failed"
 NO_CHAMPION = "none"
