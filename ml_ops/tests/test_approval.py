@@ -114,6 +114,7 @@ def test_a_version_approved_after_a_newer_one_was_registered(repo, local_root, c
     assert train(repo, local_root, capsys, "--param", "seed=7")[0] == 1  # version 2 waits
     assert decide(local_root, "approve", 1) == 0  # the older one: its own run goes on
     assert "SUCCEEDED" in capsys.readouterr().out and champion(local_root) == "1"
+    assert "approval_local" not in tags(local_root, 2)  # approving 1 says nothing of 2
     # Version 2 was validated against no champion; the champion is 1 now: approving it repairs
     # its run, whose promote refuses it until it is validated against the champion of now.
     assert decide(local_root, "approve", 2) == 0

@@ -19,11 +19,16 @@ from diabetes_mlops.tracking.runs import run_is_over
 EXPERIMENT = "/Shared/diabetes-output-safety"
 DATA = "Volumes/main/diabetes/data"
 
+RUN_RECORDS = "runs"
+
 
 def snapshot(folder):
+    """Every file and folder, but the local runner's records of failed runs (local/runs/: what
+    a repair needs, as Databricks keeps a failed run), which are no data."""
     return {
         str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None
         for p in sorted(folder.rglob("*"))
+        if RUN_RECORDS not in p.relative_to(folder).parts
     }
 
 

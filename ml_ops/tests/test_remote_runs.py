@@ -48,6 +48,10 @@ def test_a_failed_run_lists_every_task_even_those_without_run_id(fake_workspace,
             # Skipped after train failed: no run_id, no state details at all.
             "validate": {"run_id": None, "state": None},
             # The same, as a result state with no run_id and no message.
+            "approval": {
+                "run_id": None,
+                "state": {"life_cycle_state": "TERMINATED", "result_state": "UPSTREAM_FAILED"},
+            },
             "promote": {
                 "run_id": None,
                 "state": {"life_cycle_state": "TERMINATED", "result_state": "UPSTREAM_FAILED"},
@@ -67,6 +71,7 @@ def test_a_failed_run_lists_every_task_even_those_without_run_id(fake_workspace,
     assert lines_of(out) == [
         "task train FAILED: ValueError: raw.csv: no rows",
         "task validate NO_STATE_REPORTED: it did not run (no run of its own)",
+        "task approval UPSTREAM_FAILED (skipped: an upstream task failed)",
         "task promote UPSTREAM_FAILED (skipped: an upstream task failed)",
         "task deploy_serving SKIPPED (skipped: it never ran)",
     ]
@@ -80,17 +85,20 @@ def test_excluded_and_upstream_canceled_tasks_are_named_for_what_they_are(
     assert deploy(project) == 0
     fake_workspace.run_plans[TRAINING] = RunPlan(
         "CANCELED",
-        task_results={"train": "CANCELED", "validate": "UPSTREAM_CANCELED"},
+        task_results={
+            "train": "CANCELED", "validate": "UPSTREAM_CANCELED", "approval": "UPSTREAM_CANCELED"
+        },
         task_runs={"promote": {"run_id": None, "state": {"result_state": "EXCLUDED"}}},
-    )
+    )  # fmt: skip
     capsys.readouterr()
     assert run(project) == 1
     out = lines_of(capsys.readouterr().out)
-    assert out[1:3] == [
+    assert out[1:4] == [
         "task validate UPSTREAM_CANCELED (skipped: an upstream task was canceled)",
+        "task approval UPSTREAM_CANCELED (skipped: an upstream task was canceled)",
         "task promote EXCLUDED (skipped: its condition did not hold)",
     ]
-    assert out[0].startswith("task train CANCELED: ") and out[3] == "task deploy_serving SUCCESS"
+    assert out[0].startswith("task train CANCELED: ") and out[4] == "task deploy_serving SUCCESS"
 
 
 # --- 2. an empty error: the exception line of error_trace, else the tail of the logs ------------
