@@ -227,7 +227,7 @@ def test_approve_in_a_workspace_tags_the_version_and_repairs_the_run(fake_worksp
     (repair,) = [json.loads(r.body) for r in fake_workspace.calls("POST", "/jobs/runs/repair")]
     assert repair["run_id"] == run_id and repair["rerun_tasks"] == ["approval"]
     assert repair["rerun_dependent_tasks"] is True and "latest_repair_id" not in repair
-    assert f"model {PROD_MODEL} version 7 approved by alice@example.com" in out
+    assert f"model {PROD_MODEL} version 7 in target 'prod': approved by alice@example.com" in out
     assert f"run {run_id} repaired from its approval task" in out
 
 

@@ -216,7 +216,8 @@ def _remote(args: argparse.Namespace) -> int:
         if args.command == "history":
             from diabetes_mlops.deploy.workspace_registry import registry_client
 
-            _print_history(registry_client(target), target)
+            with registry_client(target) as client:
+                _print_history(client, target)
             return 0
         if args.command in ("approve", "reject"):
             from diabetes_mlops.deploy.approvals import decide

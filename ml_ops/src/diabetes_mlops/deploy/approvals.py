@@ -41,13 +41,15 @@ def decide(
             " deploy.yml): nothing waits for one"
         )
     model_name = target.parameters["model_name"]
-    client = registry_client(target)
-    found = approvals.record_decision(
-        client, model_name, version, target.name, verdict, reason, _me(w)
-    )
-    report(f"model {model_name} version {version} {found.describe()} in target '{target.name}'")
+    with registry_client(target) as client:
+        found = approvals.record_decision(
+            client, model_name, version, target.name, verdict, reason, _me(w)
+        )
+        report(
+            f"model {model_name} version {version} in target '{target.name}': {found.describe()}"
+        )
+        current = champion(client, model_name) if verdict == approvals.REJECTED else None
     if verdict == approvals.REJECTED:
-        current = champion(client, model_name)
         if current is not None and str(current.version) == str(version):
             report(
                 f"version {version} is the champion: rejecting it does not demote it; promote"
