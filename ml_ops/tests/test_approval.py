@@ -109,6 +109,7 @@ def test_a_version_rejected_after_it_was_approved_is_not_promoted(repo, local_ro
     assert run.task("approval").status == "FAILED" and champion(local_root) is None
 
 
+@pytest.mark.slow  # a variant: the everyday tier runs the approval end to end
 def test_a_version_approved_after_a_newer_one_was_registered(repo, local_root, capsys):
     assert train(repo, local_root, capsys)[0] == 1  # version 1 waits
     assert train(repo, local_root, capsys, "--param", "seed=7")[0] == 1  # version 2 waits
@@ -132,6 +133,7 @@ def test_an_approval_in_another_target_does_not_count(repo, local_root, capsys):
     assert champion(local_root) is None
 
 
+@pytest.mark.slow  # a variant: the everyday tier runs the approval end to end
 def test_promote_itself_refuses_an_unapproved_version(repo, local_root, capsys):
     """A second line of defence: promote run on its own, where approval is required."""
     from diabetes_mlops.steps import promote
@@ -143,6 +145,7 @@ def test_promote_itself_refuses_an_unapproved_version(repo, local_root, capsys):
     assert champion(local_root) is None
 
 
+@pytest.mark.slow  # a variant: the everyday tier runs the approval end to end
 def test_only_a_validated_version_can_be_approved_and_a_reason_is_required(
     repo, local_root, capsys
 ):

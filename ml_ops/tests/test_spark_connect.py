@@ -85,6 +85,7 @@ def test_the_batch_job_through_spark_connect_gives_what_classic_spark_gives(
     pd.testing.assert_frame_equal(monitored, classic, rtol=1e-9)
 
 
+@pytest.mark.slow  # one more whole job through Connect; the everyday tier runs the plain one
 def test_where_serverless_refuses_the_speed_settings_the_job_gives_the_same_results(
     tmp_path, repo, champion, classic_root, through_connect, capsys
 ):
