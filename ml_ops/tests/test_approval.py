@@ -258,3 +258,9 @@ def test_a_target_that_requires_no_approval_says_so(fake_workspace, repo, capsys
     )
     assert "target 'staging' requires no approval" in capsys.readouterr().err
     assert fake_workspace.calls("POST", "/mlflow/unity-catalog/model-versions/set-tag") == []
+
+
+def test_the_local_target_needs_local(repo, capsys):
+    config = str(repo / "deploy.yml")
+    assert main(["approve", "local", "1", "--reason", "x", "--config", config]) == 2
+    assert "target 'local' is the local runner's: add --local" in capsys.readouterr().err

@@ -208,6 +208,10 @@ def _remote(args: argparse.Namespace) -> int:
 
     try:
         target = load_target(args.target, args.config)
+        if target.name == LOCAL and args.command in ("approve", "reject", "history"):
+            raise ConfigError(
+                f"target '{LOCAL}' is the local runner's: add --local (its store and its runs)"
+            )
         if target.name == LOCAL:
             raise ConfigError(
                 f"target '{LOCAL}' holds the local runner's parameters; deploy to dev, staging"
