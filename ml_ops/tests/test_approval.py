@@ -93,6 +93,8 @@ def test_a_rejected_version_is_never_promoted(repo, local_root, capsys):
     assert train(repo, local_root, capsys)[0] == 1
     assert decide(local_root, "reject", 1, "bias in the older patients") == 0
     assert "repairing" not in capsys.readouterr().out  # a rejection repairs nothing
+    assert decide(local_root, "approve", 1) == 1  # and it is final
+    assert "a rejection is final; train a new version" in capsys.readouterr().err
     run_id = tags(local_root, 1)["approval_local_run"]
     run = LocalRunner(local_root, report=lambda line: None).repair(run_id)  # by hand: still no
     assert run.task("approval").status == "FAILED" and run.task("promote").status == "SKIPPED"
@@ -157,6 +159,15 @@ def test_only_a_validated_version_can_be_approved_and_a_reason_is_required(
     )
     assert decide(local_root, "reject", 1, reason="  ") == 1
     assert "--reason: say why" in capsys.readouterr().err
+
+
+def test_a_champion_republished_by_training_needs_no_approval(repo, local_root, capsys):
+    """Training on unchanged data republishes the champion ("nothing new to learn"): there is
+    nothing to approve, even where approval is required."""
+    assert train(repo, local_root, capsys, "--param", "approval=none")[0] == 0
+    code, said = train(repo, local_root, capsys)
+    assert code == 0 and "job 'diabetes-model-training' SUCCEEDED" in said.out
+    assert champion(local_root) == "1"
 
 
 def test_without_approval_the_job_promotes_as_before(repo, local_root, capsys):
@@ -249,6 +260,34 @@ def test_a_run_of_another_targets_job_is_not_repaired(fake_workspace, repo, caps
     err = capsys.readouterr().err
     assert f"run {run_id} is of job id" in err and "not target 'prod''s: not repaired" in err
     assert fake_workspace.calls("POST", "/jobs/runs/repair") == []
+    assert "approval_prod" not in tags  # refused before anything was written
+
+
+def test_a_run_tag_that_names_no_workspace_run_is_one_line(fake_workspace, repo, capsys):
+    waiting_run(fake_workspace)
+    fake_workspace.uc_versions[(PROD_MODEL, "7")]["tags"]["approval_prod_run"] = "9a50298e81ae"
+    assert approve(repo, "7", "--reason", "ok") == 1
+    assert "names run '9a50298e81ae', which is no job run id" in capsys.readouterr().err
+    assert "approval_prod" not in fake_workspace.uc_versions[(PROD_MODEL, "7")]["tags"]
+
+
+def test_a_run_cannot_change_the_targets_approval(fake_workspace, project, capsys):
+    args = ["run", "--target", "prod", "--repo", str(project), "--config",
+            str(project / "deploy.yml"), "diabetes-model-training"]  # fmt: skip
+    assert main([*args, "--param", "approval=none"]) == 2
+    assert (
+        "parameter 'approval' is target 'prod''s setting ('required' from deploy.yml); a run"
+        " cannot change it" in capsys.readouterr().err
+    )
+    assert fake_workspace.requests == []
+
+
+def test_local_is_refused_for_a_unity_catalog_target(repo, capsys):
+    config = str(repo / "deploy.yml")
+    assert main(["history", "prod", "--local", "--config", config]) == 2
+    assert "--local uses the local store, and target 'prod' registers its model in Unity" in (
+        capsys.readouterr().err
+    )
 
 
 def test_a_target_that_requires_no_approval_says_so(fake_workspace, repo, capsys):

@@ -144,6 +144,8 @@ def test_a_principal_that_does_not_exist_is_one_line_before_any_change(principal
          " service_principal:<application id>"),
         ("    permissions: {jobs: {CAN_VIEW: group:x}}\n",
          "permissions.jobs.CAN_VIEW must be a list"),
+        ("    permissions: {jobs: {CAN_MANAGE: [group:x], CAN_VIEW: [group:x]}}\n",
+         "permissions.jobs: group:x is named at two levels; name it once, at the highest"),
     ],
 )  # fmt: skip
 def test_a_bad_permissions_entry_is_one_line_naming_the_target(project, text, message):

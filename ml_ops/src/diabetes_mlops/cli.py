@@ -18,7 +18,15 @@ from diabetes_mlops.jobs.specs import (
     check_spec,
     load_specs,
 )
-from diabetes_mlops.jobs.targets import DEFAULT_CONFIG, LOCAL, ConfigError, Target, load_target
+from diabetes_mlops.jobs.targets import (
+    APPROVAL_PARAMETER,
+    DEFAULT_CONFIG,
+    LOCAL,
+    OWNER_PARAMETER,
+    ConfigError,
+    Target,
+    load_target,
+)
 from diabetes_mlops.runtime.errors import ParameterError, UserError, sdk_error_line
 from diabetes_mlops.tracking.approvals import APPROVED, REJECTED, record_decision
 
@@ -202,6 +210,8 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def _remote(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
     from diabetes_mlops.deploy.deployer import Deployer
     from diabetes_mlops.deploy.runs import run_job
     from diabetes_mlops.deploy.workspace import connect
@@ -220,6 +230,7 @@ def _remote(args: argparse.Namespace) -> int:
         if args.command == "history":
             from diabetes_mlops.deploy.workspace_registry import registry_client
 
+            connect(target)  # reachable and signed in: one line, not MLflow's minutes of retries
             with registry_client(target) as client:
                 _print_history(client, target)
             return 0
@@ -251,6 +262,9 @@ def _remote(args: argparse.Namespace) -> int:
         return 0
     except DatabricksError as exc:
         print(f"error: {sdk_error_line(exc)}", file=sys.stderr)
+        return 1
+    except MlflowException as exc:  # the registry (approve, reject, history): its first line
+        print(f"error: model registry: {exc.message.splitlines()[0]}", file=sys.stderr)
         return 1
     except Unreachable as exc:  # found in seconds, before the SDK's minutes of retries
         print(
@@ -334,6 +348,12 @@ def _preflight(args: argparse.Namespace, target: Target, parameters: dict[str, s
             if spec.name == args.job
             for problem in check_job_parameters(spec, {**target.parameters, **parameters})
         ]
+    for name in (APPROVAL_PARAMETER, OWNER_PARAMETER):
+        if name in parameters and parameters[name] != target.parameters.get(name):
+            problems.append(
+                f"parameter '{name}' is target '{target.name}''s setting"
+                f" ({target.parameters.get(name)!r} from deploy.yml); a run cannot change it"
+            )
     if problems:
         raise ParameterError("\n".join(problems))
 
@@ -375,7 +395,7 @@ def _decide_local(args: argparse.Namespace) -> int:
 
     from diabetes_mlops.local.runner import LocalRunner
 
-    target = load_target(args.target, args.config)
+    target = _local_registry_target(args)
     verdict = APPROVED if args.command == "approve" else REJECTED
     runner = LocalRunner(args.local_root)
     model_name = target.parameters["model_name"]
@@ -395,10 +415,22 @@ def _decide_local(args: argparse.Namespace) -> int:
     return _summary(job, runner)
 
 
+def _local_registry_target(args: argparse.Namespace) -> Target:
+    """The target of an --local command: one whose model lives in the local store's registry
+    (a Unity Catalog model is the workspace's, never the local store's)."""
+    target = load_target(args.target, args.config)
+    if target.parameters.get("registry") == "unity_catalog":
+        raise ConfigError(
+            f"--local uses the local store, and target '{target.name}' registers its model in"
+            f" Unity Catalog: leave out --local (the workspace), or name the {LOCAL} target"
+        )
+    return target
+
+
 def _history_local(args: argparse.Namespace) -> int:
     from diabetes_mlops.local.runner import LocalRunner
 
-    target = load_target(args.target, args.config)
+    target = _local_registry_target(args)
     registry = target.parameters.get("registry", "workspace")
     with LocalRunner(args.local_root).registry(target.parameters["model_name"], registry) as client:
         _print_history(client, target)
@@ -433,7 +465,10 @@ def _remote_compute(name: str, config: Path) -> RemoteCompute:
     if target.compute == SERVERLESS:
         require_databricks_connect()
         return RemoteCompute(target.name, w.config)
-    cluster = find_cluster(w, target.cluster_name)
+    try:
+        cluster = find_cluster(w, target.cluster_name)
+    except DatabricksError as exc:
+        raise DeployError(f"--spark-target {name}: {sdk_error_line(exc)}") from None
     if cluster is None:
         raise DeployError(
             f"--spark-target {name}: no cluster named '{target.cluster_name}' in {w.config.host}"

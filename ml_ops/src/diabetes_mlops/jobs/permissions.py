@@ -78,6 +78,11 @@ def parse_permissions(spec: Any) -> tuple[list[Grant], list[str]]:
                         f"permissions.{on}.{level}: {text!r} is not user:<name>,"
                         " group:<name> or service_principal:<application id>"
                     )
+                elif on != MODEL and any(g.on == on and g.principal == principal for g in grants):
+                    problems.append(
+                        f"permissions.{on}: {principal} is named at two levels; name it once,"
+                        " at the highest it should have"
+                    )
                 else:
                     grants.append(Grant(on, level, principal))
     return grants, problems

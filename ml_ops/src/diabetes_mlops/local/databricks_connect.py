@@ -27,8 +27,8 @@ from diabetes_mlops.runtime.errors import UserError
 
 INSTALL = (
     "Spark from a target's compute needs Databricks Connect, which this Python environment"
-    " lacks: `make dbconnect-env` makes .venv-dbconnect with it, then run"
-    " `make run-local-... VENV=.venv-dbconnect SPARK_TARGET=<target>`"
+    " lacks: `make dbconnect-env` makes .venv-dbconnect with it, and"
+    " `make run-local-training SPARK_TARGET=<target>` runs there"
     " (docs/local-runner.md#spark-from-a-targets-compute-databricks-connect)"
 )
 

@@ -19,7 +19,7 @@ from diabetes_mlops.runtime.owner import LOCAL_TARGET as LOCAL
 from diabetes_mlops.runtime.parameters import OneOf
 from diabetes_mlops.steps.common import ModelName, ModelRef, Registry
 from diabetes_mlops.tracking import approvals
-from diabetes_mlops.tracking.registry import PASSED, VALIDATION_STATUS, get_version
+from diabetes_mlops.tracking.registry import PASSED, VALIDATION_STATUS, champion, get_version
 from diabetes_mlops.tracking.runs import use_registry
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ def approval(
     job_run_id: str = "",
 ) -> dict[str, str]:
     """Pass when the target requires no approval, when the version has nothing to approve
-    (validation did not pass), or when a person approved it in `deploy_target`; otherwise fail,
+    (it is the champion already: training found nothing new to learn; or validation did not
+    pass), or when a person approved it in `deploy_target`; otherwise fail,
     recording `job_run_id` as the run that waits."""
     if approval == approvals.NOT_REQUIRED:
         return {"approval": "not required"}
@@ -55,6 +56,12 @@ def approval(
     use_registry(registry, model_name)
     client = MlflowClient()
     version = get_version(client, model_name, model_version)
+    current = champion(client, model_name)
+    if current is not None and str(current.version) == str(version.version):
+        log.info(
+            "%s version %s is the champion already: nothing to approve", model_name, version.version
+        )
+        return {"approval": "not asked: the champion already"}
     status = version.tags.get(VALIDATION_STATUS)
     if status != PASSED:
         log.info(

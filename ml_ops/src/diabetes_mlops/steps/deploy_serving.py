@@ -147,8 +147,8 @@ def _record_served(
         client.delete_model_version_tag(version.name, version.version, ROLLBACK_REASON_TAG)
     for number in replaced:
         if _version_tags(client, version.name, number).get(SERVED_BY_TAG) == endpoint:
-            client.delete_model_version_tag(version.name, number, SERVED_BY_TAG)
             client.set_model_version_tag(version.name, number, SERVED_UNTIL_TAG, now)
+            client.delete_model_version_tag(version.name, number, SERVED_BY_TAG)
 
 
 def endpoint_settings(

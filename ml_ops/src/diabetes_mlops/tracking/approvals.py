@@ -82,10 +82,13 @@ def decision(tags: dict[str, str], target: str) -> Decision:
 def record(
     client: MlflowClient, version: ModelVersion, target: str, verdict: str, by: str, reason: str
 ) -> Decision:
-    """Write a decision: who, when and why first, the verdict last, so that a reader never sees
-    a verdict with another decision's who and why."""
+    """Write a decision: the previous verdict removed first, then who, when and why, the verdict
+    last, so that a reader (or a crash at any point) never leaves a verdict beside another
+    decision's who and why: at worst no verdict, which counts as none."""
     k = keys(target)
     at = datetime.now(UTC).isoformat(timespec="seconds")
+    if k.verdict in version.tags:
+        client.delete_model_version_tag(version.name, str(version.version), k.verdict)
     for key, value in ((k.by, by), (k.at, at), (k.reason, reason), (k.verdict, verdict.title())):
         client.set_model_version_tag(version.name, str(version.version), key, value)
     return Decision(verdict, by, at, reason, version.tags.get(k.run, ""))
@@ -106,12 +109,19 @@ def record_decision(
     by: str,
 ) -> Decision:  # fmt: skip
     """Record a person's decision on a version; only a version that passed validation can be
-    approved (one that did not has nothing to approve: promote refuses it anyway)."""
+    approved (one that did not has nothing to approve: promote refuses it anyway), and a
+    rejection is final (an approval may still be withdrawn by a rejection)."""
     if verdict not in VERDICTS:
         raise ApprovalRefused(f"a decision is one of {', '.join(VERDICTS)}, got {verdict!r}")
     if not reason.strip():
         raise ApprovalRefused("--reason: say why (it is recorded on the version with your name)")
     found = get_version(client, model_name, version)
+    previous = decision(found.tags, target)
+    if previous.verdict == REJECTED:
+        raise ApprovalRefused(
+            f"model {model_name} version {found.version} was {previous.describe()} in target"
+            f" '{target}': a rejection is final; train a new version"
+        )
     status = found.tags.get(VALIDATION_STATUS)
     if verdict == APPROVED and status != PASSED:
         raise ApprovalRefused(

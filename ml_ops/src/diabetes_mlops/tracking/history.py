@@ -111,7 +111,8 @@ def _approval(tags: dict[str, str], target: str, setting: str) -> str:
 def _champion(version: ModelVersion, versions: list[ModelVersion], now: str | None) -> str:
     since = version.tags.get(PROMOTED_AT)
     if since is None:
-        return "champion now (since an unrecorded time)" if now == version.version else "never"
+        held = now == str(version.version)
+        return "champion now (since an unrecorded time)" if held else "never"
     successor = min(
         (
             v
