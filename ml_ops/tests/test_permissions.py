@@ -72,6 +72,7 @@ def test_deploy_grants_what_the_target_asks_and_a_redeploy_changes_nothing(
     assert deploy(project) == 0
     out = capsys.readouterr().out
     assert permission_writes(fake) == []
+    assert len(fake.calls("GET", "/permissions/jobs/")) == 2  # each job's read once a deploy
     assert (
         "permissions: job 'diabetes-batch-scoring': CAN_VIEW for group:data-scientists: unchanged"
         in out

@@ -257,7 +257,9 @@ class Deployer:
         if self.target.grants:  # now that every job and the experiment exist
             jobs_by_name = {job.name: job.job_id for job in plan.jobs}
             experiment_id = check_experiment(self.w, self.target)
-            plan.permissions, ids = plans_for(self.w, self.target, jobs_by_name, experiment_id)
+            plan.permissions, ids = plans_for(
+                self.w, self.target, jobs_by_name, experiment_id, plan.permissions
+            )
             apply_permissions(self.w, plan.permissions, ids)
             for permission in plan.permissions:
                 self.report(permission.line(done=True))

@@ -13,7 +13,7 @@ exist is one line, before any change.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,38 +192,50 @@ def objects(
     )  # fmt: skip
     endpoint = target.parameters.get("serving_endpoint", "")
     if endpoint:
-        try:
-            endpoint_id = w.serving_endpoints.get(endpoint).id
-        except NotFound:
-            endpoint_id = None
         found.append(
-            (ENDPOINT, f"serving endpoint '{endpoint}'", endpoint_id,
+            (ENDPOINT, f"serving endpoint '{endpoint}'",
+             _id_if_found(lambda: w.serving_endpoints.get(endpoint).id),
              "the first rollout creates it; granted by the next deploy")
         )  # fmt: skip
     model = target.parameters.get("model_name", "")
     if target.parameters.get("registry") == "unity_catalog" and model:
-        try:
-            model_id = w.registered_models.get(model).full_name
-        except NotFound:
-            model_id = None
         found.append(
-            (MODEL, f"model {model}", model_id,
+            (MODEL, f"model {model}",
+             _id_if_found(lambda: w.registered_models.get(model).full_name),
              "the first training registers it; granted by the next deploy")
         )  # fmt: skip
     return found
 
 
+def _id_if_found(get: Callable[[], str | None]) -> str | None:
+    """The object's id (or name), None when the workspace has no such object yet."""
+    try:
+        return get()
+    except NotFound:
+        return None
+
+
 def plans_for(
-    w: WorkspaceClient, target: Target, job_ids: dict[str, int | None], experiment_id: str | None
+    w: WorkspaceClient,
+    target: Target,
+    job_ids: dict[str, int | None],
+    experiment_id: str | None,
+    planned: Sequence[PermissionPlan] = (),
 ) -> tuple[list[PermissionPlan], dict[str, str]]:
-    """Every grant of the target, planned on the objects that exist; and their ids."""
+    """Every grant of the target, planned on the objects that exist; and their ids. An object
+    `planned` already planned (it existed then) keeps those plans: its permissions are not read
+    twice in one deploy; only what did not exist yet (a job the deploy created) is read now."""
     grants = target.grants
     plans: list[PermissionPlan] = []
     ids: dict[str, str] = {}
     if not grants:
         return plans, ids
+    known = {p.what for p in planned if p.state != LATER}
     for on, what, object_id, missing in objects(w, target, job_ids, experiment_id):
-        plans += plan_object(w, on, what, object_id, grants, missing)
+        if what in known:
+            plans += [p for p in planned if p.what == what]
+        else:
+            plans += plan_object(w, on, what, object_id, grants, missing)
         if object_id is not None:
             ids[what] = object_id
     return plans, ids

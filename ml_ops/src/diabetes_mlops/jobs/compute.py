@@ -103,7 +103,7 @@ def compute_problem(compute: Any, environment_version: Any) -> str | None:
     if compute == SERVERLESS and not _VERSION.fullmatch(str(environment_version or "")):
         return (
             "serverless_environment_version must be a serverless environment version number"
-            f' such as "4" (quoted), got {environment_version!r}'
+            f' such as "5" (quoted), got {environment_version!r}'
         )
     return None
 
