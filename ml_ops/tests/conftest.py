@@ -351,3 +351,24 @@ def spark_for_runners(request):
     (in every test and fixture of the session)."""
     if SPARK_KIND == "connect":
         os.environ[REMOTE_ENV] = request.getfixturevalue("connect_url")
+
+
+@pytest.fixture
+def local_model_root(tmp_path, repo, monkeypatch):
+    """A local root for `model`: the sample training data, its own MLflow store, and a
+    deploy.yml (in the root) whose local target names that model."""
+    from diabetes_mlops.local.store import tracking_uri
+
+    def make(model: str) -> Path:
+        root = tmp_path / "root"
+        data = root / "Volumes/main/diabetes/data"
+        data.mkdir(parents=True)
+        (data / "data_raw.csv").write_bytes((repo / "ml_data" / "data_raw.csv").read_bytes())
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(root))
+        config = (repo / "deploy.yml").read_text()
+        (root / "deploy.yml").write_text(
+            config.replace("model_name: diabetes\n", f"model_name: {model}\n")
+        )
+        return root
+
+    return make

@@ -23,19 +23,8 @@ MODEL = "approval_model"
 
 
 @pytest.fixture
-def local_root(tmp_path, repo, monkeypatch):
-    """A local root with the sample data, its own MLflow store, and a deploy.yml whose local
-    target names this test's model."""
-    root = tmp_path / "root"
-    data = root / "Volumes/main/diabetes/data"
-    data.mkdir(parents=True)
-    (data / "data_raw.csv").write_bytes((repo / "ml_data" / "data_raw.csv").read_bytes())
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(root))
-    config = (repo / "deploy.yml").read_text()
-    (root / "deploy.yml").write_text(
-        config.replace("model_name: diabetes\n", f"model_name: {MODEL}\n")
-    )
-    return root
+def local_root(local_model_root):
+    return local_model_root(MODEL)
 
 
 def train(repo, root, capsys, *params):

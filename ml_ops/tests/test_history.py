@@ -15,21 +15,8 @@ def run(repo, root, *params):
                  str(root / "deploy.yml"), *params])  # fmt: skip
 
 
-def local_root(tmp_path, repo, monkeypatch):
-    root = tmp_path / "root"
-    data = root / "Volumes/main/diabetes/data"
-    data.mkdir(parents=True)
-    (data / "data_raw.csv").write_bytes((repo / "ml_data" / "data_raw.csv").read_bytes())
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(root))
-    config = (repo / "deploy.yml").read_text()
-    (root / "deploy.yml").write_text(
-        config.replace("model_name: diabetes\n", f"model_name: {MODEL}\n")
-    )
-    return root
-
-
-def test_history_tells_each_versions_story(tmp_path, repo, monkeypatch, capsys):
-    root = local_root(tmp_path, repo, monkeypatch)
+def test_history_tells_each_versions_story(local_model_root, repo, capsys):
+    root = local_model_root(MODEL)
     assert run(repo, root) == 0  # version 1: champion
     v2 = ["--param", "seed=3", "--param", "min_comparison_rows=10", "--param", "rmse_tolerance=100"]
     assert run(repo, root, "--param", "approval=required", *v2) == 1  # version 2 waits
