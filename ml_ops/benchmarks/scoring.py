@@ -48,10 +48,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd  # at module level: pandas_udf resolves the type hints from here
+import whole_job
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "ml_ops" / "benchmarks" / "results" / "scoring.md"
-SECTIONS = ("scoring", "monitor")
+SECTIONS = ("scoring", "monitor", "job")
 MONITOR_HEADING = "## Drift monitor"
 MONITOR_TARGET = 1.5  # the monitor pass may cost at most this many bare scans of the output
 BARE_SCAN, MONITOR, PANDAS_DRIFT, EVIDENTLY = "bare scan", "monitor", "pandas drift", "evidently"
@@ -154,7 +155,7 @@ def through_connect(run: Callable[[Path], object]) -> Callable[[Path], object]:
     return wrapped
 
 
-def native_connect(connect, clean_text: bool) -> Callable[[Path], object]:
+def native_connect(connect) -> Callable[[Path], object]:
     """Native scoring as the batch step runs it, through Spark Connect."""
     from diabetes.linear_form import linear_form
     from diabetes.reading import read_dataset
@@ -167,14 +168,14 @@ def native_connect(connect, clean_text: bool) -> Callable[[Path], object]:
     )
 
     def run(path: Path) -> None:
-        frame = typed_features(connect.read.parquet(str(path)), clean_text=clean_text)
+        frame = typed_features(connect.read.parquet(str(path)))
         scored = frame.withColumn("prediction", prediction_column(form))
         scored.write.format("noop").mode("overwrite").save()
 
     return through_connect(run)
 
 
-def scoring_paths(spark, work: Path, clean_text: bool) -> dict[str, Callable[[Path], object]]:
+def scoring_paths(spark, work: Path) -> dict[str, Callable[[Path], object]]:
     """Each path scores every row of a Parquet input; `spark` None gives the reference alone."""
     from diabetes.contract import FEATURES, NUMERIC_FEATURES
     from diabetes.reading import read_dataset
@@ -183,14 +184,14 @@ def scoring_paths(spark, work: Path, clean_text: bool) -> dict[str, Callable[[Pa
     model = train_model(read_dataset(REPO / "ml_data" / "data_raw.csv", "training")).model
     paths: dict[str, Callable[[Path], object]] = {}
     if spark is not None:
-        paths = spark_paths(spark, work, model, clean_text)
+        paths = spark_paths(spark, work, model)
     paths["reference"] = lambda p: model.predict(
         pd.read_parquet(p).astype({c: "float64" for c in NUMERIC_FEATURES})[list(FEATURES)]
     )
     return paths
 
 
-def spark_paths(spark, work: Path, model, clean_text: bool) -> dict[str, Callable[[Path], None]]:
+def spark_paths(spark, work: Path, model) -> dict[str, Callable[[Path], None]]:
     import mlflow
     import mlflow.sklearn
     from pyspark.sql import functions as F
@@ -219,7 +220,7 @@ def spark_paths(spark, work: Path, model, clean_text: bool) -> dict[str, Callabl
     form = linear_form(model)
 
     def score_into_noop(path: Path, score) -> None:
-        frame = typed_features(spark.read.parquet(str(path)), clean_text=clean_text)
+        frame = typed_features(spark.read.parquet(str(path)))
         frame.withColumn("prediction", score()).write.format("noop").mode("overwrite").save()
 
     def rows_in(path: Path, score) -> None:
@@ -235,13 +236,13 @@ def spark_paths(spark, work: Path, model, clean_text: bool) -> dict[str, Callabl
     }
 
 
-def peak_memory_of(name: str, path: Path, clean_text: bool, extra: list[str] | None = None) -> int:
+def peak_memory_of(name: str, path: Path, extra: list[str] | None = None) -> int:
     """Peak RSS of a fresh process tree (Python, JVM, Python workers) scoring once with `name`.
 
     A fresh process each: a JVM keeps the heap it grew for earlier paths, so measuring in the
     timing process would charge every path with the largest one before it.
     """
-    return run_child(name, path, ["--clean-text"] * clean_text + (extra or []))[0]
+    return run_child(name, path, extra or [])[0]
 
 
 def run_child(name: str, path: Path, extra: list[str]) -> tuple[int, str]:
@@ -259,12 +260,12 @@ def run_child(name: str, path: Path, extra: list[str]) -> tuple[int, str]:
         return peak, out.read()
 
 
-def score_once(name: str, path: Path, clean_text: bool) -> int:
+def score_once(name: str, path: Path) -> int:
     """The child side of peak_memory_of."""
     work = Path(tempfile.mkdtemp(prefix="bench-scoring-memory-"))
     spark = None if name == "reference" else start_spark()
     try:
-        scoring_paths(spark, work, clean_text)[name](path)
+        scoring_paths(spark, work)[name](path)
     finally:
         if spark is not None:
             spark.stop()
@@ -277,7 +278,7 @@ def score_once(name: str, path: Path, clean_text: bool) -> int:
 
 def make_scored(spark, model, source: Path, path: Path) -> None:
     """The batch step's output for `source`: typed features, native prediction, model_version,
-    scored_at (the generated SEX needs no cleaning, so the step skips it too)."""
+    scored_at."""
     from pyspark.sql import functions as F
 
     from diabetes.contract import MODEL_VERSION, PREDICTION, SCORED_AT
@@ -285,7 +286,7 @@ def make_scored(spark, model, source: Path, path: Path) -> None:
     from diabetes_mlops.spark.inputs import typed_features
     from diabetes_mlops.spark.scoring import prediction_column
 
-    frame = typed_features(spark.read.parquet(str(source)), clean_text=False)
+    frame = typed_features(spark.read.parquet(str(source)))
     scored = frame.withColumn(PREDICTION, prediction_column(linear_form(model)))
     scored = scored.withColumn(MODEL_VERSION, F.lit(1))
     scored = scored.withColumn(SCORED_AT, F.lit(datetime.now(UTC)))
@@ -448,9 +449,15 @@ def main() -> int:
         help="the row count (one of --rows) at which the monitor meets pandas and evidently",
     )
     parser.add_argument("--evidently-path", help="a folder holding evidently (pip --target)")
+    parser.add_argument(
+        "--job-large-rows",
+        type=int,
+        default=100_000_000,
+        help="the whole job once more at this many rows, in a fresh process (0: not run)",
+    )
+    parser.add_argument("--store", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)  # child of peak_memory_of
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--clean-text", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--reference", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-repeats", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -458,11 +465,13 @@ def main() -> int:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     logging.getLogger("diabetes_mlops").setLevel(logging.ERROR)  # the check's unknown-SEX note
+    if args.memory_of == whole_job.JOB:
+        return whole_job.job_once(args.input, args.store)
     if args.memory_of in (MONITOR, PANDAS_DRIFT, EVIDENTLY):
         evidently_available(args.evidently_path)
         return monitor_once(args.memory_of, args.input, args.reference, args.child_repeats)
     if args.memory_of:
-        return score_once(args.memory_of, args.input, args.clean_text)
+        return score_once(args.memory_of, args.input)
 
     import mlflow
     import pyspark
@@ -474,20 +483,19 @@ def main() -> int:
     try:
         scoring = measure_scoring(spark, args, work, connect) if "scoring" in sections else None
         monitor = measure_monitor(spark, args, work, connect) if "monitor" in sections else None
+        job = measure_job(spark, args, work) if "job" in sections else None
     finally:
         spark.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     versions = (pyspark.__version__, mlflow.__version__)
-    previous = RESULTS.read_text() if RESULTS.exists() else ""
-    kept_scoring, _, kept_monitor = previous.partition(MONITOR_HEADING)
+    kept = kept_sections(RESULTS.read_text() if RESULTS.exists() else "")
     parts = [
-        render(args, *scoring, *versions) if scoring else kept_scoring.rstrip() + "\n",
-        render_monitor(args, monitor, versions[0]) if monitor else "",
+        render(args, *scoring, *versions) if scoring else kept["scoring"],
+        render_monitor(args, monitor, versions[0]) if monitor else kept["monitor"],
+        whole_job.render(job, args.repeats, machine(), versions[0]) if job else kept["job"],
     ]
-    if not monitor and kept_monitor:
-        parts[1] = MONITOR_HEADING + kept_monitor
-    report = "\n".join(p for p in parts if p.strip())
+    report = "\n".join(p.rstrip() + "\n" for p in parts if p.strip())
     print("\n" + report)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(report)
@@ -495,13 +503,35 @@ def main() -> int:
     return 0
 
 
+def kept_sections(previous: str) -> dict[str, str]:
+    """The results file's sections by name, to keep those this run does not measure."""
+    head, _, rest = previous.partition(MONITOR_HEADING)
+    monitor, _, job = rest.partition(whole_job.JOB_HEADING)
+    return {
+        "scoring": head,
+        "monitor": MONITOR_HEADING + monitor if rest else "",
+        "job": whole_job.JOB_HEADING + job if job else "",
+    }
+
+
+def measure_job(spark, args, work: Path) -> dict:
+    """The whole batch job beside a bare scan and a copy, then the large run."""
+    job_work = work / "job"
+    job_work.mkdir()
+    whole_job.register_model(REPO, job_work)
+    found = whole_job.measure(spark, args.rows, args.repeats, job_work, make_input)
+    if args.job_large_rows:
+        whole_job.fresh_runs(found, args.job_large_rows, job_work, make_input, spark, run_child)
+    return found
+
+
 def measure_scoring(spark, args, work: Path, connect=None) -> tuple[dict, dict]:
     """The scoring paths at each row count: (median time and peak memory per path, baselines)."""
     from diabetes_mlops.spark.inputs import check_input, read_input
 
-    def check(path: Path) -> bool:
-        """The batch step's input check; says whether SEX needs cleaning before scoring."""
-        return check_input(read_input(spark, str(path), "parquet"), str(path)).sex_needs_cleaning
+    def check(path: Path) -> None:
+        """The batch step's input check (without the drift counts that ride along with it)."""
+        check_input(read_input(spark, str(path), "parquet"), str(path))
 
     def scan(path: Path) -> None:
         spark.read.parquet(str(path)).write.format("noop").mode("overwrite").save()
@@ -511,10 +541,9 @@ def measure_scoring(spark, args, work: Path, connect=None) -> tuple[dict, dict]:
     for rows in args.rows:
         path = work / f"input_{rows}.parquet"
         make_input(spark, rows, path)
-        clean_text = check(path)
-        paths = scoring_paths(spark, work / f"mlflow_{rows}", clean_text)
+        paths = scoring_paths(spark, work / f"mlflow_{rows}")
         if connect is not None:
-            paths[NATIVE_CONNECT] = native_connect(connect, clean_text)
+            paths[NATIVE_CONNECT] = native_connect(connect)
         baselines = {"scan": scan, "check": check}
         for run in (baselines | paths).values():
             run(path)  # warm-up: JIT, Python workers, model load
@@ -528,7 +557,7 @@ def measure_scoring(spark, args, work: Path, connect=None) -> tuple[dict, dict]:
             baseline[(name, rows)] = statistics.median(times[name])
         for name in paths:
             # Spark Connect's server is this process's Spark: no process tree of its own
-            peak = None if name == NATIVE_CONNECT else peak_memory_of(name, path, clean_text)
+            peak = None if name == NATIVE_CONNECT else peak_memory_of(name, path)
             results[(name, rows)] = (statistics.median(times[name]), peak)
             speed = rows / results[(name, rows)][0]
             print(f"{name:18} {rows:>11,} rows: {speed:>12,.0f} rows/s", flush=True)

@@ -94,7 +94,7 @@ def test_where_serverless_refuses_the_speed_settings_the_job_gives_the_same_resu
     monitoring rows."""
     from serverless_conf import refusing_settings
 
-    from diabetes_mlops.spark.profile import MAX_FIELDS
+    from diabetes_mlops.spark.conf import MAX_FIELDS
 
     root = _root(tmp_path, repo, "serverless")
     with refusing_settings() as refused:

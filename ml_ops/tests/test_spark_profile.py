@@ -14,7 +14,8 @@ from pyspark.sql import types as T
 from diabetes.contract import FEATURES, NUMERIC_FEATURES, PREDICTION, TARGET
 from diabetes.drift import CategoryProfile, NumericProfile, Profile, profile_like, reference_profile
 from diabetes.reading import read_dataset
-from diabetes_mlops.spark.profile import MAX_FIELDS, aggregation, batch_stats, wide_codegen
+from diabetes_mlops.spark.conf import MAX_FIELDS, wide_codegen
+from diabetes_mlops.spark.profile import aggregation, batch_stats
 
 NAN = float("nan")
 DOUBLE_COLUMNS = (*NUMERIC_FEATURES, PREDICTION, TARGET)

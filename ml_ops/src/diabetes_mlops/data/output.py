@@ -29,6 +29,7 @@ from typing import Any
 from diabetes_mlops.data import directory_swap
 from diabetes_mlops.data.locations import Location, locate_apart
 from diabetes_mlops.data.ownership import (
+    DELTA_LOG,
     inspect_claim,
     new_claim,
     read_claim,
@@ -113,6 +114,22 @@ def inspect_location(target: Location, fmt: str, parameter: str) -> dict[str, An
 def read_manifest(folder: Path) -> dict[str, Any] | None:
     """The manifest in `folder` if this project wrote it, else None."""
     return read_claim(folder, MANIFEST)
+
+
+def content_of(folder: Path, fmt: str) -> dict[str, Any]:
+    """What says an output's data is still what was written: for Delta the table's latest
+    version (its last commit in _delta_log), for files each data file's size by name (readers
+    skip `_` and `.` files). The manifest records it when the output is written; a reader that
+    finds it changed knows the data was rewritten or appended to since."""
+    if fmt == DELTA:
+        commits = [int(n[:-5]) for n in os.listdir(folder / DELTA_LOG) if _is_commit(n)]
+        return {"delta_version": max(commits, default=-1)}
+    names = sorted(n for n in os.listdir(folder) if not n.startswith(("_", ".")))
+    return {"bytes": {name: (folder / name).stat().st_size for name in names}}
+
+
+def _is_commit(name: str) -> bool:
+    return name.endswith(".json") and name[:-5].isdigit()
 
 
 # (run id, when its leftover was last written, in seconds since the epoch) -> whether it ended
@@ -218,9 +235,11 @@ class OutputTarget:
             raise RuntimeError("nothing written: call write_pandas or write_spark first")
         self.manifest = self._manifest({"rows": self.rows, **fields})
         if self.format == DELTA:
+            self.manifest["content"] = content_of(self.location.path, DELTA)
             return self.manifest
         try:
             self.manifest["files"] = sorted(os.listdir(self.staging.path))
+            self.manifest["content"] = content_of(self.staging.path, self.format)
             write_claim(self.staging.path, MANIFEST, self.manifest)
         except BaseException:
             self.discard()

@@ -37,3 +37,26 @@ def temporary_conf(spark: SparkSession, key: str, value: str) -> Iterator[None]:
             spark.conf.unset(key)
         else:
             spark.conf.set(key, previous)
+
+
+MAX_FIELDS = "spark.sql.codegen.maxFields"
+
+
+@contextmanager
+def wide_codegen(spark: SparkSession, fields: int) -> Iterator[None]:
+    """While inside, an operator with `fields` output fields keeps whole-stage code generation
+    (above spark.sql.codegen.maxFields, 100 by default, Spark drops it for an aggregate with that
+    many buffer fields, which doubles its cost).
+
+    Performance only: the query's result is the same either way. Like any session setting it is
+    seen by queries other threads run on the same session meanwhile (it can only speed them up).
+    """
+    try:
+        enough = int(spark.conf.get(MAX_FIELDS)) >= fields
+    except Exception:  # noqa: BLE001 - a session may not show it: temporary_conf decides
+        enough = False
+    if enough:
+        yield
+        return
+    with temporary_conf(spark, MAX_FIELDS, str(fields)):  # refused (serverless): just slower
+        yield

@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from functools import reduce
+from typing import Any
 
 from pyspark.errors import PySparkException
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -54,6 +55,8 @@ from diabetes.reading import read_head
 from diabetes_mlops.data.locations import driver_path, is_remote
 from diabetes_mlops.runtime.errors import first_line
 from diabetes_mlops.runtime.parameters import require_choice
+from diabetes_mlops.spark.conf import wide_codegen
+from diabetes_mlops.spark.sql_text import double_sql, quote_identifier, text_literal
 
 try:  # classic PySpark reports some JVM errors (a file's bad header) as Py4J errors
     from py4j.protocol import Py4JJavaError
@@ -71,11 +74,6 @@ _NUMBER_REGEX = f"^(?:{NUMBER_PATTERN})\\z"
 _REPLACEMENT = "\ufffd"  # what Spark decodes bytes that are not UTF-8 into
 _NUMERIC_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType, T.FloatType, T.DoubleType,
                   T.DecimalType)  # fmt: skip
-
-
-def quote_identifier(text: str) -> str:
-    """`text` as one backquoted Spark SQL identifier (a column, a path, a table name's part)."""
-    return "`" + text.replace("`", "``") + "`"
 
 
 def read_input(spark: SparkSession, location: str, fmt: str) -> DataFrame:
@@ -219,9 +217,9 @@ def _first_data_file(path: str) -> str | None:
 class InputCheck:
     rows: int  # rows read, malformed ones included
     valid: DataFrame  # rows that meet the contract (all of them, under policy fail)
-    sex_needs_cleaning: bool  # some SEX values have spaces around them or are missing texts
     quarantined: DataFrame | None = None  # policy quarantine: bad rows, as read, with a reason
     quarantined_rows: int = 0
+    riders: dict[str, Any] = field(default_factory=dict)  # the riders' values, by alias
 
 
 @dataclass(frozen=True)
@@ -240,14 +238,20 @@ def check_input(
     source: str,
     bad_rows: str = FAIL,
     max_unknown_share: float = 0.01,
+    riders: Sequence[str] = (),
 ) -> InputCheck:
     """Schema first (free), then one aggregation pass over the data; the contract of
     diabetes.contract, checked in the order the pandas engine checks it.
 
     Policy fail: the first broken rule raises DataValidationError naming the column, the value and
     the row. Policy quarantine: rows that break a row rule come back separately, with a reason.
+    `riders`: more aggregates (aliased SQL over every row) computed in the same pass, so that
+    what the caller needs of the whole input costs no second read (policy fail only: under
+    quarantine the rows kept are not known until the pass is over).
     """
     require_choice("bad_rows", bad_rows, (FAIL, QUARANTINE))
+    if riders and bad_rows != FAIL:
+        raise ValueError("riders count every row: policy fail only")
     columns = [c for c in frame.columns if c != MALFORMED]
     if not columns or columns == ["_c0"]:
         raise DataValidationError(source, None, "file is empty (no header, no rows)")
@@ -275,7 +279,6 @@ def check_input(
     aggregates = [
         F.count(F.lit(1)).alias("rows"),
         count_if(malformed).alias("malformed"),
-        count_if((status == _TRIM) | (status == _MISSING_TEXT)).alias("sex:cleaning"),
         count_if(status == _UNKNOWN).alias("sex:unknown"),
         count_if(
             (status != _NULL) & (status != _MISSING_TEXT) if kept is None else ~sex_missing & kept
@@ -293,8 +296,10 @@ def check_input(
             count_if(rule.broken).alias(f"{rule.column}:broken"),
             _count_given(frame, rule.column, kept).alias(f"{rule.column}:n"),
         ]
+    aggregates += [F.expr(rider) for rider in riders]
     try:
-        stats = frame.agg(*aggregates).first().asDict()
+        with wide_codegen(frame.sparkSession, len(aggregates)):
+            stats = frame.agg(*aggregates).first().asDict()
     except SPARK_ERRORS as exc:
         raise read_error(source, "input", exc) from None
     rows = stats["rows"]
@@ -317,18 +322,17 @@ def check_input(
     for column in FEATURES:
         if not stats[f"{column}:n"]:
             raise DataValidationError(source, column, f"has no values: all {rows} rows are missing")
-    needs_cleaning = bool(stats["sex:cleaning"])
     valid = frame.where(kept) if quarantine else frame
     valid = valid.drop(MALFORMED) if MALFORMED in frame.columns else valid
     if not quarantine:
-        return InputCheck(rows, valid, needs_cleaning)
+        return InputCheck(rows, valid, riders=stats)
     bad = frame.where(~kept).select(
         *[F.col(c).cast("string").alias(c) for c in columns],
         reason.alias(QUARANTINE_REASON),
         raw.alias(RAW_RECORD),
     )
     log.warning("%s: %d of %d rows quarantined", source, stats["quarantined"], rows)
-    return InputCheck(rows, valid, needs_cleaning, bad, stats["quarantined"])
+    return InputCheck(rows, valid, bad, stats["quarantined"])
 
 
 def _fail_on_first_broken_rule(frame, source, stats, rules, unknown, sex, limit) -> None:
@@ -405,8 +409,13 @@ def _is_text(frame: DataFrame, column: str) -> bool:
 def _missing_text(trimmed: Column) -> Column:
     """One of contract.MISSING_TEXTS in any case; lower() (a copy of each value) runs only for
     values that are not already one of them as written."""
-    exact = sorted({*MISSING_TEXTS, *(t.upper() for t in MISSING_TEXTS), "NaN", "N/A", "None"})
-    return F.when(trimmed.isin(*exact), True).otherwise(F.lower(trimmed).isin(*MISSING_TEXTS))
+    return F.when(trimmed.isin(*_MISSING_EXACT), True).otherwise(
+        F.lower(trimmed).isin(*MISSING_TEXTS)
+    )
+
+
+# The missing texts as they are usually written, tested before lower() copies a value.
+_MISSING_EXACT = sorted({*MISSING_TEXTS, *(t.upper() for t in MISSING_TEXTS), "NaN", "N/A", "None"})
 
 
 def _count_given(frame: DataFrame, column: str, kept: Column | None) -> Column:
@@ -486,25 +495,40 @@ def as_double(frame: DataFrame, column: str) -> Column:
     return F.expr(double_sql(column, frame.schema[column].dataType))
 
 
-def double_sql(column: str, kind: T.DataType) -> str:
-    """A column as a double, in SQL: text trimmed, then parsed leniently (try_cast: a bad value
-    is null, and ANSI mode does not fail the job; check_input has already rejected text that is
-    not a number)."""
-    if isinstance(kind, T.StringType):
-        return f"try_cast(trim({quote_identifier(column)}) AS DOUBLE)"
-    if isinstance(kind, T.DoubleType):
-        return quote_identifier(column)
-    return f"CAST({quote_identifier(column)} AS DOUBLE)"
+def typed_sql(frame: DataFrame) -> dict[str, str]:
+    """Each feature as scoring outputs it, in SQL over `frame`'s columns: numbers as doubles, SEX
+    as text without surrounding spaces (a missing text is null). The scored output is written
+    from these, and the drift profile computed during the input check counts these, so the two
+    describe the same values."""
+    return {
+        **{
+            column: double_sql(column, frame.schema[column].dataType) for column in NUMERIC_FEATURES
+        },
+        CATEGORICAL_FEATURE: clean_text_sql(quote_identifier(CATEGORICAL_FEATURE)),
+    }
 
 
-def typed_features(frame: DataFrame, clean_text: bool = True) -> DataFrame:
-    """Feature columns as the pandas path outputs them: doubles, and text without surrounding
-    spaces (missing texts -> null). Skip the text cleaning, which costs ~20 % of native scoring
-    throughput, when check_input found nothing to clean."""
-    for column in NUMERIC_FEATURES:
-        if not isinstance(frame.schema[column].dataType, T.DoubleType):
-            frame = frame.withColumn(column, as_double(frame, column))
-    if not clean_text:
-        return frame
-    value = F.trim(F.col(CATEGORICAL_FEATURE))
-    return frame.withColumn(CATEGORICAL_FEATURE, F.when(~_missing_text(value), value))
+def clean_text_sql(value: str) -> str:
+    """`value` trimmed, a missing text as null. A known code as written is kept as it is first,
+    so the common case costs one comparison (no trim, no lower) per row."""
+    known = ", ".join(text_literal(v) for v in SEX_VALUES)
+    trimmed = f"trim({value})"
+    exact = ", ".join(text_literal(t) for t in _MISSING_EXACT)
+    lowered = ", ".join(text_literal(t) for t in sorted(MISSING_TEXTS))
+    missing = (
+        f"(CASE WHEN {trimmed} IN ({exact}) THEN true ELSE lower({trimmed}) IN ({lowered}) END)"
+    )
+    return (
+        f"CASE WHEN {value} IN ({known}) THEN {value} WHEN {missing} THEN NULL ELSE {trimmed} END"
+    )
+
+
+def typed_features(frame: DataFrame) -> DataFrame:
+    """Feature columns as the pandas path outputs them (typed_sql), other columns as they are."""
+    typed = typed_sql(frame)
+    return frame.select(
+        *[
+            F.expr(typed[c]).alias(c) if c in typed else F.col(quote_identifier(c))
+            for c in frame.columns
+        ]
+    )

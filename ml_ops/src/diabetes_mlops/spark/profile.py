@@ -22,21 +22,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 
 from diabetes.contract import CATEGORICAL_FEATURE, NUMERIC_FEATURES, PREDICTION, TARGET
 from diabetes.drift import CategoryProfile, NumericProfile, Profile
-from diabetes_mlops.spark.conf import temporary_conf
-from diabetes_mlops.spark.inputs import double_sql, quote_identifier
+from diabetes_mlops.spark.conf import wide_codegen
+from diabetes_mlops.spark.sql_text import double_literal, double_sql, quote_identifier, text_literal
 
 log = logging.getLogger(__name__)
 
-MAX_FIELDS = "spark.sql.codegen.maxFields"
 FINGERPRINT_FORMAT = "diabetes-batch-v1"
+STATS_FORMAT = 1  # of BatchStats.to_dict
+# The output manifest's field with the counts batch_score made of the output as it wrote it.
+MANIFEST_FIELD = "batch_stats"
 RMSE, MAE, LABELLED_ROWS = "rmse", "mae", "labelled_rows"
 _MASK_21, _MASK_22 = (1 << 21) - 1, (1 << 22) - 1
 
@@ -56,6 +57,31 @@ class BatchStats:
     # {"rmse", "mae", "labelled_rows"} over the rows with a target and a prediction; {} when the
     # batch has no target column or no row has a target value.
     labels: dict[str, float]
+    # True when batch_score counted these while it checked the input (the output not read again)
+    counted_while_scoring: bool = False
+
+    def to_dict(self) -> dict:
+        """JSON-ready, for the output's manifest (read back by from_dict)."""
+        return {
+            "format": STATS_FORMAT,
+            "profile": None if self.profile is None else self.profile.to_dict(),
+            "rows": self.rows,
+            "fingerprint": self.fingerprint,
+            "labels": dict(self.labels),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> BatchStats:
+        """The stats to_dict wrote; ValueError for anything else (another format, a field
+        missing or of the wrong kind)."""
+        if not isinstance(data, Mapping) or data.get("format") != STATS_FORMAT:
+            raise ValueError(f"not batch stats of format {STATS_FORMAT}")
+        try:
+            profile = None if data["profile"] is None else Profile.from_dict(data["profile"])
+            labels = {str(k): float(v) for k, v in dict(data["labels"]).items()}
+            return cls(profile, int(data["rows"]), str(data["fingerprint"]), labels)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"batch stats: {exc}") from None
 
 
 def batch_stats(frame: DataFrame, reference: Profile | None, target: str = TARGET) -> BatchStats:
@@ -68,46 +94,43 @@ def batch_stats(frame: DataFrame, reference: Profile | None, target: str = TARGE
     Parquet twin; a value that does not parse counts as missing, as do null and NaN); categories
     are compared as text, exactly, as drift.category_profile does.
     """
-    query = _Query(frame, reference, target)
+    query = StatsQuery(frame, reference, target)
     with wide_codegen(frame.sparkSession, len(query.expressions)):
         row = frame.selectExpr(*query.expressions).collect()[0]
-    return query.decode(row)
+    return query.decode(row.asDict())
 
 
 def aggregation(frame: DataFrame, reference: Profile | None, target: str = TARGET) -> DataFrame:
     """The one-row aggregation batch_stats runs (to inspect its plan; run it within
-    wide_codegen, as batch_stats does)."""
-    return frame.selectExpr(*_Query(frame, reference, target).expressions)
+    conf.wide_codegen, as batch_stats does)."""
+    return frame.selectExpr(*StatsQuery(frame, reference, target).expressions)
 
 
-@contextmanager
-def wide_codegen(spark: SparkSession, fields: int) -> Iterator[None]:
-    """While inside, an operator with `fields` output fields keeps whole-stage code generation.
-
-    Performance only: the query's result is the same either way. Like any session setting it is
-    seen by queries other threads run on the same session meanwhile (it can only speed them up).
-    """
-    try:
-        enough = int(spark.conf.get(MAX_FIELDS)) >= fields
-    except Exception:  # noqa: BLE001 - a session may not show it: temporary_conf decides
-        enough = False
-    if enough:
-        yield
-        return
-    with temporary_conf(spark, MAX_FIELDS, str(fields)):  # refused (serverless): just slower
-        yield
-
-
-class _Query:
+class StatsQuery:
     """The aggregate expressions of one pass, and how to read its one row back.
 
-    The ~110 expressions are SQL text handed over in one call (selectExpr): built as Column
-    objects they cost a JVM round trip per function and literal, over a second per pass."""
+    `columns` gives a column's values as SQL over `frame` where they are not the column itself:
+    the batch step counts its output while it checks the input, from the SQL that writes the
+    output (features typed, prediction computed), so the counts describe what it then writes.
+    `prefix` starts every alias, to ride along with another query's aggregates."""
 
-    def __init__(self, frame: DataFrame, reference: Profile | None, target: str) -> None:
+    def __init__(
+        self,
+        frame: DataFrame,
+        reference: Profile | None,
+        target: str = TARGET,
+        columns: Mapping[str, str] | None = None,
+        prefix: str = "",
+    ) -> None:
         self.profiled = reference is not None
+        self.prefix = prefix
         reference = reference or Profile(0, {}, {})
-        absent = [c for c in (*reference.numeric, *reference.categorical) if c not in frame.columns]
+        columns = dict(columns or {})
+        absent = [
+            c
+            for c in (*reference.numeric, *reference.categorical)
+            if c not in frame.columns and c not in columns
+        ]
         if absent:
             raise ValueError(
                 f"the scored batch has no column {', '.join(repr(c) for c in absent)}"
@@ -118,40 +141,44 @@ class _Query:
         self.target = target if target in frame.columns else None
         types = {f.name: f.dataType for f in frame.schema.fields}
         number = {name: double_sql(name, types[name]) for name in types}
-        found = ["count(1) AS rows"]
+        number |= {name: f"CAST(({sql}) AS DOUBLE)" for name, sql in columns.items()}
+        text = {name: f"CAST({quote_identifier(name)} AS STRING)" for name in types}
+        text |= {name: f"CAST(({sql}) AS STRING)" for name, sql in columns.items()}
+        found = [f"count(1) AS {prefix}rows"]
         for index, (name, edges) in enumerate(self.edges.items()):
             x = number[name]
             found += [
-                f"count(CASE WHEN {x} <= {_double_literal(e)} THEN 1 END) AS n{index}_{i}"
+                f"count(CASE WHEN {x} <= {double_literal(e)} THEN 1 END) AS {prefix}n{index}_{i}"
                 for i, e in enumerate(edges)
             ]
-            found.append(f"count(nanvl({x}, CAST(NULL AS DOUBLE))) AS n{index}_present")
+            found.append(f"count(nanvl({x}, CAST(NULL AS DOUBLE))) AS {prefix}n{index}_present")
         for index, (name, levels) in enumerate(self.levels.items()):
-            text = f"CAST({quote_identifier(name)} AS STRING)"
             found += [
-                f"count(CASE WHEN {text} = {_text_literal(v)} THEN 1 END) AS c{index}_{j}"
+                f"count(CASE WHEN {text[name]} = {text_literal(v)} THEN 1 END)"
+                f" AS {prefix}c{index}_{j}"
                 for j, v in enumerate(levels)
             ]
-            found.append(f"count({text}) AS c{index}_given")
-        h = _row_hash(number, self.target)
+            found.append(f"count({text[name]}) AS {prefix}c{index}_given")
+        h = _row_hash(number, text[CATEGORICAL_FEATURE], self.target)
         found += [
-            f"sum(shiftrightunsigned({h}, 43)) AS h_high",
-            f"sum(shiftrightunsigned({h}, 22) & {_MASK_21}L) AS h_middle",
-            f"sum({h} & {_MASK_22}L) AS h_low",
-            f"bit_xor({h}) AS h_xor",
+            f"sum(shiftrightunsigned({h}, 43)) AS {prefix}h_high",
+            f"sum(shiftrightunsigned({h}, 22) & {_MASK_21}L) AS {prefix}h_middle",
+            f"sum({h} & {_MASK_22}L) AS {prefix}h_low",
+            f"bit_xor({h}) AS {prefix}h_xor",
         ]
         if self.target is not None:
             y, prediction = number[self.target], number[PREDICTION]
             error = f"CASE WHEN NOT (isnan({y}) OR isnan({prediction})) THEN {prediction} - {y} END"
             found += [
-                f"count({error}) AS labelled",  # null (not counted) when either is null
-                f"sum(({error}) * ({error})) AS squared_error",
-                f"sum(abs({error})) AS absolute_error",
+                f"count({error}) AS {prefix}labelled",  # null (not counted) when either is null
+                f"sum(({error}) * ({error})) AS {prefix}squared_error",
+                f"sum(abs({error})) AS {prefix}absolute_error",
             ]
         self.expressions = found
 
-    def decode(self, row) -> BatchStats:
-        stats = row.asDict()
+    def decode(self, values: Mapping) -> BatchStats:
+        """The BatchStats of the aggregation's row (as a dict; other queries' fields ignored)."""
+        stats = {k[len(self.prefix) :]: v for k, v in values.items() if k.startswith(self.prefix)}
         rows = int(stats["rows"])
         numeric = {}
         for index, (name, edges) in enumerate(self.edges.items()):
@@ -179,21 +206,7 @@ class _Query:
         }
 
 
-def _double_literal(value: float) -> str:
-    """A double literal that is exactly `value` (repr round-trips; the D suffix makes it a
-    double, not a decimal)."""
-    value = float(value)
-    if math.isfinite(value):
-        return f"{value!r}D"
-    return f"CAST('{value}' AS DOUBLE)"  # inf, -inf, nan
-
-
-def _text_literal(value: str) -> str:
-    """A string literal written as its UTF-8 bytes: no quoting or escaping to get wrong."""
-    return f"CAST(X'{value.encode().hex()}' AS STRING)"
-
-
-def _row_hash(number: dict[str, str], target: str | None) -> str:
+def _row_hash(number: dict[str, str], sex: str, target: str | None) -> str:
     """xxhash64 of a row's content, with missing values in place.
 
     xxhash64 skips a null argument, so (null, 5) and (5, null) would hash alike: a missing number
@@ -202,7 +215,6 @@ def _row_hash(number: dict[str, str], target: str | None) -> str:
     """
     columns = [*NUMERIC_FEATURES, *([target] if target else [])]
     values = [f"coalesce({number[c]}, CAST('NaN' AS DOUBLE))" for c in columns]
-    sex = f"CAST({quote_identifier(CATEGORICAL_FEATURE)} AS STRING)"
     return f"xxhash64({', '.join(values)}, {sex} IS NULL, coalesce({sex}, ''))"
 
 

@@ -30,7 +30,7 @@ from diabetes_mlops.runtime.errors import ParameterError
 from diabetes_mlops.runtime.parameters import require_choice
 from diabetes_mlops.spark import inputs
 from diabetes_mlops.spark.conf import temporary_conf
-from diabetes_mlops.spark.inputs import quote_identifier
+from diabetes_mlops.spark.sql_text import quote_identifier
 
 DATA_FORMATS = inputs.INPUT_FORMATS  # training data is read as scoring input is
 DEFAULT_MAX_TRAINING_ROWS = 5_000_000

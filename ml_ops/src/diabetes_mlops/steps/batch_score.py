@@ -24,9 +24,12 @@ from diabetes.contract import (
     DEFAULT_MAX_UNKNOWN_SHARE,
     FAIL,
     MODEL_VERSION,
+    PREDICTION,
     QUARANTINE,
     SCORED_AT,
 )
+from diabetes.drift import ProfileError
+from diabetes.linear_form import NotLinear, linear_form
 from diabetes.reading import read_csv_rows
 from diabetes.scoring import add_predictions
 from diabetes_mlops.data import output
@@ -34,8 +37,10 @@ from diabetes_mlops.data.locations import OutputFolder
 from diabetes_mlops.runtime.context import SparkPath, fuse_path
 from diabetes_mlops.runtime.errors import ParameterError
 from diabetes_mlops.runtime.parameters import Between, OneOf, cross_check
-from diabetes_mlops.spark import inputs, scoring
+from diabetes_mlops.runtime.stage_clock import StageClock
+from diabetes_mlops.spark import inputs, profile, scoring
 from diabetes_mlops.steps.common import ExperimentName, ModelName, ModelRef, Registry
+from diabetes_mlops.tracking import reference_profiles
 from diabetes_mlops.tracking.registry import CHAMPION, get_version, load_version, version_uri
 from diabetes_mlops.tracking.runs import (
     name_run,
@@ -48,6 +53,7 @@ from diabetes_mlops.tracking.runs import (
 log = logging.getLogger(__name__)
 
 ENGINES = tuple(output.FORMATS)  # the engines that write an output
+RIDER_PREFIX = "monitor_"
 
 
 def batch_score(
@@ -98,7 +104,7 @@ def batch_score(
         mlflow.log_params(
             {"model_name": model_name, "model_ref": model_version, "bad_rows": bad_rows}
         )
-        policy = Policy(bad_rows, max_unknown_share, quarantine)
+        policy = Policy(bad_rows, max_unknown_share, quarantine, StageClock())
         score = _score_pandas if engine == "pandas" else _score_spark
         try:
             rows_in, rows_out, quarantined, version, path = score(
@@ -114,6 +120,7 @@ def batch_score(
         )
         mlflow.log_metrics(
             {"rows_in": rows_in, "rows_out": rows_out, "rows_quarantined": quarantined}
+            | policy.clock.metrics()
         )
         name_run(run, f"v{version}: {rows_out} rows into {output_path}")
         log.info(
@@ -140,6 +147,7 @@ class Policy:
     bad_rows: str
     max_unknown_share: float
     quarantine: output.OutputTarget | None  # where bad rows go under bad_rows=quarantine
+    clock: StageClock  # where the run's time goes, logged as seconds_<stage> metrics
 
 
 @cross_check
@@ -154,21 +162,60 @@ def _check_choices(engine: str, input_format: str, output_format: str) -> None:
 
 
 def _score_spark(spark, input_path, target, model_name, model_ref, input_format, policy):
-    frame = inputs.read_input(spark, input_path, input_format)
-    check = inputs.check_input(frame, input_path, policy.bad_rows, policy.max_unknown_share)
-    version = get_version(MlflowClient(), model_name, model_ref)
-    uri = version_uri(version)
-    typed = inputs.typed_features(check.valid, clean_text=check.sex_needs_cleaning)
-    scored, path = scoring.predict(typed, load_version(version), uri)
+    clock = policy.clock
+    with clock.stage("read_check"):
+        frame = inputs.read_input(spark, input_path, input_format)
+    with clock.stage("model"):
+        version = get_version(MlflowClient(), model_name, model_ref)
+        uri = version_uri(version)
+        model = load_version(version)
+        riders = _profile_riders(frame, version, model, policy)
+    with clock.stage("read_check"):
+        check = inputs.check_input(
+            frame,
+            input_path,
+            policy.bad_rows,
+            policy.max_unknown_share,
+            riders=riders.expressions if riders else (),
+        )
+    scored, path = scoring.predict(inputs.typed_features(check.valid), model, uri)
     scored = scored.withColumn(MODEL_VERSION, F.lit(int(version.version))).withColumn(
         SCORED_AT, F.lit(datetime.now(UTC))
     )
-    with scoring.rows_into_python_udfs(spark):
+    with clock.stage("score_write"), scoring.rows_into_python_udfs(spark):
         rows_out = target.write_spark(scored)
     if policy.quarantine is not None:
-        policy.quarantine.write_spark(check.quarantined)
-    _publish(target, policy, _manifest_fields(input_path, version, path))
+        with clock.stage("quarantine_write"):
+            policy.quarantine.write_spark(check.quarantined)
+    fields = _manifest_fields(input_path, version, path)
+    if riders is not None:  # the batch's drift profile, so the monitor need not read it again
+        fields[profile.MANIFEST_FIELD] = riders.decode(check.riders).to_dict()
+    with clock.stage("publish"):
+        _publish(target, policy, fields)
     return check.rows, rows_out, check.quarantined_rows, str(version.version), path
+
+
+def _profile_riders(frame, version, model, policy: Policy) -> profile.StatsQuery | None:
+    """The monitor's counts of this batch's output, to ride along with the input check's pass
+    (over the SQL that writes the output: typed features and the native prediction). None when
+    they cannot: bad rows quarantined (the rows written are known only after the check), a
+    model that does not translate into SQL, or a version with no reference profile."""
+    if policy.bad_rows != FAIL:
+        return None
+    try:
+        form = linear_form(model)
+    except NotLinear:
+        return None
+    try:
+        reference = reference_profiles.load(version)
+    except ProfileError as exc:  # the monitor says so in its own run; scoring goes on
+        log.warning("no drift profile while scoring: %s", exc)
+        return None
+    if reference is None:
+        return None
+    typed = inputs.typed_sql(frame)
+    columns = {**typed, PREDICTION: scoring.prediction_sql(form, typed)}
+    return profile.StatsQuery(frame, reference, columns=columns, prefix=RIDER_PREFIX)
 
 
 def _score_pandas(spark, input_path, target, model_name, model_ref, input_format, policy):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -43,6 +44,7 @@ from diabetes_mlops.runtime import model_refs
 from diabetes_mlops.runtime.context import SparkPath
 from diabetes_mlops.runtime.errors import ParameterError
 from diabetes_mlops.runtime.parameters import AtLeast, Between, OneOf, cross_check
+from diabetes_mlops.runtime.stage_clock import StageClock
 from diabetes_mlops.spark import profile
 from diabetes_mlops.steps.common import ExperimentName, Registry
 from diabetes_mlops.tracking import reference_profiles
@@ -97,10 +99,18 @@ def monitor(
     use_experiment(experiment_name)
     with tracked_run("monitor") as run:
         mlflow.set_tag("output_path", output_path)
-        version = get_version(MlflowClient(), model_name, version_number)
-        reference = reference_profiles.load(version)
-        frame = spark.read.format(output_format).load(scored.spark)
-        stats = profile.batch_stats(frame, reference)
+        clock = StageClock()
+        with clock.stage("reference"):
+            version = get_version(MlflowClient(), model_name, version_number)
+            reference = reference_profiles.load(version)
+        with clock.stage("profile"):
+            stats = _counted_while_scoring(manifest, reference, scored, output_format)
+            if stats is None:
+                frame = spark.read.format(output_format).load(scored.spark)
+                stats = profile.batch_stats(frame, reference)
+        mlflow.set_tag(
+            "profile_source", "scoring pass" if stats.counted_while_scoring else "own pass"
+        )
         batch = Batch(
             batch_id or stats.fingerprint,
             _scored_at(manifest),
@@ -126,21 +136,27 @@ def monitor(
             status = NO_REFERENCE if reference is None else EMPTY_BATCH
             _warn_unmonitored(status, batch)
             rows = batch.rows_of([DriftMetric(ALL_FEATURES, status, math.nan, math.nan, False)])
-            table.write_batch(batch.batch_id, rows)
+            with clock.stage("table"):
+                table.write_batch(batch.batch_id, rows)
+            mlflow.log_metrics(clock.metrics())
             mlflow.set_tags({"drift_status": status, "retrain": "false"})
             name_run(run, f"v{version_number} batch {batch.batch_id[:16]}: {status}")
             return batch.outputs(retrain=False, drift=False, status=status)
-        metrics = compare(reference, stats.profile, thresholds)
-        found = drifted(metrics)
-        history = table.history()
-        if history.empty:
-            _say_if_history_restarts(monitoring_path, run.info.run_id)
-        recent = _recent_drift(history, batch, drift_window) + [found]
-        # A batch back to normal never starts a retraining, whatever came before it.
-        retrain = found and should_retrain(recent, drift_batches, drift_window)
-        _log_metrics(metrics, stats.labels, found, retrain)
-        _log_report(reference, stats.profile, metrics, batch)
-        table.write_batch(batch.batch_id, batch.rows_of(metrics, stats.labels))
+        with clock.stage("compare"):
+            metrics = compare(reference, stats.profile, thresholds)
+            found = drifted(metrics)
+            history = table.history()
+            if history.empty:
+                _say_if_history_restarts(monitoring_path, run.info.run_id)
+            recent = _recent_drift(history, batch, drift_window) + [found]
+            # A batch back to normal never starts a retraining, whatever came before it.
+            retrain = found and should_retrain(recent, drift_batches, drift_window)
+        with clock.stage("report"):
+            _log_metrics(metrics, stats.labels, found, retrain)
+            _log_report(reference, stats.profile, metrics, batch)
+        with clock.stage("table"):
+            table.write_batch(batch.batch_id, batch.rows_of(metrics, stats.labels))
+        mlflow.log_metrics(clock.metrics())
         mlflow.set_tags(
             {"drift_status": "drift" if found else "stable", "retrain": str(retrain).lower()}
         )
@@ -233,6 +249,46 @@ def _scores_manifest(scored: Location, given: str, fmt: str) -> dict:
             f"parameter 'output_path': the manifest of {given!r} names no model version"
         )
     return manifest
+
+
+def _counted_while_scoring(
+    manifest: dict, reference: Profile | None, scored: Location, fmt: str
+) -> profile.BatchStats | None:
+    """The counts batch_score made of this output while it checked its input (one read of the
+    data for the whole job), when they still describe it: over this reference's bins, and the
+    output's data unchanged since (same Delta version, or the same files of the same sizes).
+    None otherwise, and the monitor counts the output itself."""
+    recorded = manifest.get(profile.MANIFEST_FIELD)
+    if recorded is None or reference is None:
+        return None
+    try:
+        stats = profile.BatchStats.from_dict(recorded)
+    except ValueError as exc:
+        log.warning("output manifest: %s; counting the output again", exc)
+        return None
+    if stats.profile is None or not same_bins(stats.profile, reference):
+        log.info("the output's counts are over other bins than this reference's: counting again")
+        return None
+    try:
+        unchanged = manifest.get("content") == output.content_of(scored.path, fmt)
+    except OSError:
+        unchanged = False
+    if not unchanged:
+        log.warning(
+            "the output's data changed since batch_score wrote it (files or table version):"
+            " counting it again"
+        )
+        return None
+    return replace(stats, counted_while_scoring=True)
+
+
+def same_bins(batch: Profile, reference: Profile) -> bool:
+    """Counted over the reference's bins and levels, column for column."""
+    return {n: p.edges for n, p in batch.numeric.items()} == {
+        n: p.edges for n, p in reference.numeric.items()
+    } and {n: tuple(p.counts) for n, p in batch.categorical.items()} == {
+        n: tuple(p.counts) for n, p in reference.categorical.items()
+    }
 
 
 def _scored_at(manifest: dict) -> pd.Timestamp:
