@@ -128,7 +128,7 @@ bench-local: $(INSTALLED) ## median wall time of 5 runs of each local job (warm 
 bench-deploy: $(INSTALLED) ## deploy twice to a fake workspace: wall times and bytes uploaded
 	$(PY) ml_ops/benchmarks/deploy_twice.py --runs 5
 
-bench-scoring: $(INSTALLED) ## Spark scoring (native vs spark_udf vs pandas_udf vs pandas) and the drift monitor's pass vs a bare scan and pandas, 1M and 10M rows
+bench-scoring: $(INSTALLED) ## Spark scoring (native vs spark_udf vs pandas_udf vs pandas), the drift monitor's pass, and the whole batch job vs a bare scan; 1M, 10M and 100M rows
 	$(PY) ml_ops/benchmarks/scoring.py --rows 1000000 10000000 --repeats 5
 
 bench-serving: $(INSTALLED) ## MLflow's scoring server on loopback: p50/p99, requests/s, 1-100 rows, 1-32 clients

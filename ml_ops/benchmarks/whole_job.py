@@ -26,7 +26,8 @@ JOB_HEADING = "## Whole batch job"
 JOB_TARGET = 4.0  # the whole job may cost at most this many bare scans of its input
 MEMORY_TARGET = 1.3  # peak memory at the large row count / at the largest --rows
 LINEAR_TARGET = 11.0  # time at 10x the rows / time at the rows
-SCAN, COPY, JOB = "bare scan", "copy (read + write Parquet)", "whole job"
+FRESH_HEAP = "2g"  # the JVM heap of the fresh-process runs, fixed
+SCAN, COPY, JOB, OTHER = "bare scan", "copy (read + write Parquet)", "whole job", "other"
 MODEL, EXPERIMENT = "bench_diabetes", "/bench/whole-job"
 BATCH_STAGES = ("read_check", "model", "score_write", "publish")
 MONITOR_STAGES = ("reference", "profile", "compare", "report", "table")
@@ -71,6 +72,8 @@ def run_job(spark, source: Path, work: Path) -> dict[str, float]:
     total = time.perf_counter() - started
     stages = {f"batch_score: {s}": scored.get(f"seconds_{s}", 0.0) for s in BATCH_STAGES}
     stages |= {f"monitor: {s}": watched.get(f"seconds_{s}", 0.0) for s in MONITOR_STAGES}
+    # MLflow runs, parameters, Spark set-up: what no stage of the steps covers
+    stages[OTHER] = total - sum(stages.values())
     return {**stages, JOB: total}
 
 
@@ -112,11 +115,24 @@ def measure(spark, rows_list: list[int], repeats: int, work: Path, make_input) -
 
 def job_once(source: Path, work: Path) -> int:
     """Child side of the fresh-process runs: the job once (after Spark starts), its time on
-    stdout as JSON."""
-    from scoring import start_spark
+    stdout as JSON.
+
+    The JVM's heap is fixed (FRESH_HEAP, -Xms as -Xmx, as a cluster's executors have it): with
+    the default elastic heap G1 grows the heap with time, not need, and the same job's peak
+    varied more than between row counts (2.44 GiB at 10M rows, 1.89 GiB at 40M in one run)."""
+    from pyspark.sql import SparkSession
 
     use_store(work)
-    spark = start_spark()
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.memory", FRESH_HEAP)
+        .config("spark.driver.extraJavaOptions", f"-Xms{FRESH_HEAP}")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.driver.host", "127.0.0.1")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
     try:
         run = work / f"fresh_{os.getpid()}"
         run.mkdir()
@@ -177,17 +193,16 @@ def render(found: dict, repeats: int, machine: str, spark_version: str) -> str:
     lines += [
         "",
         f"Where the job's time goes at {largest:,} rows (the steps' own `seconds_<stage>`"
-        " metrics, medians; the rest is MLflow runs, parameters and Spark set-up):",
+        " metrics, each stage's median; other: MLflow runs, parameters and Spark set-up; stages"
+        " under 5 ms left out):",
         "",
         "| stage | seconds | share of the job | bare scans |",
         "| --- | ---: | ---: | ---: |",
     ]
     scan = times[(SCAN, largest)]
     for name, seconds in stages[largest].items():
-        if seconds:
+        if seconds >= 0.005:
             lines.append(f"| {name} | {seconds:.2f} | {seconds / job:.0%} | {seconds / scan:.2f} |")
-    rest = job - sum(stages[largest].values())
-    lines.append(f"| other | {rest:.2f} | {rest / job:.0%} | {rest / scan:.2f} |")
     if "fresh" in found:
         (small, (t_small, m_small)), (large, (t_large, m_large)) = found["fresh"].items()
         memory, linear = m_large / m_small, t_large / t_small
@@ -196,7 +211,8 @@ def render(found: dict, repeats: int, machine: str, spark_version: str) -> str:
             f"The job at {large:,} rows ({found['large_input_bytes'] / 2**30:.1f} GiB of"
             f" Parquet input, a bare scan {found['large_scan']:.1f} s), each row count in a"
             " fresh process, run once (time from the first task's start to the monitor's end;"
-            " peak RSS of the process tree sampled every 0.2 s):",
+            " peak RSS of the process tree sampled every 0.2 s; the JVM's heap fixed at"
+            f" {FRESH_HEAP}, -Xms as -Xmx: an elastic heap grows with time, not need):",
             "",
             "| rows | whole job | peak RSS (process tree) |",
             "| ---: | ---: | ---: |",

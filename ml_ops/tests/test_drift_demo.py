@@ -1,5 +1,7 @@
 """`make demo-drift` end to end: the job specs close the loop on this machine."""
 
+from pathlib import Path
+
 import pytest
 
 from diabetes_mlops.local.drift_demo import run_demo
@@ -34,3 +36,7 @@ def test_the_drift_demo_retrains_only_when_drift_persists(repo, tmp_path, spark)
     assert "BMI psi=" in text and "S5 psi=" in text
     assert "retraining after the drifted batch 2" in text and "validation passed" in text
     assert "labels arrived: " in text and "version 2 registered" in text  # new rows: a new model
+    chart = next(line for line in lines if line.startswith("drift over time"))
+    page = chart.split("open file://", 1)[1].split(" in a browser", 1)[0]
+    text = Path(page).read_text()
+    assert "Drift over time: psi in the last 3 batch(es)" in text  # the three batches

@@ -233,3 +233,39 @@ def test_a_damaged_reference_fails_the_run_and_writes_no_rows(
         )
     assert last_run().info.status == "FAILED"
     assert loop.history().empty
+
+
+def test_the_drift_metrics_decide_and_the_report_charts_the_batches(
+    spark, champion, batches, tmp_path
+):
+    """Every metric is recorded; only those named in drift_metrics decide. The report and its
+    own artifact chart the first of them across the batches so far."""
+    loop = Loop(spark, champion.name, tmp_path, drift_metrics=("ks",), ks_threshold=0.99)
+    assert loop.run(batches["sample"])["drift"] == "false"
+    assert loop.run(batches["drifted_1"])["drift"] == "false"  # ks decides, and reads < 0.99
+    run = last_run()
+    assert run.data.params["drift_metrics"] == "ks"
+    rows = loop.history()
+    assert {"psi", "js_distance", "tv_distance", "l_infinity", "ks", "wasserstein"} <= set(
+        rows[rows["feature"] == "BMI"]["metric"]
+    )
+    assert {"chi2", "chi2_pvalue"} <= set(rows[rows["feature"] == "SEX"]["metric"])
+    assert not rows["drifted"].any()  # over a threshold that decides: none
+    third = loop.run(batches["drifted_2"], drift_metrics=("psi", "ks"))
+    assert third["drift"] == "true"
+    run = last_run()
+    client = MlflowClient()
+    names = {a.path for a in client.list_artifacts(run.info.run_id, "drift")}
+    assert "drift/over_time.png" in names
+    page = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/drift_report.html")
+    assert "Drift over time: psi in the last 3 batch(es)" in page
+    assert page.count("<img class='history'") == 1
+
+
+def test_drift_metrics_are_checked_before_the_run(spark):
+    from diabetes_mlops.runtime.parameters import declared_parameters
+
+    declared = declared_parameters(monitor)["drift_metrics"]
+    assert declared.parse(" psi, ks ") == ("psi", "ks")
+    with pytest.raises(ParameterError, match="parameter 'drift_metrics': each value must be one"):
+        declared.parse("psi,entropy")

@@ -81,11 +81,15 @@ def test_parquet_input_with_nan_null_and_integers(spark, repo, champion, referen
     assert recorded == batch_stats(spark.read.parquet(str(output)), reference)
 
 
-def profile_source() -> str:
+def last_run(step: str):
     runs = mlflow.search_runs(
-        experiment_names=[EXPERIMENT], filter_string="tags.step = 'monitor'", max_results=1
+        experiment_names=[EXPERIMENT], filter_string=f"tags.step = '{step}'", max_results=1
     )
-    return MlflowClient().get_run(runs.iloc[0]["run_id"]).data.tags["profile_source"]
+    return MlflowClient().get_run(runs.iloc[0]["run_id"])
+
+
+def profile_source() -> str:
+    return last_run("monitor").data.tags["profile_source"]
 
 
 def test_the_monitor_uses_them_until_the_output_changes(spark, repo, champion, tmp_path):
@@ -94,6 +98,11 @@ def test_the_monitor_uses_them_until_the_output_changes(spark, repo, champion, t
     batch_score(spark, sample, str(output), champion.name, EXPERIMENT)
     first = monitor(spark, str(output), str(table), EXPERIMENT)
     assert profile_source() == "scoring pass"
+    # Where each run's time went, as metrics (what the whole-job benchmark reports).
+    scored, watched = last_run("batch_score").data.metrics, last_run("monitor").data.metrics
+    assert {"seconds_read_check", "seconds_score_write", "seconds_publish"} <= set(scored)
+    assert {"seconds_profile", "seconds_compare", "seconds_table"} <= set(watched)
+    assert scored["seconds_score_write"] > 0
     # Someone rewrites a data file in place (fewer rows): the recorded counts no longer hold.
     part = next(p for p in output.iterdir() if p.name.startswith("part-"))
     rows = pq.read_table(part)

@@ -13,13 +13,19 @@ from matplotlib.colors import to_rgba
 from diabetes.contract import FEATURES, NUMERIC_FEATURES, PREDICTION, RANGES, SEX_VALUES, TARGET
 from diabetes.drift import (
     BINS,
-    METRICS,
+    CHI2,
+    CHI2_PVALUE,
+    JS_DISTANCE,
+    KS,
+    L_INFINITY,
     MISSING_RATE_CHANGE,
     PROFILED_CATEGORICAL,
     PROFILED_NUMERIC,
     PSI,
     PSI_EPSILON,
+    TV_DISTANCE,
     UNKNOWN_SHARE,
+    WASSERSTEIN,
     CategoryProfile,
     NumericProfile,
     Profile,
@@ -96,7 +102,8 @@ def drifted_metrics(reference, drifted_profile):
 
 
 def flagged(metrics) -> set[tuple[str, str]]:
-    return {(m.feature, m.metric) for m in metrics if m.drifted}
+    """The deciding metrics over their threshold."""
+    return {(m.feature, m.metric) for m in metrics if m.drifted and m.decides}
 
 
 def metric(metrics, feature: str, name: str):
@@ -284,13 +291,29 @@ def test_the_sample_scoring_batch_has_not_drifted(reference, scoring, profile_of
     metrics = compare(reference, profile_of(scoring))
     assert flagged(metrics) == set()
     assert not drifted(metrics)
-    expected_order = [(n, m) for n in PROFILED_NUMERIC for m in (PSI, MISSING_RATE_CHANGE)]
-    expected_order += [(n, m) for n in PROFILED_CATEGORICAL for m in METRICS]
+    numeric = (PSI, JS_DISTANCE, TV_DISTANCE, L_INFINITY, KS, WASSERSTEIN, MISSING_RATE_CHANGE)
+    categorical = (PSI, JS_DISTANCE, TV_DISTANCE, L_INFINITY, CHI2, CHI2_PVALUE,
+                   MISSING_RATE_CHANGE, UNKNOWN_SHARE)  # fmt: skip
+    expected_order = [(n, m) for n in PROFILED_NUMERIC for m in numeric]
+    expected_order += [(n, m) for n in PROFILED_CATEGORICAL for m in categorical]
     assert [(m.feature, m.metric) for m in metrics] == expected_order
 
 
 def test_the_reference_compared_with_itself_shows_no_change(reference):
-    assert {m.value for m in compare(reference, reference)} == {0.0}
+    """Every distance exactly 0 (no smoothing makes identical inputs read as drift), the
+    chi-squared p-value 1, and the same for a batch with the same shares and twice the rows."""
+    doubled = Profile(
+        2 * reference.rows,
+        {n: NumericProfile(p.edges, tuple(2 * c for c in p.counts), 2 * p.missing)
+         for n, p in reference.numeric.items()},
+        {n: CategoryProfile({k: 2 * v for k, v in p.counts.items()}, 2 * p.missing,
+                            2 * p.unknown) for n, p in reference.categorical.items()},
+    )  # fmt: skip
+    for batch in (reference, doubled):
+        metrics = compare(reference, batch)
+        assert {m.value for m in metrics if m.metric != CHI2_PVALUE} == {0.0}
+        assert {m.value for m in metrics if m.metric == CHI2_PVALUE} == {1.0}
+        assert not any(m.drifted for m in metrics)
 
 
 def test_a_drifted_batch_shifts_bmi_s5_and_the_prediction_only(drifted_metrics):

@@ -23,12 +23,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from diabetes.contract import CATEGORICAL_FEATURE, NUMERIC_FEATURES, PREDICTION, SEX_VALUES
+from diabetes import drift_metrics as dm
+from diabetes.contract import CATEGORICAL_FEATURE, NUMERIC_FEATURES, PREDICTION, RANGES, SEX_VALUES
 from diabetes.errors import UserError
 
 PROFILE_FORMAT = 1
@@ -39,10 +40,22 @@ PROFILED_NUMERIC: tuple[str, ...] = (*NUMERIC_FEATURES, PREDICTION)
 PROFILED_CATEGORICAL: tuple[str, ...] = (CATEGORICAL_FEATURE,)
 
 PSI, MISSING_RATE_CHANGE, UNKNOWN_SHARE = "psi", "missing_rate_change", "unknown_share"
-METRICS: tuple[str, ...] = (PSI, MISSING_RATE_CHANGE, UNKNOWN_SHARE)
+JS_DISTANCE, TV_DISTANCE, L_INFINITY = dm.JS_DISTANCE, dm.TV_DISTANCE, dm.L_INFINITY
+KS, WASSERSTEIN, CHI2, CHI2_PVALUE = dm.KS, dm.WASSERSTEIN, dm.CHI2, dm.CHI2_PVALUE
+# Every metric compare reports. Each has a threshold; those in Thresholds.deciding decide drift.
+METRICS: tuple[str, ...] = (
+    PSI, JS_DISTANCE, TV_DISTANCE, L_INFINITY, KS, WASSERSTEIN, CHI2_PVALUE, MISSING_RATE_CHANGE,
+    UNKNOWN_SHARE,
+)  # fmt: skip
 DEFAULT_PSI_THRESHOLD = 0.2
 DEFAULT_MISSING_RATE_THRESHOLD = 0.1  # an absolute change: 2 % missing -> 12 % missing
 DEFAULT_UNKNOWN_SHARE_THRESHOLD = 0.01  # the share of unknown SEX codes scoring tolerates
+# evidently's defaults for its Jensen-Shannon and (normed) Wasserstein tests are 0.1
+# (github.com/evidentlyai/evidently/releases/tag/v0.1.50.dev0); the other distances share the
+# 0-1 scale, and a chi-squared p-value below 0.01 is drift.
+DEFAULT_DISTANCE_THRESHOLD = 0.1
+DEFAULT_CHI2_PVALUE_THRESHOLD = 0.01
+DEFAULT_DECIDING: tuple[str, ...] = (PSI, MISSING_RATE_CHANGE, UNKNOWN_SHARE)
 
 
 class ProfileError(UserError, ValueError):
@@ -300,12 +313,33 @@ def psi(expected: Sequence[float], actual: Sequence[float], epsilon: float = PSI
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Above these a metric counts as drift: PSI, the absolute change of the missing rate, and
-    the share of unknown categories."""
+    """Above these a metric is over its threshold (the chi-squared p-value: below it); only the
+    metrics named in `deciding` make a batch drifted (PSI, missing rate, unknown share by
+    default). The missing rate's is an absolute change."""
 
     psi: float = DEFAULT_PSI_THRESHOLD
     missing_rate: float = DEFAULT_MISSING_RATE_THRESHOLD
     unknown_share: float = DEFAULT_UNKNOWN_SHARE_THRESHOLD
+    js_distance: float = DEFAULT_DISTANCE_THRESHOLD
+    tv_distance: float = DEFAULT_DISTANCE_THRESHOLD
+    l_infinity: float = DEFAULT_DISTANCE_THRESHOLD
+    ks: float = DEFAULT_DISTANCE_THRESHOLD
+    wasserstein: float = DEFAULT_DISTANCE_THRESHOLD
+    chi2_pvalue: float = DEFAULT_CHI2_PVALUE_THRESHOLD
+    deciding: tuple[str, ...] = DEFAULT_DECIDING
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.deciding if m not in METRICS]
+        if unknown or not self.deciding:
+            raise ValueError(
+                f"unknown drift metric(s) {', '.join(map(repr, unknown))}; known:"
+                f" {', '.join(METRICS)}"
+                if unknown
+                else "at least one drift metric must decide"
+            )
+
+    def of(self, metric: str) -> float:
+        return self.missing_rate if metric == MISSING_RATE_CHANGE else getattr(self, metric)
 
 
 @dataclass(frozen=True)
@@ -316,7 +350,11 @@ class DriftMetric:
     metric: str
     value: float  # NaN when it cannot be computed (no value present in the batch or reference)
     threshold: float
-    drifted: bool
+    drifted: bool  # over its threshold
+    decides: bool = True  # one of the metrics that make a batch drifted (Thresholds.deciding)
+    # The most the value can differ from the same metric on the raw values (0: exact; the
+    # binned KS and Wasserstein approximate it, see diabetes.drift_metrics). Not in the table.
+    error: float = 0.0
 
 
 def compare(
@@ -331,25 +369,67 @@ def compare(
         got = _counted(batch.numeric, name)
         if got.edges != ref.edges:
             raise ValueError(f"'{name}': the batch was not counted over the reference's bins")
-        found.append(_psi_metric(name, ref, got, thresholds.psi))
+        found.append(_deciding(_psi_metric(name, ref, got, thresholds.psi), thresholds))
+        found += _distances(name, ref.counts, got.counts, thresholds)
+        limits = RANGES.get(name)
+        bounds = None if limits is None else (limits.low, limits.high)
+        found.append(
+            _metric(name, KS, dm.ks_statistic(ref.counts, got.counts), thresholds,
+                    error=_ks_error(ref.counts, got.counts))
+        )  # fmt: skip
+        found.append(
+            _metric(name, WASSERSTEIN, dm.wasserstein(ref.edges, ref.counts, got.counts),
+                    thresholds,
+                    error=dm.wasserstein_error_bound(ref.edges, ref.counts, got.counts, bounds))
+        )  # fmt: skip
         found.append(_missing_metric(name, ref.missing_rate, got.missing_rate, thresholds))
     for name, ref in reference.categorical.items():
         got = _counted(batch.categorical, name)
         if list(got.counts) != list(ref.counts):  # shares are compared level by level, in order
             raise ValueError(f"'{name}': the batch was not counted over the reference's levels")
-        found.append(_psi_metric(name, ref, got, thresholds.psi))
+        found.append(_deciding(_psi_metric(name, ref, got, thresholds.psi), thresholds))
+        # The levels and one bin for every other code.
+        expected, actual = (*ref.counts.values(), ref.unknown), (*got.counts.values(), got.unknown)
+        found += _distances(name, expected, actual, thresholds)
+        statistic, p_value = dm.chi_squared(expected, actual)
+        found.append(DriftMetric(name, CHI2, statistic, math.nan, False, False))
+        found.append(_metric(name, CHI2_PVALUE, p_value, thresholds))
         found.append(_missing_metric(name, ref.missing_rate, got.missing_rate, thresholds))
-        share = got.unknown_share
-        found.append(
-            DriftMetric(
-                name,
-                UNKNOWN_SHARE,
-                share,
-                thresholds.unknown_share,
-                share > thresholds.unknown_share,
-            )
-        )
+        found.append(_metric(name, UNKNOWN_SHARE, got.unknown_share, thresholds))
     return found
+
+
+def _ks_error(expected, actual) -> float:
+    """How far above the binned KS statistic the raw values' one can be."""
+    return float(dm.ks_upper_bound(expected, actual) - dm.ks_statistic(expected, actual))
+
+
+def _deciding(metric: DriftMetric, thresholds: Thresholds) -> DriftMetric:
+    return replace(metric, decides=metric.metric in thresholds.deciding)
+
+
+def _distances(name: str, expected, actual, thresholds: Thresholds) -> list[DriftMetric]:
+    """Jensen-Shannon, total-variation and L-infinity distance of the binned shares."""
+    return [
+        _metric(name, JS_DISTANCE, dm.js_distance(expected, actual), thresholds),
+        _metric(name, TV_DISTANCE, dm.tv_distance(expected, actual), thresholds),
+        _metric(name, L_INFINITY, dm.l_infinity(expected, actual), thresholds),
+    ]
+
+
+def _metric(
+    name: str, metric: str, value: float, thresholds: Thresholds, error: float = 0.0
+) -> DriftMetric:
+    """A metric against its threshold (NaN: never over it). A p-value is over when below."""
+    limit = thresholds.of(metric)
+    if math.isnan(value):
+        over = False
+    elif metric == CHI2_PVALUE:
+        over = value < limit
+    else:
+        over = value > limit
+    decides = metric in thresholds.deciding
+    return DriftMetric(name, metric, float(value), limit, over, decides, float(error))
 
 
 def _counted(columns: Mapping, name: str):
@@ -368,7 +448,7 @@ def _psi_metric(
 ) -> DriftMetric:
     """PSI of the present values; NaN (never drift) when either side has none, since all-zero
     shares floored at PSI_EPSILON would read as a huge shift. The missing rate says what
-    happened then."""
+    happened then. (Deciding or not is set by compare, from Thresholds.deciding.)"""
     if ref.present == 0 or got.present == 0:
         return DriftMetric(name, PSI, math.nan, threshold, False)
     value = psi(ref.shares, got.shares)
@@ -378,12 +458,13 @@ def _psi_metric(
 def _missing_metric(name, expected: float, actual: float, thresholds: Thresholds) -> DriftMetric:
     change = actual - expected
     limit = thresholds.missing_rate
-    return DriftMetric(name, MISSING_RATE_CHANGE, change, limit, abs(change) > limit)
+    decides = MISSING_RATE_CHANGE in thresholds.deciding
+    return DriftMetric(name, MISSING_RATE_CHANGE, change, limit, abs(change) > limit, decides)
 
 
 def drifted(metrics: Sequence[DriftMetric]) -> bool:
-    """A batch drifted when any metric of any feature is over its threshold."""
-    return any(m.drifted for m in metrics)
+    """A batch drifted when a deciding metric of any feature is over its threshold."""
+    return any(m.drifted and m.decides for m in metrics)
 
 
 def should_retrain(recent: Sequence[bool], needed: int, window: int) -> bool:

@@ -111,7 +111,8 @@ def _metrics_of(metrics: Sequence[DriftMetric], name: str) -> list[DriftMetric]:
 
 
 def _is_drifted(metrics: Sequence[DriftMetric], name: str) -> bool:
-    return any(m.drifted for m in _metrics_of(metrics, name))
+    """A deciding metric of the feature is over its threshold."""
+    return any(m.drifted and m.decides for m in _metrics_of(metrics, name))
 
 
 def _psi_text(metrics: Sequence[DriftMetric], name: str) -> str:
@@ -224,6 +225,8 @@ th, td { border: 1px solid #ccc; padding: 3px 10px; text-align: left; }
 th { background: #f2f4f7; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; }
 tr.drifted td { background: #fdecea; color: #8e1b10; font-weight: 600; }
+tr.over td { background: #fff6e0; }
+img.history { max-width: 100%; height: auto; border: 1px solid #ddd; }
 .verdict { font-size: 15px; font-weight: 600; padding: 6px 10px; display: inline-block; }
 .verdict.drifted { background: #fdecea; color: #8e1b10; }
 .verdict.stable { background: #e8f5e9; color: #1b5e20; }
@@ -245,13 +248,16 @@ def drift_report_html(
     metrics: Sequence[DriftMetric],
     title: str,
     details: Mapping[str, str] = _NO_DETAILS,
+    extra_html: str = "",
 ) -> str:
     """One self-contained HTML page: title, the caller's details (model, batch, ...), a verdict,
-    every metric in a table (drifted rows highlighted), then a histogram per feature."""
+    `extra_html` (markup the caller built and escaped: the drift over time), every metric in a
+    table (drifted rows highlighted), then a histogram per feature."""
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         _verdict_html(reference, batch, metrics),
         _details_html(details),
+        extra_html,
         "<h2>Metrics</h2>",
         _metrics_table_html(metrics),
         "<h2>Features</h2>",
@@ -300,20 +306,26 @@ def _details_html(details: Mapping[str, str]) -> str:
 
 
 def _metrics_table_html(metrics: Sequence[DriftMetric]) -> str:
-    head = "".join(
-        f"<th>{name}</th>" for name in ("feature", "metric", "value", "threshold", "drifted")
-    )
+    names = ("feature", "metric", "value", "± at most", "threshold", "over it", "decides drift")
+    head = "".join(f"<th>{name}</th>" for name in names)
     rows = "".join(_metric_row_html(m) for m in metrics)
     return f"<table class='metrics'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 def _metric_row_html(metric: DriftMetric) -> str:
-    css = " class='drifted'" if metric.drifted else ""
+    css = (
+        " class='drifted'"
+        if metric.drifted and metric.decides
+        else " class='over'" if metric.drifted else ""
+    )
+    error = "exact" if metric.error == 0 else _number(metric.error)
     cells = (
         f"<td>{html.escape(metric.feature)}</td><td>{html.escape(metric.metric)}</td>"
         f"<td class='number'>{_number(metric.value)}</td>"
+        f"<td class='number'>{error}</td>"
         f"<td class='number'>{_number(metric.threshold)}</td>"
         f"<td>{'yes' if metric.drifted else 'no'}</td>"
+        f"<td>{'yes' if metric.decides else 'no'}</td>"
     )
     return f"<tr{css}>{cells}</tr>"
 
@@ -322,7 +334,7 @@ def _feature_html(
     name: str, reference: Profile, batch: Profile, metrics: Sequence[DriftMetric]
 ) -> str:
     drifted = _is_drifted(metrics, name)
-    found = ", ".join(m.metric for m in _metrics_of(metrics, name) if m.drifted)
+    found = ", ".join(m.metric for m in _metrics_of(metrics, name) if m.drifted and m.decides)
     heading = f"{name}: drifted ({found})" if drifted else name
     rates = (
         f"{_psi_text(metrics, name)} · {rates_text(_column(reference, name), _column(batch, name))}"

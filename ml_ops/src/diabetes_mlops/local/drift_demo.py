@@ -5,7 +5,8 @@
    from it (BMI scaled, S5 shifted; diabetes.sample_data.drifted_batch),
 3. after each, the job's own monitor task decides, and its condition_task starts the training
    job through its run_job_task only when drift persists (2 of the last 3 batches by default),
-4. print the monitoring table and the retraining job's validation verdict.
+4. print the monitoring table and the retraining job's validation verdict,
+5. say where the last batch's report is: its chart shows each feature's drift batch after batch.
 
 Nothing here decides anything: the specs, the steps and the local runner do, exactly as the
 scheduled job would on Databricks.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
+from mlflow.utils.file_utils import local_file_uri_to_path
 
 from diabetes.sample_data import BATCH_FILE, RAW_FILE, label_arrivals, write_drifted_batches
 from diabetes_mlops.data.monitoring_table import MonitoringTable
@@ -28,6 +30,7 @@ from diabetes_mlops.jobs.targets import LOCAL, load_target
 from diabetes_mlops.local.runner import JobRun, LocalRunner
 from diabetes_mlops.runtime.errors import UserError
 from diabetes_mlops.spark.profile import MAE, RMSE
+from diabetes_mlops.steps.monitor import HISTORY_FIGURE, REPORT
 from diabetes_mlops.tracking.registry import VALIDATION_REASON, VALIDATION_STATUS
 
 DATA = "/Volumes/main/diabetes/data"  # where the local target's jobs read (under local_root)
@@ -88,7 +91,27 @@ def run_demo(
     report(drift_table(MonitoringTable.prepare(str(monitoring), "parquet")))
     client = MlflowClient(tracking_uri=runner.tracking_uri, registry_uri=runner.tracking_uri)
     _report_retraining(outcomes, defaults["model_name"], client, report)
+    _report_chart(client, defaults["experiment_name"], report)
     return outcomes
+
+
+def _report_chart(client: MlflowClient, experiment_name: str, report) -> None:
+    """Where the last monitor run's report is: its page charts drift over the batches so far."""
+    experiment = client.get_experiment_by_name(experiment_name)
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        "tags.step = 'monitor'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        return
+    run = runs[0]
+    page = Path(local_file_uri_to_path(run.info.artifact_uri)) / REPORT
+    report(
+        f"drift over time, batch after batch: open {page.as_uri()} in a browser (the report of"
+        f" the last batch; the chart alone is {HISTORY_FIGURE} of MLflow run {run.info.run_id})"
+    )
 
 
 def _copy_sample_data(repo: Path, data: Path) -> None:

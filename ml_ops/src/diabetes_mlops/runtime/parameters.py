@@ -166,7 +166,7 @@ class Declared:
     """A step parameter as its signature declares it."""
 
     name: str
-    kind: Any  # str, int, float, bool, tuple[float, ...], FilePath or SparkPath
+    kind: Any  # str, int, float, bool, tuple[float, ...], tuple[str, ...], FilePath or SparkPath
     rules: tuple[Rule, ...] = ()
     optional: bool = False  # `X | None`: an empty value means None
     required: bool = True  # no default in the signature
@@ -369,4 +369,6 @@ def _convert(
             raise ParameterError(
                 f"parameter '{name}': expected comma-separated numbers, got {text!r}"
             ) from None
+    if typing.get_origin(kind) is tuple and typing.get_args(kind) == (str, ...):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
     raise TypeError(f"parameter '{name}': unsupported annotation {kind!r}")

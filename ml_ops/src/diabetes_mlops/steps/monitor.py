@@ -26,9 +26,16 @@ from pyspark.sql import SparkSession
 
 from diabetes.contract import PREDICTION
 from diabetes.drift import (
+    DEFAULT_CHI2_PVALUE_THRESHOLD,
+    DEFAULT_DECIDING,
+    DEFAULT_DISTANCE_THRESHOLD,
     DEFAULT_MISSING_RATE_THRESHOLD,
     DEFAULT_PSI_THRESHOLD,
     DEFAULT_UNKNOWN_SHARE_THRESHOLD,
+    METRICS,
+    MISSING_RATE_CHANGE,
+    PSI,
+    UNKNOWN_SHARE,
     DriftMetric,
     Profile,
     Thresholds,
@@ -36,14 +43,15 @@ from diabetes.drift import (
     drifted,
     should_retrain,
 )
-from diabetes.drift_report import drift_figure, drift_report_html
+from diabetes.drift_history import DEFAULT_LAST, batches_shown, history_figure, history_html
+from diabetes.drift_report import drift_figure, drift_report_html, profiled_features
 from diabetes_mlops.data import output
 from diabetes_mlops.data.locations import Location, OutputFolder, locate
 from diabetes_mlops.data.monitoring_table import COLUMNS, FORMATS, MonitoringTable
 from diabetes_mlops.runtime import model_refs
 from diabetes_mlops.runtime.context import SparkPath
 from diabetes_mlops.runtime.errors import ParameterError
-from diabetes_mlops.runtime.parameters import AtLeast, Between, OneOf, cross_check
+from diabetes_mlops.runtime.parameters import AtLeast, Between, Each, NotEmpty, OneOf, cross_check
 from diabetes_mlops.runtime.stage_clock import StageClock
 from diabetes_mlops.spark import profile
 from diabetes_mlops.steps.common import ExperimentName, Registry
@@ -62,6 +70,7 @@ NO_REFERENCE, EMPTY_BATCH = "no_reference", "empty_batch"
 ALL_FEATURES = "*"  # the feature of a row about the whole batch
 REPORT = "drift_report.html"
 FIGURE = "drift/histograms.png"
+HISTORY_FIGURE = "drift/over_time.png"
 
 
 def monitor(
@@ -75,6 +84,16 @@ def monitor(
     psi_threshold: Annotated[float, Between(0, 10)] = DEFAULT_PSI_THRESHOLD,
     missing_rate_threshold: Annotated[float, Between(0, 1)] = DEFAULT_MISSING_RATE_THRESHOLD,
     unknown_share_threshold: Annotated[float, Between(0, 1)] = DEFAULT_UNKNOWN_SHARE_THRESHOLD,
+    js_distance_threshold: Annotated[float, Between(0, 1)] = DEFAULT_DISTANCE_THRESHOLD,
+    tv_distance_threshold: Annotated[float, Between(0, 1)] = DEFAULT_DISTANCE_THRESHOLD,
+    l_infinity_threshold: Annotated[float, Between(0, 1)] = DEFAULT_DISTANCE_THRESHOLD,
+    ks_threshold: Annotated[float, Between(0, 1)] = DEFAULT_DISTANCE_THRESHOLD,
+    wasserstein_threshold: Annotated[float, Between(0, 100)] = DEFAULT_DISTANCE_THRESHOLD,
+    chi2_pvalue_threshold: Annotated[float, Between(0, 1)] = DEFAULT_CHI2_PVALUE_THRESHOLD,
+    drift_metrics: Annotated[tuple[str, ...], NotEmpty(), Each(OneOf(*METRICS))] = (
+        DEFAULT_DECIDING
+    ),
+    history_batches: Annotated[int, AtLeast(1)] = DEFAULT_LAST,
     drift_batches: Annotated[int, AtLeast(1)] = 2,
     drift_window: Annotated[int, AtLeast(1)] = 3,
     batch_id: str = "",
@@ -83,7 +102,10 @@ def monitor(
     table at `monitoring_path`; task value `retrain` says whether to retrain.
 
     The batch is identified by `batch_id`, or else by its content (the scored rows' features,
-    whatever their order): monitoring the same batch again replaces its rows in the table."""
+    whatever their order): monitoring the same batch again replaces its rows in the table.
+    Every metric is reported against its threshold; those named in `drift_metrics` decide
+    whether the batch drifted. The report charts the first of them across the last
+    `history_batches` batches of the table."""
     _check_window(drift_batches, drift_window)
     scored = locate(output_path, "output_path")
     manifest = _scores_manifest(scored, output_path, output_format)
@@ -94,7 +116,18 @@ def monitor(
         others={"output_path": output_path, "input_path": manifest.get("input_path")},
     )
     model_name, version_number = manifest["model_name"], str(manifest["model_version"])
-    thresholds = Thresholds(psi_threshold, missing_rate_threshold, unknown_share_threshold)
+    thresholds = Thresholds(
+        psi=psi_threshold,
+        missing_rate=missing_rate_threshold,
+        unknown_share=unknown_share_threshold,
+        js_distance=js_distance_threshold,
+        tv_distance=tv_distance_threshold,
+        l_infinity=l_infinity_threshold,
+        ks=ks_threshold,
+        wasserstein=wasserstein_threshold,
+        chi2_pvalue=chi2_pvalue_threshold,
+        deciding=tuple(dict.fromkeys(drift_metrics)),
+    )
     use_registry(registry, model_name)
     use_experiment(experiment_name)
     with tracked_run("monitor") as run:
@@ -128,6 +161,12 @@ def monitor(
                 "psi_threshold": psi_threshold,
                 "missing_rate_threshold": missing_rate_threshold,
                 "unknown_share_threshold": unknown_share_threshold,
+                **{
+                    f"{m}_threshold": thresholds.of(m)
+                    for m in METRICS
+                    if m != UNKNOWN_SHARE and m != MISSING_RATE_CHANGE and m != PSI
+                },
+                "drift_metrics": ",".join(thresholds.deciding),
                 "drift_rule": f"{drift_batches} of {drift_window}",
             }
         )
@@ -151,11 +190,14 @@ def monitor(
             recent = _recent_drift(history, batch, drift_window) + [found]
             # A batch back to normal never starts a retraining, whatever came before it.
             retrain = found and should_retrain(recent, drift_batches, drift_window)
+        rows = batch.rows_of(metrics, stats.labels)
         with clock.stage("report"):
             _log_metrics(metrics, stats.labels, found, retrain)
-            _log_report(reference, stats.profile, metrics, batch)
+            over_time = _history_with(history, rows)
+            _log_report(reference, stats.profile, metrics, batch, over_time, thresholds,
+                        history_batches)  # fmt: skip
         with clock.stage("table"):
-            table.write_batch(batch.batch_id, batch.rows_of(metrics, stats.labels))
+            table.write_batch(batch.batch_id, rows)
         mlflow.log_metrics(clock.metrics())
         mlflow.set_tags(
             {"drift_status": "drift" if found else "stable", "retrain": str(retrain).lower()}
@@ -200,7 +242,7 @@ class Batch:
                 "metric": m.metric,
                 "value": None if math.isnan(m.value) else m.value,
                 "threshold": None if math.isnan(m.threshold) else m.threshold,
-                "drifted": m.drifted,
+                "drifted": m.drifted and m.decides,  # over a threshold that decides
                 "batch_drifted": found,
                 "rows": self.rows,
                 "run_id": self.run_id,
@@ -353,29 +395,52 @@ def _warn_unmonitored(status: str, batch: Batch) -> None:
         log.warning("batch %s has no scored rows: nothing to compare", batch.batch_id)
 
 
+def _history_with(history: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """The table's rows as they will be once this batch's are written (its old ones replaced)."""
+    earlier = history[~history["batch_id"].isin(set(rows["batch_id"]))]
+    return pd.concat([earlier, rows], ignore_index=True) if not earlier.empty else rows
+
+
 def _log_metrics(metrics, labels: dict[str, float], found: bool, retrain: bool) -> None:
     values = {f"{m.metric}_{m.feature}": m.value for m in metrics if not math.isnan(m.value)}
     values.update({name: value for name, value in labels.items()})
-    values["drifted_metrics"] = sum(m.drifted for m in metrics)
+    values["drifted_metrics"] = sum(m.drifted and m.decides for m in metrics)
     values["batch_drifted"] = int(found)
     values["retrain"] = int(retrain)
     mlflow.log_metrics(values)
 
 
-def _log_report(reference: Profile, batch: Profile, metrics, info: Batch) -> None:
+def _log_report(
+    reference: Profile,
+    batch: Profile,
+    metrics,
+    info: Batch,
+    history: pd.DataFrame,
+    thresholds: Thresholds,
+    last: int,
+) -> None:
+    """The report page (with the chart of the first deciding metric over the last batches), and
+    the two figures on their own."""
     details = {
         "model": f"{info.model_name} version {info.model_version}",
         "batch": info.batch_id,
         "scored at": str(info.batch_time),
         "rows": str(info.rows),
+        "drift decided by": ", ".join(thresholds.deciding),
     }
+    charted = thresholds.deciding[0]
+    over_time = history_figure(history, charted, profiled_features(reference), last)
+    section = history_html(over_time, charted, batches_shown(history, last))
     title = f"Drift of batch {info.batch_id} against the training data"
-    mlflow.log_text(drift_report_html(reference, batch, metrics, title, details), REPORT)
+    page = drift_report_html(reference, batch, metrics, title, details, extra_html=section)
+    mlflow.log_text(page, REPORT)
     mlflow.log_figure(drift_figure(reference, batch, metrics), FIGURE)
+    if over_time is not None:
+        mlflow.log_figure(over_time, HISTORY_FIGURE)
 
 
 def _log_verdict(metrics, batch: Batch, recent, needed: int, window: int, retrain: bool) -> None:
-    over = [m for m in metrics if m.drifted]
+    over = [m for m in metrics if m.drifted and m.decides]
     what = (
         "drift in "
         + ", ".join(f"{m.feature} {m.metric} {m.value:.3g} > {m.threshold:g}" for m in over)

@@ -1,0 +1,53 @@
+"""The drift-over-time chart (diabetes.drift_history): the last batches of the monitoring table
+by batch time, one panel per feature, thresholds and version changes marked."""
+
+import pandas as pd
+import pytest
+
+from diabetes.drift_history import batches_shown, history_figure, history_html, last_batches
+
+
+def table(batches: int, features=("AGE", "BMI", "SEX"), version_from: int | None = None):
+    rows = []
+    for i in range(batches):
+        for feature in features:
+            for metric, value in (("psi", 0.05 * i), ("js_distance", 0.01 * i)):
+                rows.append({
+                    "batch_id": f"b{i}",
+                    "batch_time": pd.Timestamp("2026-12-01", tz="UTC") + pd.Timedelta(days=i),
+                    "model_version": 2 if version_from is not None and i >= version_from else 1,
+                    "feature": feature, "metric": metric, "value": value,
+                    "threshold": 0.2 if metric == "psi" else 0.1,
+                    "drifted": metric == "psi" and value > 0.2,
+                })  # fmt: skip
+    return pd.DataFrame(rows).sample(frac=1, random_state=3)  # stored in no particular order
+
+
+def test_keeps_the_last_batches_oldest_first():
+    rows = last_batches(table(7), last=3)
+    assert list(dict.fromkeys(rows["batch_id"])) == ["b4", "b5", "b6"]
+
+
+def test_one_panel_per_feature_with_its_line_and_threshold():
+    fig = history_figure(table(6, version_from=4), "psi", ["AGE", "BMI", "S5", "SEX"], last=30)
+    drawn = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    assert [ax.get_title(loc="left") for ax in drawn] == ["AGE", "BMI", "SEX"]  # S5: no rows
+    values, threshold = drawn[0].lines[0], drawn[0].lines[2]
+    assert list(values.get_ydata()) == pytest.approx([0.05 * i for i in range(6)])
+    assert set(threshold.get_ydata()) == {0.2}
+    over = drawn[0].lines[1]
+    assert list(over.get_xdata()) == [5]  # 0.25 > 0.2: the one batch over it, in red
+    assert any(t.get_text() == "v2" for t in drawn[0].texts)  # where version 2 took over
+
+
+def test_no_rows_of_the_metric_gives_no_figure_and_says_so():
+    assert history_figure(table(2), "ks", ["AGE"]) is None
+    assert "No batch" in history_html(None, "ks", 0)
+    page = history_html(history_figure(table(3), "psi", ["AGE"]), "psi", batches_shown(table(3)))
+    assert "psi in the last 3 batch(es)" in page
+    assert page.count("data:image/png;base64,") == 1
+
+
+def test_rows_without_the_needed_columns_are_named():
+    with pytest.raises(ValueError, match="model_version"):
+        last_batches(table(1).drop(columns=["model_version"]))
