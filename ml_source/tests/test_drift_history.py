@@ -51,3 +51,15 @@ def test_no_rows_of_the_metric_gives_no_figure_and_says_so():
 def test_rows_without_the_needed_columns_are_named():
     with pytest.raises(ValueError, match="model_version"):
         last_batches(table(1).drop(columns=["model_version"]))
+
+
+def test_batches_in_the_same_minute_get_seconds_in_their_labels():
+    rows = table(3)
+    rows["batch_time"] = rows["batch_id"].map(
+        {f"b{i}": pd.Timestamp("2026-12-01 10:00", tz="UTC") + pd.Timedelta(seconds=5 * i)
+         for i in range(3)}
+    )  # fmt: skip
+    ax = next(a for a in history_figure(rows, "psi", ["AGE"]).axes if a.axison)
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "12-01 10:00:00", "12-01 10:00:05", "12-01 10:00:10"
+    ]  # fmt: skip

@@ -63,7 +63,7 @@ def history_figure(
     fig.subplots_adjust(**MARGINS)
     axes = fig.subplots(grid_rows, COLUMNS, squeeze=False).ravel()
     batches = rows.drop_duplicates("order").set_index("order").sort_index()
-    labels = [pd.Timestamp(t).strftime("%m-%d %H:%M") for t in batches["batch_time"]]
+    labels = _time_labels(batches["batch_time"])
     for ax, name in zip(axes, shown, strict=False):
         _panel(ax, rows[rows["feature"] == name], batches, labels)
         ax.set_title(name, fontsize=FONT_SIZE + 2, loc="left")
@@ -76,6 +76,15 @@ def history_figure(
         ha="left",
     )
     return fig
+
+
+def _time_labels(times: pd.Series) -> list[str]:
+    """Month-day hour:minute, with seconds when that would show two batches alike."""
+    for pattern in ("%m-%d %H:%M", "%m-%d %H:%M:%S"):
+        labels = [pd.Timestamp(t).strftime(pattern) for t in times]
+        if len(set(labels)) == len(labels):
+            return labels
+    return labels
 
 
 def _panel(ax, rows: pd.DataFrame, batches: pd.DataFrame, labels: list[str]) -> None:
