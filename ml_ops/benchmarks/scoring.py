@@ -60,8 +60,9 @@ BARE_SCAN, MONITOR, PANDAS_DRIFT, EVIDENTLY = "bare scan", "monitor", "pandas dr
 NATIVE_CONNECT, MONITOR_CONNECT = "native, Spark Connect", "monitor, Spark Connect"
 
 
-def tree_rss(root: int) -> int:
-    """Resident bytes of `root` and its descendants, from /proc."""
+def tree_rss(root: int, by_process: dict[str, int] | None = None) -> int:
+    """Resident bytes of `root` and its descendants, from /proc; `by_process` gets each
+    process's peak so far, by name and pid."""
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -77,11 +78,16 @@ def tree_rss(root: int) -> int:
     total = 0
     for pid in family:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
         except OSError:
             continue
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+        if "VmRSS" in fields:
+            resident = int(fields["VmRSS"].split()[0]) * 1024
+            total += resident
+            if by_process is not None:
+                key = f"{fields.get('Name', '?').strip()} {pid}"
+                by_process[key] = max(by_process.get(key, 0), resident)
     return total
 
 
@@ -245,14 +251,16 @@ def peak_memory_of(name: str, path: Path, extra: list[str] | None = None) -> int
     return run_child(name, path, extra or [])[0]
 
 
-def run_child(name: str, path: Path, extra: list[str]) -> tuple[int, str]:
+def run_child(
+    name: str, path: Path, extra: list[str], by_process: dict[str, int] | None = None
+) -> tuple[int, str]:
     """(peak RSS of the child's process tree, its stdout) for `--memory-of name`."""
     command = [sys.executable, __file__, "--memory-of", name, "--input", str(path), *extra]
     with tempfile.TemporaryFile("w+") as out:
         child = subprocess.Popen(command, stdout=out)
         peak = 0
         while child.poll() is None:
-            peak = max(peak, tree_rss(child.pid))
+            peak = max(peak, tree_rss(child.pid, by_process))
             time.sleep(0.2)
         if child.returncode:
             raise RuntimeError(f"{name}: the memory run exited with {child.returncode}")

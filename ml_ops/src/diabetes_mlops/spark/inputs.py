@@ -262,7 +262,9 @@ def check_input(
     rules = [_numeric_rule(frame, column) for column in NUMERIC_FEATURES]
     sex = F.trim(F.col(CATEGORICAL_FEATURE))
     known = sex.isin(*SEX_VALUES)
-    sex_missing = F.col(CATEGORICAL_FEATURE).isNull() | (~known & _missing_text(sex))
+    sex_missing = F.col(CATEGORICAL_FEATURE).isNull() | (
+        ~known & _missing_text(CATEGORICAL_FEATURE)
+    )
     unknown = ~sex_missing & ~known
     status = _sex_status(F.col(CATEGORICAL_FEATURE), sex)
     quarantine = bad_rows == QUARANTINE
@@ -406,16 +408,20 @@ def _is_text(frame: DataFrame, column: str) -> bool:
     return isinstance(frame.schema[column].dataType, T.StringType)
 
 
-def _missing_text(trimmed: Column) -> Column:
-    """One of contract.MISSING_TEXTS in any case; lower() (a copy of each value) runs only for
-    values that are not already one of them as written."""
-    return F.when(trimmed.isin(*_MISSING_EXACT), True).otherwise(
-        F.lower(trimmed).isin(*MISSING_TEXTS)
+def _missing_text(column: str) -> Column:
+    """The column's value, trimmed, is one of contract.MISSING_TEXTS in any case."""
+    return F.expr(missing_text_sql(f"trim({quote_identifier(column)})"))
+
+
+def missing_text_sql(trimmed: str) -> str:
+    """SQL: `trimmed` is one of contract.MISSING_TEXTS in any case; lower() (a copy of each
+    value) runs only for values that are not already one of them as usually written."""
+    exact = sorted({*MISSING_TEXTS, *(t.upper() for t in MISSING_TEXTS), "NaN", "N/A", "None"})
+    written = ", ".join(text_literal(t) for t in exact)
+    lowered = ", ".join(text_literal(t) for t in sorted(MISSING_TEXTS))
+    return (
+        f"(CASE WHEN {trimmed} IN ({written}) THEN true ELSE lower({trimmed}) IN ({lowered}) END)"
     )
-
-
-# The missing texts as they are usually written, tested before lower() copies a value.
-_MISSING_EXACT = sorted({*MISSING_TEXTS, *(t.upper() for t in MISSING_TEXTS), "NaN", "N/A", "None"})
 
 
 def _count_given(frame: DataFrame, column: str, kept: Column | None) -> Column:
@@ -428,7 +434,7 @@ def _given(frame: DataFrame, column: str) -> Column:
     if _is_text(frame, column):
         text = F.trim(F.col(column))
         is_number = text.rlike(_NUMBER_REGEX)
-        return F.col(column).isNotNull() & (is_number | ~_missing_text(text))
+        return F.col(column).isNotNull() & (is_number | ~_missing_text(column))
     number = F.col(column).cast("double")
     return number.isNotNull() & ~F.isnan(number)
 
@@ -476,7 +482,7 @@ def _sex_status(raw: Column, trimmed: Column) -> Column:
         F.when(raw.isin(*SEX_VALUES), _KNOWN)
         .when(raw.isNull(), _NULL)
         .when(trimmed.isin(*SEX_VALUES), _TRIM)
-        .when(_missing_text(trimmed), _MISSING_TEXT)
+        .when(_missing_text(CATEGORICAL_FEATURE), _MISSING_TEXT)
         .otherwise(_UNKNOWN)
     )
 
@@ -513,11 +519,7 @@ def clean_text_sql(value: str) -> str:
     so the common case costs one comparison (no trim, no lower) per row."""
     known = ", ".join(text_literal(v) for v in SEX_VALUES)
     trimmed = f"trim({value})"
-    exact = ", ".join(text_literal(t) for t in _MISSING_EXACT)
-    lowered = ", ".join(text_literal(t) for t in sorted(MISSING_TEXTS))
-    missing = (
-        f"(CASE WHEN {trimmed} IN ({exact}) THEN true ELSE lower({trimmed}) IN ({lowered}) END)"
-    )
+    missing = missing_text_sql(trimmed)
     return (
         f"CASE WHEN {value} IN ({known}) THEN {value} WHEN {missing} THEN NULL ELSE {trimmed} END"
     )

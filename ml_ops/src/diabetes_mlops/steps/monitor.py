@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -33,9 +33,6 @@ from diabetes.drift import (
     DEFAULT_PSI_THRESHOLD,
     DEFAULT_UNKNOWN_SHARE_THRESHOLD,
     METRICS,
-    MISSING_RATE_CHANGE,
-    PSI,
-    UNKNOWN_SHARE,
     DriftMetric,
     Profile,
     Thresholds,
@@ -158,13 +155,10 @@ def monitor(
                 "model_version": version_number,
                 "batch_id": batch.batch_id,
                 "monitoring_path": monitoring_path,
-                "psi_threshold": psi_threshold,
-                "missing_rate_threshold": missing_rate_threshold,
-                "unknown_share_threshold": unknown_share_threshold,
-                **{
-                    f"{m}_threshold": thresholds.of(m)
-                    for m in METRICS
-                    if m != UNKNOWN_SHARE and m != MISSING_RATE_CHANGE and m != PSI
+                **{  # each Thresholds field is the parameter <field>_threshold
+                    f"{f.name}_threshold": getattr(thresholds, f.name)
+                    for f in fields(Thresholds)
+                    if f.name != "deciding"
                 },
                 "drift_metrics": ",".join(thresholds.deciding),
                 "drift_rule": f"{drift_batches} of {drift_window}",
