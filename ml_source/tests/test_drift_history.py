@@ -63,3 +63,23 @@ def test_batches_in_the_same_minute_get_seconds_in_their_labels():
     assert [t.get_text() for t in ax.get_xticklabels()] == [
         "12-01 10:00:00", "12-01 10:00:05", "12-01 10:00:10"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("metric", "values", "threshold", "past"),
+    [
+        ("chi2_pvalue", [0.5, 0.001, 0.2], 0.01, [1]),  # a p-value is past it when below
+        ("missing_rate_change", [0.0, -0.3, 0.05], 0.1, [1]),  # either way
+        ("psi", [0.1, 0.3, 0.2], 0.2, [1]),
+    ],
+)
+def test_the_red_points_are_those_past_the_threshold_in_the_metrics_own_sense(
+    metric, values, threshold, past
+):
+    rows = pd.DataFrame(
+        [{"batch_id": f"b{i}", "batch_time": pd.Timestamp("2026-12-01", tz="UTC")
+          + pd.Timedelta(days=i), "model_version": 1, "feature": "SEX", "metric": metric,
+          "value": v, "threshold": threshold} for i, v in enumerate(values)]
+    )  # fmt: skip
+    ax = next(a for a in history_figure(rows, metric, ["SEX"]).axes if a.axison)
+    assert list(ax.lines[1].get_xdata()) == past

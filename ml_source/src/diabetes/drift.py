@@ -422,14 +422,21 @@ def _metric(
 ) -> DriftMetric:
     """A metric against its threshold (NaN: never over it). A p-value is over when below."""
     limit = thresholds.of(metric)
-    if math.isnan(value):
-        over = False
-    elif metric == CHI2_PVALUE:
-        over = value < limit
-    else:
-        over = value > limit
     decides = metric in thresholds.deciding
+    over = is_over(metric, value, limit)
     return DriftMetric(name, metric, float(value), limit, over, decides, float(error))
+
+
+def is_over(metric: str, value: float, threshold: float) -> bool:
+    """Whether `value` of `metric` is past `threshold`: a p-value below it, a missing-rate
+    change beyond it either way, any other metric above it; NaN never."""
+    if math.isnan(value) or math.isnan(threshold):
+        return False
+    if metric == CHI2_PVALUE:
+        return value < threshold
+    if metric == MISSING_RATE_CHANGE:
+        return abs(value) > threshold
+    return value > threshold
 
 
 def _counted(columns: Mapping, name: str):
@@ -459,7 +466,8 @@ def _missing_metric(name, expected: float, actual: float, thresholds: Thresholds
     change = actual - expected
     limit = thresholds.missing_rate
     decides = MISSING_RATE_CHANGE in thresholds.deciding
-    return DriftMetric(name, MISSING_RATE_CHANGE, change, limit, abs(change) > limit, decides)
+    over = is_over(MISSING_RATE_CHANGE, change, limit)
+    return DriftMetric(name, MISSING_RATE_CHANGE, change, limit, over, decides)
 
 
 def drifted(metrics: Sequence[DriftMetric]) -> bool:

@@ -4,7 +4,8 @@
 takes the monitoring table's rows (one per batch, feature and metric: `batch_id, batch_time,
 model_version, feature, metric, value, threshold, drifted`), keeps the last `last` batches, and
 draws one panel per feature: the metric's value batch after batch, its threshold as a dashed line,
-the batches over it in red, and a dotted line where another model version took over (each version
+the batches past it in red (diabetes.drift.is_over: a p-value below it, a missing-rate change
+beyond it either way), and a dotted line where another model version took over (each version
 is compared with its own reference). It reads only those rows, never data.
 """
 
@@ -18,9 +19,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display on clusters or in CI
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from diabetes.drift import is_over  # noqa: E402
 from diabetes.drift_report import (  # noqa: E402
     BATCH_COLOR,
     DRIFT_COLOR,
@@ -92,7 +95,10 @@ def _panel(ax, rows: pd.DataFrame, batches: pd.DataFrame, labels: list[str]) -> 
     x, y = rows["order"].to_numpy(), rows["value"].astype("float64").to_numpy()
     ax.plot(x, y, color=BATCH_COLOR, linewidth=1.4, marker="o", markersize=3.5)
     thresholds = rows["threshold"].astype("float64")
-    over = y > thresholds.to_numpy()
+    names = rows["metric"].to_numpy()
+    over = np.array(
+        [is_over(m, v, t) for m, v, t in zip(names, y, thresholds, strict=True)], dtype=bool
+    )
     ax.plot(x[over], y[over], linestyle="none", marker="o", markersize=5, color=DRIFT_COLOR)
     if thresholds.notna().any():
         ax.plot(x, thresholds, linestyle="--", linewidth=1, color=DRIFT_COLOR, alpha=0.7)
