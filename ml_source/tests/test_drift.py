@@ -103,7 +103,7 @@ def drifted_metrics(reference, drifted_profile):
 
 def flagged(metrics) -> set[tuple[str, str]]:
     """The deciding metrics over their threshold."""
-    return {(m.feature, m.metric) for m in metrics if m.drifted and m.decides}
+    return {(m.feature, m.metric) for m in metrics if m.decides_drift}
 
 
 def metric(metrics, feature: str, name: str):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -165,6 +165,14 @@ class Profile:
         if wrong:
             name, rows = next(iter(wrong.items()))
             raise ProfileError(f"inconsistent counts: '{name}' counts {rows} of {self.rows} rows")
+
+    def bins(self) -> tuple[dict[str, tuple[float, ...]], dict[str, tuple[str, ...]]]:
+        """Each numeric column's edges and each categorical column's levels, in order: what a
+        batch must have been counted over to be compared with this profile."""
+        return (
+            {name: p.edges for name, p in self.numeric.items()},
+            {name: tuple(p.counts) for name, p in self.categorical.items()},
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -356,6 +364,11 @@ class DriftMetric:
     # binned KS and Wasserstein approximate it, see diabetes.drift_metrics). Not in the table.
     error: float = 0.0
 
+    @property
+    def decides_drift(self) -> bool:
+        """Over its threshold, and one of the metrics that decide: it makes the batch drifted."""
+        return self.drifted and self.decides
+
 
 def compare(
     reference: Profile, batch: Profile, thresholds: Thresholds = Thresholds()
@@ -369,43 +382,34 @@ def compare(
         got = _counted(batch.numeric, name)
         if got.edges != ref.edges:
             raise ValueError(f"'{name}': the batch was not counted over the reference's bins")
-        found.append(_deciding(_psi_metric(name, ref, got, thresholds.psi), thresholds))
+        found.append(_metric(name, PSI, _psi_of(ref, got), thresholds))
         found += _distances(name, ref.counts, got.counts, thresholds)
         limits = RANGES.get(name)
         bounds = None if limits is None else (limits.low, limits.high)
+        ks = dm.ks_statistic(ref.counts, got.counts)
         found.append(
-            _metric(name, KS, dm.ks_statistic(ref.counts, got.counts), thresholds,
-                    error=_ks_error(ref.counts, got.counts))
-        )  # fmt: skip
+            _metric(name, KS, ks, thresholds, error=dm.ks_upper_bound(ref.counts, got.counts) - ks)
+        )
         found.append(
             _metric(name, WASSERSTEIN, dm.wasserstein(ref.edges, ref.counts, got.counts),
                     thresholds,
                     error=dm.wasserstein_error_bound(ref.edges, ref.counts, got.counts, bounds))
         )  # fmt: skip
-        found.append(_missing_metric(name, ref.missing_rate, got.missing_rate, thresholds))
+        found.append(_missing_metric(name, ref, got, thresholds))
     for name, ref in reference.categorical.items():
         got = _counted(batch.categorical, name)
         if list(got.counts) != list(ref.counts):  # shares are compared level by level, in order
             raise ValueError(f"'{name}': the batch was not counted over the reference's levels")
-        found.append(_deciding(_psi_metric(name, ref, got, thresholds.psi), thresholds))
+        found.append(_metric(name, PSI, _psi_of(ref, got), thresholds))
         # The levels and one bin for every other code.
         expected, actual = (*ref.counts.values(), ref.unknown), (*got.counts.values(), got.unknown)
         found += _distances(name, expected, actual, thresholds)
         statistic, p_value = dm.chi_squared(expected, actual)
         found.append(DriftMetric(name, CHI2, statistic, math.nan, False, False))
         found.append(_metric(name, CHI2_PVALUE, p_value, thresholds))
-        found.append(_missing_metric(name, ref.missing_rate, got.missing_rate, thresholds))
+        found.append(_missing_metric(name, ref, got, thresholds))
         found.append(_metric(name, UNKNOWN_SHARE, got.unknown_share, thresholds))
     return found
-
-
-def _ks_error(expected, actual) -> float:
-    """How far above the binned KS statistic the raw values' one can be."""
-    return float(dm.ks_upper_bound(expected, actual) - dm.ks_statistic(expected, actual))
-
-
-def _deciding(metric: DriftMetric, thresholds: Thresholds) -> DriftMetric:
-    return replace(metric, decides=metric.metric in thresholds.deciding)
 
 
 def _distances(name: str, expected, actual, thresholds: Thresholds) -> list[DriftMetric]:
@@ -420,7 +424,7 @@ def _distances(name: str, expected, actual, thresholds: Thresholds) -> list[Drif
 def _metric(
     name: str, metric: str, value: float, thresholds: Thresholds, error: float = 0.0
 ) -> DriftMetric:
-    """A metric against its threshold (NaN: never over it). A p-value is over when below."""
+    """A metric against its threshold (NaN: never over it), deciding when Thresholds says so."""
     limit = thresholds.of(metric)
     decides = metric in thresholds.deciding
     over = is_over(metric, value, limit)
@@ -439,6 +443,21 @@ def is_over(metric: str, value: float, threshold: float) -> bool:
     return value > threshold
 
 
+def _psi_of(ref: NumericProfile | CategoryProfile, got: NumericProfile | CategoryProfile) -> float:
+    """PSI of the present values; NaN (never drift) when either side has none, since all-zero
+    shares floored at PSI_EPSILON would read as a huge shift. The missing rate says what
+    happened then."""
+    if ref.present == 0 or got.present == 0:
+        return math.nan
+    return psi(ref.shares, got.shares)
+
+
+def _missing_metric(name: str, ref, got, thresholds: Thresholds) -> DriftMetric:
+    """The batch's missing rate minus the reference's."""
+    change = got.missing_rate - ref.missing_rate
+    return _metric(name, MISSING_RATE_CHANGE, change, thresholds)
+
+
 def _counted(columns: Mapping, name: str):
     """The batch's counts of a reference column; a clear error (not a KeyError) when an engine
     left a column out."""
@@ -447,32 +466,9 @@ def _counted(columns: Mapping, name: str):
     return columns[name]
 
 
-def _psi_metric(
-    name: str,
-    ref: NumericProfile | CategoryProfile,
-    got: NumericProfile | CategoryProfile,
-    threshold: float,
-) -> DriftMetric:
-    """PSI of the present values; NaN (never drift) when either side has none, since all-zero
-    shares floored at PSI_EPSILON would read as a huge shift. The missing rate says what
-    happened then. (Deciding or not is set by compare, from Thresholds.deciding.)"""
-    if ref.present == 0 or got.present == 0:
-        return DriftMetric(name, PSI, math.nan, threshold, False)
-    value = psi(ref.shares, got.shares)
-    return DriftMetric(name, PSI, value, threshold, value > threshold)
-
-
-def _missing_metric(name, expected: float, actual: float, thresholds: Thresholds) -> DriftMetric:
-    change = actual - expected
-    limit = thresholds.missing_rate
-    decides = MISSING_RATE_CHANGE in thresholds.deciding
-    over = is_over(MISSING_RATE_CHANGE, change, limit)
-    return DriftMetric(name, MISSING_RATE_CHANGE, change, limit, over, decides)
-
-
 def drifted(metrics: Sequence[DriftMetric]) -> bool:
     """A batch drifted when a deciding metric of any feature is over its threshold."""
-    return any(m.drifted and m.decides for m in metrics)
+    return any(m.decides_drift for m in metrics)
 
 
 def should_retrain(recent: Sequence[bool], needed: int, window: int) -> bool:

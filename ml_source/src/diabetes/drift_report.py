@@ -112,7 +112,7 @@ def _metrics_of(metrics: Sequence[DriftMetric], name: str) -> list[DriftMetric]:
 
 def _is_drifted(metrics: Sequence[DriftMetric], name: str) -> bool:
     """A deciding metric of the feature is over its threshold."""
-    return any(m.drifted and m.decides for m in _metrics_of(metrics, name))
+    return any(m.decides_drift for m in _metrics_of(metrics, name))
 
 
 def _psi_text(metrics: Sequence[DriftMetric], name: str) -> str:
@@ -313,11 +313,7 @@ def _metrics_table_html(metrics: Sequence[DriftMetric]) -> str:
 
 
 def _metric_row_html(metric: DriftMetric) -> str:
-    css = (
-        " class='drifted'"
-        if metric.drifted and metric.decides
-        else " class='over'" if metric.drifted else ""
-    )
+    css = " class='drifted'" if metric.decides_drift else " class='over'" if metric.drifted else ""
     error = "exact" if metric.error == 0 else _number(metric.error)
     cells = (
         f"<td>{html.escape(metric.feature)}</td><td>{html.escape(metric.metric)}</td>"
@@ -334,7 +330,7 @@ def _feature_html(
     name: str, reference: Profile, batch: Profile, metrics: Sequence[DriftMetric]
 ) -> str:
     drifted = _is_drifted(metrics, name)
-    found = ", ".join(m.metric for m in _metrics_of(metrics, name) if m.drifted and m.decides)
+    found = ", ".join(m.metric for m in _metrics_of(metrics, name) if m.decides_drift)
     heading = f"{name}: drifted ({found})" if drifted else name
     rates = (
         f"{_psi_text(metrics, name)} · {rates_text(_column(reference, name), _column(batch, name))}"

@@ -236,7 +236,7 @@ class Batch:
                 "metric": m.metric,
                 "value": None if math.isnan(m.value) else m.value,
                 "threshold": None if math.isnan(m.threshold) else m.threshold,
-                "drifted": m.drifted and m.decides,  # over a threshold that decides
+                "drifted": m.decides_drift,  # over a threshold that decides
                 "batch_drifted": found,
                 "rows": self.rows,
                 "run_id": self.run_id,
@@ -302,7 +302,7 @@ def _counted_while_scoring(
     except ValueError as exc:
         log.warning("output manifest: %s; counting the output again", exc)
         return None
-    if stats.profile is None or not same_bins(stats.profile, reference):
+    if stats.profile is None or stats.profile.bins() != reference.bins():
         log.info("the output's counts are over other bins than this reference's: counting again")
         return None
     try:
@@ -316,15 +316,6 @@ def _counted_while_scoring(
         )
         return None
     return replace(stats, counted_while_scoring=True)
-
-
-def same_bins(batch: Profile, reference: Profile) -> bool:
-    """Counted over the reference's bins and levels, column for column."""
-    return {n: p.edges for n, p in batch.numeric.items()} == {
-        n: p.edges for n, p in reference.numeric.items()
-    } and {n: tuple(p.counts) for n, p in batch.categorical.items()} == {
-        n: tuple(p.counts) for n, p in reference.categorical.items()
-    }
 
 
 def _scored_at(manifest: dict) -> pd.Timestamp:
@@ -398,7 +389,7 @@ def _history_with(history: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 def _log_metrics(metrics, labels: dict[str, float], found: bool, retrain: bool) -> None:
     values = {f"{m.metric}_{m.feature}": m.value for m in metrics if not math.isnan(m.value)}
     values.update({name: value for name, value in labels.items()})
-    values["drifted_metrics"] = sum(m.drifted and m.decides for m in metrics)
+    values["drifted_metrics"] = sum(m.decides_drift for m in metrics)
     values["batch_drifted"] = int(found)
     values["retrain"] = int(retrain)
     mlflow.log_metrics(values)
@@ -434,7 +425,7 @@ def _log_report(
 
 
 def _log_verdict(metrics, batch: Batch, recent, needed: int, window: int, retrain: bool) -> None:
-    over = [m for m in metrics if m.drifted and m.decides]
+    over = [m for m in metrics if m.decides_drift]
     what = (
         "drift in "
         + ", ".join(f"{m.feature} {m.metric} {m.value:.3g} > {m.threshold:g}" for m in over)
